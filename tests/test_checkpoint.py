@@ -1,0 +1,110 @@
+"""Checkpoint round trip and every way a checkpoint file can be wrong."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from vt_explorer.checkpoint import (
+    CheckpointError,
+    checkpoint_paths,
+    load_checkpoint,
+    read_card,
+    save_checkpoint,
+)
+from vt_explorer.model import create_model
+
+
+@pytest.fixture
+def saved(tmp_path):
+    model = create_model("vt_resnet20", num_classes=3, classes=("a", "b", "c")).eval()
+    save_checkpoint(model, tmp_path / "tiny", card={"metrics": {"top1": 0.5}})
+    return model, tmp_path / "tiny"
+
+
+def test_round_trip_keeps_card_preprocessing_and_outputs(saved) -> None:
+    model, stem = saved
+    for path in (stem, stem.with_suffix(".safetensors"), stem.with_suffix(".json")):
+        ck = load_checkpoint(path)
+        assert ck.classes == ["a", "b", "c"]
+        assert ck.card["metrics"] == {"top1": 0.5}
+        assert ck.preprocess.input_size == 32
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(ck.model(x), model(x))
+    assert not list(stem.parent.glob("*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_missing_files(tmp_path, saved) -> None:
+    with pytest.raises(CheckpointError, match="model card not found"):
+        load_checkpoint(tmp_path / "nothing")
+    _, stem = saved
+    stem.with_suffix(".safetensors").unlink()
+    with pytest.raises(CheckpointError, match="weights file not found"):
+        load_checkpoint(stem)
+
+
+def test_corrupted_weights_are_detected(saved) -> None:
+    _, stem = saved
+    w = stem.with_suffix(".safetensors")
+    data = bytearray(w.read_bytes())
+    data[-10] ^= 0xFF
+    w.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupted"):
+        load_checkpoint(stem)
+
+
+def test_truncated_weights_without_hash_check(saved) -> None:
+    _, stem = saved
+    w = stem.with_suffix(".safetensors")
+    w.write_bytes(w.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_checkpoint(stem, verify_hash=False)
+
+
+def test_card_that_does_not_match_weights(saved) -> None:
+    _, stem = saved
+    card_path = stem.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["config"]["vt"]["tokens"] = 8
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match="do not match the architecture"):
+        load_checkpoint(stem, verify_hash=False)
+
+
+def test_foreign_files(tmp_path) -> None:
+    w, c = checkpoint_paths(tmp_path / "foreign")
+    c.write_text('{"hello": "world"}')
+    with pytest.raises(CheckpointError, match="no format marker"):
+        load_checkpoint(tmp_path / "foreign")
+    c.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    with pytest.raises(CheckpointError, match="invalid JSON"):
+        read_card(c)
+
+
+def test_pickle_is_never_unpickled(tmp_path, saved) -> None:
+    """A torch.save / pickle file under the weights name is rejected, not executed."""
+    _, stem = saved
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (marker.write_text, ("executed",))
+
+    stem.with_suffix(".safetensors").write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(stem, verify_hash=False)
+    assert not marker.exists()
+
+
+def test_class_names_must_match_outputs(saved) -> None:
+    _, stem = saved
+    card_path = stem.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["classes"] = ["a", "b"]
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match="2 class names for 3 outputs"):
+        load_checkpoint(stem)

@@ -1,0 +1,40 @@
+"""The command line: `vt-explorer info`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from vt_explorer.cli import main
+
+
+def test_info_json(capsys) -> None:
+    assert main(["info", "-m", "vt_resnet20", "-m", "resnet20", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"vt_resnet20", "resnet20"}
+    vt = out["vt_resnet20"]
+    assert vt["flops"] == 2 * vt["macs"] and vt["input_size"] == 32
+    assert set(vt["stages"]) == {"stem", "layer1", "layer2", "vt", "head"}
+    assert sum(s["params"] for s in vt["stages"].values()) == vt["params"]
+
+
+def test_info_table(capsys) -> None:
+    assert main(["info", "-m", "vt_resnet18"]) == 0
+    out = capsys.readouterr().out
+    assert "vt_resnet18" in out and "GMACs" in out and "vt " in out
+
+
+def test_info_unknown_model(capsys) -> None:
+    assert main(["info", "-m", "bogus"]) == 2
+    assert "unknown model 'bogus'" in capsys.readouterr().err
+
+
+def test_module_entry_point_help() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "vt_explorer", "info", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--input-size" in res.stdout and "--json" in res.stdout

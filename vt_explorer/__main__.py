@@ -1,0 +1,5 @@
+"""``python -m vt_explorer``: the command line (see :mod:`vt_explorer.cli`)."""
+
+from .cli import main
+
+raise SystemExit(main())

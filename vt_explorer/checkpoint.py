@@ -1,0 +1,207 @@
+"""Checkpoints: weights in safetensors beside a JSON model card.
+
+A checkpoint called ``checkpoints/NAME`` is two files:
+
+* ``NAME.safetensors``: the state dict (tensors only; loading never executes code);
+* ``NAME.json``: the model card: format marker, full architecture config, class names,
+  input size, mean/std, the weights' SHA-256, and whatever training adds (dataset, recipe,
+  metrics, hardware, command, code version).
+
+``load_checkpoint`` accepts the stem or either file's path and raises
+:class:`CheckpointError` with a message naming the culprit for a missing file, a file that
+is not ours, a corrupted weights file, or a card that does not match its weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .model import ModelConfig, build_model
+from .preprocess import Preprocess
+
+FORMAT = "vt_explorer.checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be read; the message names the file and the reason."""
+
+
+@dataclass
+class LoadedCheckpoint:
+    """What :func:`load_checkpoint` returns: a ready model, its card, its preprocessing."""
+
+    model: nn.Module
+    card: dict[str, Any]
+    preprocess: Preprocess
+    config: ModelConfig
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names, index-aligned with the logits."""
+        return list(self.card["classes"])
+
+
+def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(weights, card) paths for a stem or for either file's path."""
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    model: nn.Module,
+    path: str | os.PathLike,
+    card: dict[str, Any] | None = None,
+    resize: str = "stretch",
+) -> tuple[Path, Path]:
+    """Write ``model`` (which must carry ``.cfg``) and its card; returns (weights, card) paths.
+
+    ``card`` entries are added to the card (dataset, recipe, metrics...). Both files are
+    written atomically: a crash never leaves a half-written file under either name.
+    """
+    cfg: ModelConfig = model.cfg
+    weights_path, card_path = checkpoint_paths(path)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(
+        weights_path,
+        lambda tmp: save_file(state, tmp, metadata={"format": FORMAT, "model": cfg.name}),
+    )
+    classes = list(cfg.classes) if cfg.classes else [str(i) for i in range(cfg.num_classes)]
+    full = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": Path(weights_path).stem,
+        "config": cfg.to_dict(),
+        "classes": classes,
+        "input_size": cfg.input_size,
+        "mean": list(cfg.mean),
+        "std": list(cfg.std),
+        "resize": resize,
+        "weights_sha256": sha256_file(weights_path),
+    }
+    full.update(card or {})
+    text = json.dumps(full, indent=2, sort_keys=False) + "\n"
+    _atomic_write(card_path, lambda tmp: Path(tmp).write_text(text))
+    return weights_path, card_path
+
+
+def read_card(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a model card (without touching the weights)."""
+    _, card_path = checkpoint_paths(path)
+    if not card_path.is_file():
+        raise CheckpointError(f"{card_path}: model card not found")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(
+            f"{card_path}: not a vt_explorer model card (invalid JSON: {err})"
+        ) from None
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        raise CheckpointError(f"{card_path}: not a vt_explorer model card (no format marker)")
+    if card.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{card_path}: card format {card.get('format_version')} is newer than this "
+            f"vt_explorer understands ({FORMAT_VERSION}); upgrade vt_explorer"
+        )
+    for key in ("config", "classes", "input_size", "mean", "std"):
+        if key not in card:
+            raise CheckpointError(f"{card_path}: model card lacks {key!r}")
+    return card
+
+
+def load_checkpoint(
+    path: str | os.PathLike, device: str | torch.device = "cpu", verify_hash: bool = True
+) -> LoadedCheckpoint:
+    """Rebuild the model a checkpoint describes and load its weights (in eval mode).
+
+    Never unpickles: weights come from safetensors, the card from JSON. Raises
+    :class:`CheckpointError` naming the file for every way a checkpoint can be wrong.
+    """
+    weights_path, card_path = checkpoint_paths(path)
+    card = read_card(card_path)
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path}: weights file not found (card {card_path} exists)")
+    if verify_hash and card.get("weights_sha256"):
+        digest = sha256_file(weights_path)
+        if digest != card["weights_sha256"]:
+            raise CheckpointError(
+                f"{weights_path}: weights do not match their card (SHA-256 {digest[:12]}... "
+                f"!= {card['weights_sha256'][:12]}...): the file is corrupted or was replaced"
+            )
+    try:
+        cfg = ModelConfig.from_dict(card["config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{card_path}: invalid architecture config: {err}") from None
+    if len(card["classes"]) != cfg.num_classes:
+        raise CheckpointError(
+            f"{card_path}: {len(card['classes'])} class names for {cfg.num_classes} outputs"
+        )
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({err})") from None
+    try:
+        model = build_model(cfg)
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{card_path}: cannot build the model it describes: {err}") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        detail = []
+        if missing:
+            detail.append(f"missing {len(missing)} (e.g. {missing[0]})")
+        if unexpected:
+            detail.append(f"unexpected {len(unexpected)} (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            detail.append(f"{len(wrong)} wrong shapes (e.g. {k}: {tuple(state[k].shape)})")
+        raise CheckpointError(
+            f"{weights_path}: weights do not match the architecture in {card_path.name}: "
+            + "; ".join(detail)
+        )
+    model.load_state_dict(state)
+    model.to(device).eval()
+    pre = Preprocess(
+        int(card["input_size"]),
+        tuple(card["mean"]),
+        tuple(card["std"]),
+        card.get("resize", "stretch"),
+    )
+    return LoadedCheckpoint(model=model, card=card, preprocess=pre, config=cfg)

@@ -1,0 +1,157 @@
+"""One registry of named model configs (timm-style), the single source of model shapes.
+
+    >>> from vt_explorer.model import create_model, list_models
+    >>> model = create_model("vt_resnet20")            # CIFAR VT-ResNet-20, recurrent
+    >>> model = create_model("vt_resnet18", num_classes=5)
+
+The app, the CLI, the tests and training all build models through :func:`create_model`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, VTConfig
+from .fpn import ResNetFPN
+from .resnet import VTResNet
+from .seed import SeedViTResNet
+
+_REGISTRY: dict[str, ModelConfig] = {}
+
+
+def register(cfg: ModelConfig) -> ModelConfig:
+    """Add ``cfg`` to the registry under ``cfg.name`` (names are unique)."""
+    if cfg.name in _REGISTRY:
+        raise ValueError(f"model {cfg.name!r} is already registered")
+    _REGISTRY[cfg.name] = cfg
+    return cfg
+
+
+def list_models(task: str | None = None) -> list[str]:
+    """Registered names in registration order; ``task`` = "classification" or "fpn" filters."""
+    names = list(_REGISTRY)
+    if task is None:
+        return names
+    if task not in ("classification", "fpn"):
+        raise ValueError(f"unknown task {task!r}")
+    return [n for n in names if (_REGISTRY[n].family == "fpn") == (task == "fpn")]
+
+
+def get_config(name: str) -> ModelConfig:
+    """The registered config called ``name``; KeyError listing the known names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(_REGISTRY)}") from None
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """Instantiate the architecture a config describes (random weights)."""
+    if cfg.family == "resnet":
+        return VTResNet(cfg)
+    if cfg.family == "seed":
+        return SeedViTResNet(cfg)
+    if cfg.family == "fpn":
+        return ResNetFPN(cfg)
+    raise ValueError(f"unknown model family {cfg.family!r}")
+
+
+def create_model(name: str | ModelConfig, **overrides: Any) -> nn.Module:
+    """Build a registered model by name (or from a config), with optional field overrides.
+
+    Overrides may name any :class:`ModelConfig` field (``num_classes=5``) or any
+    :class:`VTConfig` field (``tokens=32``, ``variant="filter"``, ``transformer="paper"``).
+    """
+    cfg = get_config(name) if isinstance(name, str) else name
+    if overrides:
+        cfg = cfg.replace(**overrides)
+    return build_model(cfg)
+
+
+# --- CIFAR scale (32x32 input) -------------------------------------------------------------
+# ResNet-20 (He et al. 2016): 16/32/64 channels, 3 blocks per stage. The VT variants replace
+# stage 3 (3 blocks) by 3 VT modules working at stage 2's 16x16 resolution on C = 32 channels.
+_CIFAR_VT = VTConfig(
+    num_modules=3,  # as many modules as the replaced stage had blocks
+    tokens=16,  # L = 16 as in the paper
+    token_dim=128,  # C_T = 2x the replaced stage's 64 channels (R18: 1024 = 2 x 512)
+    heads=4,
+    qk_ratio=0.5,  # early paper: q/k reduced to C_T / 2
+    mlp_ratio=2.0,
+)
+register(
+    ModelConfig(
+        name="resnet20",
+        description="CIFAR ResNet-20, the conv baseline (stage 3 = 3 basic blocks at 8x8)",
+    )
+)
+register(
+    ModelConfig(
+        name="vt_resnet20",
+        vt=_CIFAR_VT,
+        description="CIFAR VT-ResNet-20: stage 3 -> 3 VT modules at 16x16 (filter, recurrent x2)",
+    )
+)
+register(
+    ModelConfig(
+        name="vt_resnet20_filter",
+        vt=VTConfig(**{**_CIFAR_VT.__dict__, "variant": "filter"}),
+        description="CIFAR VT-ResNet-20 with every tokenizer filter-based",
+    )
+)
+register(
+    ModelConfig(
+        name="vit_resnet_seed",
+        family="seed",
+        extra={"tokens": 8, "token_dim": 128, "depth": 6, "heads": 8, "mlp_dim": 256},
+        description="The seed's ViTResNet design (class token, 6x8-head transformer), fixed",
+    )
+)
+
+# --- ImageNet scale (224x224 input) --------------------------------------------------------
+_IMAGENET = dict(
+    stem="imagenet",
+    widths=(64, 128, 256, 512),
+    num_classes=1000,
+    input_size=224,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    classes=None,
+)
+# "VT-C512-L16-CT1024": C = 256 (stage 3 output, 14x14), L = 16, C_T = 1024; early-version
+# transformer widths (16 heads, q/k at C_T / 2, F1/F2 of C_T x C_T).
+_IMAGENET_VT = VTConfig(num_modules=2, tokens=16, token_dim=1024, heads=16, qk_ratio=0.5)
+for _depth, _layers in (("18", (2, 2, 2, 2)), ("34", (3, 4, 6, 3))):
+    register(
+        ModelConfig(
+            name=f"resnet{_depth}",
+            layers=_layers,
+            **_IMAGENET,
+            description=f"ResNet-{_depth}, equal to torchvision's (keys, params, FLOPs)",
+        )
+    )
+    register(
+        ModelConfig(
+            name=f"vt_resnet{_depth}",
+            layers=_layers,
+            vt=VTConfig(**{**_IMAGENET_VT.__dict__, "num_modules": _layers[-1]}),
+            **_IMAGENET,
+            description=f"VT-ResNet-{_depth}: stage 4 -> {_layers[-1]} VT modules at 14x14",
+        )
+    )
+
+# --- VT-FPN vs conv FPN on ResNet-50 (512x512 input) ------------------------------------------
+for _neck, _desc in (("conv", "conventional FPN (laterals + 3x3 outputs)"), ("vt", "VT-FPN")):
+    register(
+        ModelConfig(
+            name=f"fpn_r50_{_neck}",
+            family="fpn",
+            block="bottleneck",
+            layers=(3, 4, 6, 3),
+            **{**_IMAGENET, "input_size": 512, "num_classes": 0},
+            extra={"neck": _neck, "out_channels": 256, "tokens": 8, "token_dim": 1024},
+            description=f"ResNet-50 + {_desc}",
+        )
+    )

@@ -1,0 +1,49 @@
+"""A checkpoint's own preprocessing: PIL image -> normalised (3, S, S) tensor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize to ``input_size`` and normalise with ``mean``/``std``.
+
+    ``resize="stretch"`` resizes the whole image to S x S (what CIFAR-trained models expect of
+    a photo: the whole scene, small); ``"center_crop"`` resizes the short side to S * 8/7 and
+    crops the centre S x S (the ImageNet convention).
+    """
+
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize: str = "stretch"
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """(3, S, S) float tensor from any PIL image (converted to RGB)."""
+        img = image.convert("RGB")
+        s = self.input_size
+        if self.resize == "center_crop":
+            short = round(s * 8 / 7)
+            w, h = img.size
+            scale = short / min(w, h)
+            img = img.resize((max(s, round(w * scale)), max(s, round(h * scale))), Image.BICUBIC)
+            w, h = img.size
+            left, top = (w - s) // 2, (h - s) // 2
+            img = img.crop((left, top, left + s, top + s))
+        elif self.resize == "stretch":
+            img = img.resize((s, s), Image.BICUBIC)
+        else:
+            raise ValueError(f"unknown resize mode {self.resize!r}")
+        arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        return (arr - mean) / std
+
+    def batch(self, images: list[Image.Image]) -> torch.Tensor:
+        """(B, 3, S, S) from a list of PIL images."""
+        return torch.stack([self(im) for im in images])
