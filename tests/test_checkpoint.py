@@ -76,7 +76,7 @@ def test_card_that_does_not_match_weights(saved) -> None:
 
 
 def test_foreign_files(tmp_path) -> None:
-    w, c = checkpoint_paths(tmp_path / "foreign")
+    _w, c = checkpoint_paths(tmp_path / "foreign")
     c.write_text('{"hello": "world"}')
     with pytest.raises(CheckpointError, match="no format marker"):
         load_checkpoint(tmp_path / "foreign")

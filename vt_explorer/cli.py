@@ -2,6 +2,8 @@
 
 Subcommands:
   info    parameters and FLOPs (total and per stage) of every registered model config
+  train   train a model on an ImageFolder directory or archive (single process or torchrun)
+  eval    top-1, per-class accuracy and confusion matrix of a checkpoint on a dataset
 """
 
 from __future__ import annotations
@@ -56,6 +58,89 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train (see vt_explorer.train)."""
+    from .data import DatasetError
+    from .model import get_config
+    from .train import TrainArgs, train
+
+    try:
+        get_config(args.config)
+    except KeyError as err:
+        print(f"error: {err.args[0]}", file=sys.stderr)
+        return 2
+    targs = TrainArgs(
+        config=args.config,
+        train=args.train,
+        val=args.val,
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        warmup=args.warmup,
+        seed=args.seed,
+        device=args.device,
+        workers=args.workers,
+        flip_tta=not args.no_tta,
+        amp=not args.no_amp,
+        compile=args.compile,
+        threads=args.threads,
+        resume=args.resume,
+    )
+    try:
+        train(targs)
+    except (DatasetError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint on a dataset."""
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .data import DatasetError, load_image_folder
+    from .device import select_device
+    from .evaluate import evaluate
+
+    try:
+        device = select_device(args.device)
+        ck = load_checkpoint(args.checkpoint, device=device)
+        data = load_image_folder(
+            args.data, ck.preprocess.input_size, ck.preprocess.resize, progress=not args.json
+        )
+        tta = ck.card.get("eval", {}).get("flip_tta", False) if args.tta is None else args.tta
+        m = evaluate(
+            ck.model,
+            data,
+            ck.preprocess.mean,
+            ck.preprocess.std,
+            device,
+            ck.classes,
+            args.batch_size,
+            flip_tta=tta,
+            progress=not args.json,
+        )
+    except (CheckpointError, DatasetError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    m["flip_tta"] = tta
+    m["checkpoint"] = str(args.checkpoint)
+    m["data"] = str(args.data)
+    if args.json:
+        print(json.dumps(m))
+        return 0
+    print(f"{args.checkpoint} on {args.data}: top-1 {m['accuracy']:.4f} ({m['correct']}/{m['n']})")
+    width = max(len(c) for c in m["classes"])
+    for c, acc in m["per_class"].items():
+        print(f"  {c:<{width}}  {'-' if acc is None else f'{acc:.4f}'}")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    for c, row in zip(m["classes"], m["confusion"], strict=True):
+        print(f"  {c:<{width}}  " + " ".join(f"{v:5d}" for v in row))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (``--help`` documents each flag)."""
     parser = argparse.ArgumentParser(
@@ -89,6 +174,52 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print one JSON object instead of a table"
     )
     info.set_defaults(func=cmd_info)
+
+    tr = sub.add_parser(
+        "train",
+        help="train a model on an ImageFolder directory or .tar.gz",
+        description="Train a registered config on your data (ImageFolder layout: "
+        "ROOT/<class>/<image>, as a folder or a .tar.gz of one). Single process, or "
+        "multi-GPU / multi-node with torchrun (DistributedDataParallel). Writes "
+        "OUT.safetensors + OUT.json (checkpoint and model card), OUT.log.jsonl (one line per "
+        "epoch) and OUT.resume.pt (deleted when training finishes).",
+    )
+    tr.add_argument("--config", required=True, help="registered model config (vt-explorer info)")
+    tr.add_argument("--train", required=True, metavar="PATH", help="training images")
+    tr.add_argument("--val", metavar="PATH", help="evaluation images (same class folders)")
+    tr.add_argument("--out", required=True, metavar="OUT", help="checkpoint path without suffix")
+    tr.add_argument("--epochs", type=int, default=15, help="passes over the data (default 15)")
+    tr.add_argument("--batch-size", type=int, default=128, help="per process (default 128)")
+    tr.add_argument("--lr", type=float, default=0.1, help="peak one-cycle learning rate (0.1)")
+    tr.add_argument("--weight-decay", type=float, default=5e-4, help="on weights only (5e-4)")
+    tr.add_argument("--label-smoothing", type=float, default=0.1, help="(default 0.1)")
+    tr.add_argument("--warmup", type=float, default=0.2, help="warm-up fraction of steps (0.2)")
+    tr.add_argument("--seed", type=int, default=0, help="seed; CPU runs are deterministic")
+    tr.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1...")
+    tr.add_argument("--workers", type=int, default=2, help="image decoding threads (2)")
+    tr.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
+    tr.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
+    tr.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    tr.add_argument("--compile", action="store_true", help="torch.compile the model")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT.resume.pt")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser(
+        "eval",
+        help="accuracy of a checkpoint on a dataset",
+        description="Top-1, per-class accuracy and confusion matrix. DATA is any ImageFolder "
+        "folder or archive whose class folders are the checkpoint's classes; images of any "
+        "size and format are resized as the checkpoint's card says.",
+    )
+    ev.add_argument("checkpoint", help="checkpoint path (with or without .safetensors/.json)")
+    ev.add_argument("data", help="ImageFolder directory or .tar.gz")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--batch-size", type=int, default=256, help="(default 256)")
+    ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
+    tta = ev.add_mutually_exclusive_group()
+    tta.add_argument("--tta", dest="tta", action="store_true", default=None, help="flip TTA on")
+    tta.add_argument("--no-tta", dest="tta", action="store_false", help="flip TTA off")
+    ev.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+
+from .attention import attend
 
 
 class Projector(nn.Module):
@@ -16,6 +17,10 @@ class Projector(nn.Module):
 
     W_Q in R^{C x D}, W_K in R^{C_T x D} (D = ``attn_dim``, default C); W_V in R^{C_T x C}
     (identity when C_T = C, the ICCV form). The softmax runs over the L tokens for each pixel.
+
+    Computed as ``X_in (T W_K W_Q^T)^T``, which equals ``(X_in W_Q)(T W_K)^T`` by
+    associativity but multiplies the L tokens by W_Q^T instead of the HW pixels by W_Q: at
+    HW >> L it removes the largest matrix product of the module (HW x C x D multiply-adds).
     With ``scaled=True`` (default) the dot products are divided by sqrt(D) as in every
     dot-product attention; eq. 5 omits it, ``scaled=False`` gives the literal form.
 
@@ -29,6 +34,7 @@ class Projector(nn.Module):
         super().__init__()
         attn_dim = attn_dim or channels
         self.scale = 1.0 / math.sqrt(attn_dim) if scaled else 1.0
+        self.fused = True  # F.scaled_dot_product_attention unless weights are asked for
         self.to_q = nn.Linear(channels, attn_dim, bias=False)  # W_Q
         self.to_k = nn.Linear(token_dim, attn_dim, bias=False)  # W_K
         self.to_v = (
@@ -40,15 +46,11 @@ class Projector(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         h = x.shape[-2]
         x_flat = rearrange(x, "b c h w -> b (h w) c")
-        q = self.to_q(x_flat)  # b n d
-        k = self.to_k(tokens)  # b l d
-        v = self.to_v(tokens).to(q.dtype)  # b l c
-        if need_weights:
-            attn = (q @ k.transpose(-1, -2) * self.scale).softmax(dim=-1)  # b n l
-            out = attn @ v
+        # (X W_Q)(T W_K)^T = X (T W_K W_Q^T)^T: keys brought into pixel space, L rows only
+        k = (self.to_k(tokens) @ self.to_q.weight).to(x_flat.dtype)  # b l c
+        v = self.to_v(tokens).to(x_flat.dtype)  # b l c
+        out, attn = attend(x_flat, k, v, self.scale, need_weights, self.fused)  # attn: b n l
+        if attn is not None:
             attn = rearrange(attn, "b (h w) l -> b l h w", h=h)
-        else:
-            attn = None
-            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         x_out = rearrange(x_flat + out, "b (h w) c -> b c h w", h=h)
         return x_out, attn

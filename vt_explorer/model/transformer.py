@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+
+from .attention import attend
 
 
 class TokenAttention(nn.Module):
@@ -46,6 +47,7 @@ class TokenAttention(nn.Module):
         if qk_dim % heads or dim % heads:
             raise ValueError(f"heads={heads} must divide q/k width {qk_dim} and token width {dim}")
         self.heads = heads
+        self.fused = True  # F.scaled_dot_product_attention unless weights are asked for
         self.scale = 1.0 / math.sqrt(qk_dim // heads) if scaled else 1.0
         self.to_q = nn.Linear(dim, qk_dim, bias=bias)  # the paper's K in eq. 3
         self.to_k = nn.Linear(dim, qk_dim, bias=bias)  # the paper's Q in eq. 3
@@ -57,12 +59,7 @@ class TokenAttention(nn.Module):
         q = rearrange(self.to_q(tokens), split, h=self.heads)
         k = rearrange(self.to_k(tokens), split, h=self.heads)
         v = rearrange(self.to_v(tokens), split, h=self.heads)
-        if need_weights:
-            attn = (q @ k.transpose(-1, -2) * self.scale).softmax(dim=-1)  # b h l l
-            out = attn @ v
-        else:
-            attn = None
-            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        out, attn = attend(q, k, v, self.scale, need_weights, self.fused)  # attn: b h l l
         return self.to_out(rearrange(out, "b h l d -> b l (h d)")), attn
 
 

@@ -1,0 +1,339 @@
+"""Image classification data: decoding, validation, ImageFolder dirs and tar.gz archives,
+a decoded-tensor cache, and augmentation on whole batches.
+
+A dataset is an ImageFolder tree (``root/<class>/<image>``) given as a directory or as a
+``.tar``/``.tar.gz``/``.tgz`` archive of one (a single top-level folder such as ``train/``
+inside the archive is allowed). Images are decoded once, resized to the requested square
+size, and kept as one uint8 tensor (N, 3, S, S); the result is cached as safetensors under
+``$VT_EXPLORER_CACHE`` (default ``~/.cache/vt_explorer``) keyed by the source's checksum
+and the size, so later runs do not decode JPEGs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+Image.MAX_IMAGE_PIXELS = 64_000_000  # larger images raise DecompressionBombError (a bad file)
+
+
+class DatasetError(ValueError):
+    """A dataset path could not be used; the message names the path and the reason."""
+
+
+@dataclass
+class ImageDataset:
+    """Decoded images of one split.
+
+    Attributes:
+        images: (N, 3, S, S) uint8.
+        labels: (N,) int64 class indices into ``classes``.
+        classes: class names (sorted folder names).
+        source: the path it was read from.
+        skipped: ``"path: reason"`` for every file that was not a readable image.
+        sha256: checksum of the source (archive bytes, or the directory listing).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    source: str
+    skipped: list[str] = field(default_factory=list)
+    sha256: str = ""
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def input_size(self) -> int:
+        """S, the side of the decoded square images."""
+        return int(self.images.shape[-1])
+
+    def describe(self) -> dict:
+        """JSON-ready summary for model cards."""
+        counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
+        return {
+            "source": self.source,
+            "sha256": self.sha256,
+            "n": len(self),
+            "classes": self.classes,
+            "per_class": dict(zip(self.classes, counts, strict=True)),
+            "skipped": len(self.skipped),
+        }
+
+
+def decode_image(data: bytes, name: str = "image") -> Image.Image:
+    """Decode image bytes into an RGB PIL image, honouring EXIF rotation.
+
+    Handles grayscale, palette, RGBA (composited on white), CMYK and 16-bit images, and takes
+    the first frame of animations. Raises ValueError naming ``name`` for empty, truncated,
+    non-image or oversized (decompression bomb) data.
+    """
+    if not data:
+        raise ValueError(f"{name}: empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            img.seek(0)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as err:
+        kind = "not an image" if isinstance(err, UnidentifiedImageError) else "image too large"
+        raise ValueError(f"{name}: {kind}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ValueError(f"{name}: unreadable image ({err})") from None
+    if img.width < 1 or img.height < 1:
+        raise ValueError(f"{name}: image has no pixels")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        arr = arr / max(arr.max(), 1.0) * 255.0
+        img = Image.fromarray(arr.astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "P", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def _is_archive(path: Path) -> bool:
+    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _iter_folder(root: Path) -> Iterator[tuple[str, str, bytes | None, str]]:
+    """(class, relative name, bytes or None, skip reason) for each file under class folders."""
+    for cls_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for f in sorted(cls_dir.rglob("*")):
+            if f.is_file():
+                rel = str(f.relative_to(root))
+                if f.name.startswith("."):
+                    yield cls_dir.name, rel, None, "hidden file"
+                else:
+                    yield cls_dir.name, rel, f.read_bytes(), ""
+
+
+def _iter_archive(path: Path) -> Iterator[tuple[str, str, bytes | None, str]]:
+    try:
+        tar = tarfile.open(path, "r:*")  # noqa: SIM115 (closed by the with below)
+    except (tarfile.TarError, OSError) as err:
+        raise DatasetError(f"{path}: not a readable tar archive ({err})") from None
+    with tar:
+        members = [m for m in tar.getmembers() if m.isfile()]
+        parts = [Path(m.name).parts for m in members]
+        if not parts:
+            raise DatasetError(f"{path}: the archive holds no files")
+        # allow one common top-level folder (train/<class>/...), else <class>/...
+        tops = {p[0] for p in parts}
+        depth = 1 if len(tops) == 1 and all(len(p) >= 3 for p in parts) else 0
+        for m, p in sorted(zip(members, parts, strict=True), key=lambda mp: mp[0].name):
+            if len(p) < depth + 2:
+                yield "", m.name, None, "not inside a class folder"
+                continue
+            f = tar.extractfile(m)
+            data = f.read() if f is not None else b""
+            hidden = Path(m.name).name.startswith(".")
+            yield p[depth], m.name, (None if hidden else data), ("hidden file" if hidden else "")
+
+
+def _source_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    if path.is_file():
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    else:
+        for f in sorted(path.rglob("*")):
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where decoded datasets are cached: ``$VT_EXPLORER_CACHE`` or ``~/.cache/vt_explorer``."""
+    env = os.environ.get("VT_EXPLORER_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "vt_explorer"
+
+
+def load_image_folder(
+    path: str | os.PathLike,
+    input_size: int = 32,
+    resize: str = "stretch",
+    use_cache: bool = True,
+    progress: bool = True,
+    workers: int = 2,
+) -> ImageDataset:
+    """Read an ImageFolder directory or archive into an :class:`ImageDataset`.
+
+    Every image is decoded with :func:`decode_image` and resized to ``input_size`` (the
+    whole image, ``"stretch"``, or a centre crop, ``"center_crop"``). Files that are not
+    readable images are skipped with a warning naming each (and counted in ``skipped``).
+    ``workers`` threads decode in parallel (PIL releases the GIL while decoding).
+    Raises :class:`DatasetError` for a missing path, a path with no class folders, an empty
+    class folder, or a dataset without a single readable image.
+    """
+    from .preprocess import Preprocess
+
+    src = Path(path).expanduser()
+    if not src.exists():
+        raise DatasetError(f"{src}: no such file or directory")
+    if src.is_file() and not _is_archive(src):
+        raise DatasetError(
+            f"{src}: not a dataset (expected a folder of class folders or a .tar.gz of one)"
+        )
+    digest = _source_digest(src)
+    cache = cache_dir() / "datasets" / f"{digest[:24]}-{input_size}-{resize}.safetensors"
+    if use_cache and cache.is_file():
+        try:
+            tensors = load_file(str(cache))
+            with open(cache, "rb") as f:
+                header_len = int.from_bytes(f.read(8), "little")
+                meta = json.loads(f.read(header_len))["__metadata__"]
+            return ImageDataset(
+                tensors["images"],
+                tensors["labels"],
+                json.loads(meta["classes"]),
+                str(src),
+                json.loads(meta["skipped"]),
+                digest,
+            )
+        except Exception:  # a damaged cache is rebuilt, never trusted
+            cache.unlink(missing_ok=True)
+
+    if src.is_dir():
+        class_dirs = sorted(p.name for p in src.iterdir() if p.is_dir())
+        if not class_dirs:
+            raise DatasetError(f"{src}: no class folders (expected {src}/<class>/<image>)")
+        items = _iter_folder(src)
+    else:
+        class_dirs = None
+        items = _iter_archive(src)
+
+    prep = Preprocess(input_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), resize)
+    arrays: list[np.ndarray] = []
+    names: list[str] = []
+    skipped: list[str] = []
+
+    def work(item: tuple[str, str, bytes | None, str]) -> tuple[str, np.ndarray | None, str]:
+        cls, rel, data, reason = item
+        if data is None:
+            return cls, None, f"{rel}: {reason}"
+        try:
+            return cls, _to_uint8(prep, decode_image(data, rel)), ""
+        except ValueError as err:
+            return cls, None, str(err)
+
+    bar = tqdm(desc=f"decoding {src.name}", unit="img", disable=not progress, leave=False)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for chunk in _chunks(items, 1024):
+            for cls, arr, reason in pool.map(work, chunk):
+                if arr is None:
+                    skipped.append(reason)
+                else:
+                    arrays.append(arr)
+                    names.append(cls)
+            bar.update(len(chunk))
+    bar.close()
+    for s in skipped:
+        warnings.warn(f"skipped {s}", stacklevel=2)
+    classes = class_dirs if class_dirs is not None else sorted(set(names))
+    if not classes or not arrays:
+        raise DatasetError(f"{src}: no readable image inside class folders")
+    counts = {c: 0 for c in classes}
+    for n in names:
+        counts[n] += 1
+    empty = [c for c, k in counts.items() if k == 0]
+    if empty:
+        raise DatasetError(f"{src}: class folder(s) without a readable image: {', '.join(empty)}")
+    index = {c: i for i, c in enumerate(classes)}
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    labels = torch.tensor([index[n] for n in names], dtype=torch.int64)
+    ds = ImageDataset(images, labels, list(classes), str(src), skipped, digest)
+    if use_cache:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp")
+            meta = {"classes": json.dumps(ds.classes), "skipped": json.dumps(skipped)}
+            save_file({"images": images, "labels": labels}, str(tmp), metadata=meta)
+            os.replace(tmp, cache)
+        except OSError as err:
+            warnings.warn(f"could not write the dataset cache {cache}: {err}", stacklevel=2)
+    return ds
+
+
+def _chunks(items: Iterator, n: int) -> Iterator[list]:
+    chunk: list = []
+    for it in items:
+        chunk.append(it)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _to_uint8(prep, img: Image.Image) -> np.ndarray:
+    """Resize like ``prep`` and return an (S, S, 3) uint8 array."""
+    if img.size == (prep.input_size, prep.input_size):
+        return np.asarray(img, dtype=np.uint8)
+    t = prep(img)  # (3, S, S) in [0, 1] with mean 0, std 1
+    return (t.permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+
+
+def check_same_classes(train: ImageDataset, val: ImageDataset) -> None:
+    """Raise DatasetError when two splits do not have the same class folders."""
+    if train.classes != val.classes:
+        only_t = sorted(set(train.classes) - set(val.classes))
+        only_v = sorted(set(val.classes) - set(train.classes))
+        raise DatasetError(
+            f"class folders differ between {train.source} and {val.source}: "
+            f"only in the first {only_t or '-'}, only in the second {only_v or '-'}"
+        )
+
+
+def normalize(images: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
+    """uint8 (B, 3, S, S) -> normalised float32, channels_last."""
+    m = torch.tensor(mean, device=images.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
+    x = (images.float() / 255.0 - m) / s
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def augment_batch(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with zero padding ``pad`` and random horizontal flip, on a whole batch.
+
+    images: (B, C, S, S) any dtype, on any device; ``generator`` lives on the CPU so runs
+    are reproducible across devices. Returns a tensor of the same shape.
+    """
+    b, _, h, w = images.shape
+    dev = images.device
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
+    flip = (torch.rand(b, generator=generator) < 0.5).to(dev)
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    cols = ox[:, None] + torch.arange(w, device=dev)[None, :]  # b w
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    rows = oy[:, None] + torch.arange(h, device=dev)[None, :]  # b h
+    bidx = torch.arange(b, device=dev)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]  # b h w c
+    return out.permute(0, 3, 1, 2)

@@ -1,0 +1,81 @@
+"""Evaluation: top-1, per-class accuracy and the confusion matrix."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import ImageDataset, normalize
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    images: torch.Tensor,
+    mean: tuple,
+    std: tuple,
+    device: torch.device,
+    batch_size: int = 256,
+    flip_tta: bool = False,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Logits (N, K) for uint8 images (N, 3, S, S); ``flip_tta`` averages the logits of the
+    image and its mirror. Deterministic for a given model and input."""
+    model.eval()
+    outs = []
+    for i in tqdm(
+        range(0, len(images), batch_size), desc="eval", leave=False, disable=not progress
+    ):
+        x = normalize(images[i : i + batch_size].to(device), mean, std)
+        logits = model(x).float()
+        if flip_tta:
+            logits = (logits + model(x.flip(3)).float()) / 2
+        outs.append(logits.cpu())
+    return torch.cat(outs) if outs else torch.empty(0, 0)
+
+
+def metrics_from_predictions(pred: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
+    """accuracy, per-class accuracy, confusion matrix (rows = true class), n."""
+    k = len(classes)
+    conf = torch.zeros(k, k, dtype=torch.int64)
+    conf.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
+    per_class = {}
+    for i, c in enumerate(classes):
+        total = int(conf[i].sum())
+        per_class[c] = round(int(conf[i, i]) / total, 6) if total else None
+    n = int(labels.numel())
+    correct = int((pred == labels).sum())
+    return {
+        "accuracy": round(correct / n, 6) if n else 0.0,
+        "correct": correct,
+        "n": n,
+        "per_class": per_class,
+        "confusion": conf.tolist(),
+        "classes": classes,
+    }
+
+
+def evaluate(
+    model: nn.Module,
+    data: ImageDataset,
+    mean: tuple,
+    std: tuple,
+    device: torch.device,
+    class_order: list[str] | None = None,
+    batch_size: int = 256,
+    flip_tta: bool = False,
+    progress: bool = False,
+) -> dict:
+    """Evaluate ``model`` on ``data``. ``class_order`` gives the model's class names; the
+    dataset's labels are mapped onto it by name (they must be the same set)."""
+    classes = class_order or data.classes
+    if set(classes) != set(data.classes):
+        raise ValueError(
+            f"{data.source}: class folders {sorted(data.classes)} differ from the model's "
+            f"classes {sorted(classes)}"
+        )
+    remap = torch.tensor([classes.index(c) for c in data.classes])
+    labels = remap[data.labels]
+    logits = predict(model, data.images, mean, std, device, batch_size, flip_tta, progress)
+    return metrics_from_predictions(logits.argmax(1), labels, list(classes))
