@@ -38,3 +38,22 @@ def test_module_entry_point_help() -> None:
         check=True,
     )
     assert "--input-size" in res.stdout and "--json" in res.stdout
+
+
+def test_predict_reports_bad_files_and_keeps_going(tmp_path, capsys) -> None:
+    from vt_explorer.checkpoint import save_checkpoint
+    from vt_explorer.model import create_model
+
+    from .imagegen import make_image
+
+    save_checkpoint(create_model("vt_resnet20"), tmp_path / "ck")
+    make_image((200, 10, 10), 300).save(tmp_path / "big.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    code = main(["predict", str(tmp_path / "ck"), str(tmp_path), "--json", "--top", "3"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "broken.jpg" in captured.err
+    (res,) = json.loads(captured.out)
+    assert res["image"].endswith("big.png") and len(res["top"]) == 3
+    probs = [p["probability"] for p in res["top"]]
+    assert probs == sorted(probs, reverse=True)

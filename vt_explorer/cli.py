@@ -4,6 +4,7 @@ Subcommands:
   info    parameters and FLOPs (total and per stage) of every registered model config
   train   train a model on an ImageFolder directory or archive (single process or torchrun)
   eval    top-1, per-class accuracy and confusion matrix of a checkpoint on a dataset
+  predict top-k classes of a checkpoint for image files or folders
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 
@@ -141,6 +143,58 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _image_files(paths: list[str]) -> list[Path]:
+    from .data import IMAGE_EXTENSIONS
+
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        else:
+            files.append(p)
+    return files
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Print the top-k predictions of a checkpoint for each image."""
+    import torch
+
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .data import decode_image
+    from .device import select_device
+
+    try:
+        device = select_device(args.device)
+        ck = load_checkpoint(args.checkpoint, device=device)
+    except (CheckpointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    results, failed = [], 0
+    for f in _image_files(args.images):
+        try:
+            img = decode_image(f.read_bytes(), str(f))
+        except (OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        with torch.no_grad():
+            x = ck.preprocess(img)[None].to(device)
+            probs = torch.softmax(ck.model(x).float(), -1)[0].cpu()
+        k = min(args.top, len(ck.classes))
+        top = torch.topk(probs, k)
+        preds = [
+            {"class": ck.classes[int(i)], "probability": round(float(p), 6)}
+            for p, i in zip(top.values, top.indices, strict=True)
+        ]
+        results.append({"image": str(f), "top": preds})
+        if not args.json:
+            shown = ", ".join(f"{p['class']} {p['probability']:.3f}" for p in preds)
+            print(f"{f}: {shown}")
+    if args.json:
+        print(json.dumps(results))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (``--help`` documents each flag)."""
     parser = argparse.ArgumentParser(
@@ -220,6 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
     tta.add_argument("--tta", dest="tta", action="store_true", default=None, help="flip TTA on")
     tta.add_argument("--no-tta", dest="tta", action="store_false", help="flip TTA off")
     ev.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser(
+        "predict",
+        help="top-k predictions for images",
+        description="Classify image files (any size or format; resized as the checkpoint's "
+        "card says). Folders are searched for images. Unreadable files are reported and "
+        "skipped (exit status 1).",
+    )
+    pr.add_argument("checkpoint", help="checkpoint path (with or without .safetensors/.json)")
+    pr.add_argument("images", nargs="+", help="image files or folders")
+    pr.add_argument("--top", type=int, default=5, help="how many classes to show (5)")
+    pr.add_argument("--json", action="store_true", help="print one JSON list")
+    pr.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
+    pr.set_defaults(func=cmd_predict)
     return parser
 
 

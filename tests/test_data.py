@@ -1,0 +1,148 @@
+"""Decoding and validating images, ImageFolder folders and archives, batch augmentation."""
+
+from __future__ import annotations
+
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vt_explorer.data import (
+    DatasetError,
+    augment_batch,
+    check_same_classes,
+    decode_image,
+    load_image_folder,
+)
+
+from .imagegen import image_bytes, make_dataset, make_image
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VT_EXPLORER_CACHE", str(tmp_path / "cache"))
+
+
+def test_decode_modes_all_become_rgb() -> None:
+    base = make_image((10, 200, 30), 20)
+    variants = {
+        "gray": base.convert("L"),
+        "rgba": base.convert("RGBA"),
+        "palette": base.convert("P"),
+        "cmyk": base.convert("CMYK"),
+        "16bit": Image.fromarray(np.asarray(base.convert("L"), np.uint16) * 256),
+    }
+    for name, img in variants.items():
+        fmt = "JPEG" if name == "cmyk" else "PNG"
+        out = decode_image(image_bytes(img, fmt), name)
+        assert out.mode == "RGB" and out.size == (20, 20), name
+
+
+def test_decode_first_frame_of_animated_gif() -> None:
+    frames = [Image.new("RGB", (8, 8), c) for c in [(255, 0, 0), (0, 0, 255)]]
+    data = image_bytes(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    out = decode_image(data, "anim.gif")
+    r, _g, b = out.getpixel((4, 4))
+    assert r > 200 and b < 50
+
+
+def test_decode_honours_exif_rotation() -> None:
+    img = Image.new("RGB", (30, 10), (255, 255, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees
+    out = decode_image(image_bytes(img, "JPEG", exif=exif), "rotated.jpg")
+    assert out.size == (10, 30)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty file"),
+        (b"hello, I am a text file", "not an image"),
+        (image_bytes(make_image((1, 2, 3), 64), "JPEG")[:300], "unreadable image"),
+    ],
+)
+def test_decode_bad_input_names_the_file(data: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=f"bad.bin: {message}"):
+        decode_image(data, "bad.bin")
+
+
+def test_decode_rejects_decompression_bomb() -> None:
+    bomb = image_bytes(Image.new("1", (9000, 9000)), "PNG")
+    with pytest.raises(ValueError, match="too large"):
+        decode_image(bomb, "bomb.png")
+
+
+def test_one_pixel_image_is_fine() -> None:
+    assert decode_image(image_bytes(Image.new("RGB", (1, 1)), "PNG"), "dot").size == (1, 1)
+
+
+def test_folder_and_archive_agree_and_cache(tmp_path) -> None:
+    root = make_dataset(tmp_path / "ds" / "train", per_class=5)
+    (root / "red" / "notes.txt").write_text("not an image")
+    with pytest.warns(UserWarning, match="notes.txt"):
+        ds = load_image_folder(root, 32, progress=False)
+    assert ds.classes == ["blue", "green", "red"]
+    assert len(ds) == 15 and ds.images.dtype == torch.uint8
+    assert len(ds.skipped) == 1
+    archive = tmp_path / "train.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname="train")
+    with pytest.warns(UserWarning):
+        from_tar = load_image_folder(archive, 32, progress=False)
+    assert torch.equal(from_tar.images, ds.images) and torch.equal(from_tar.labels, ds.labels)
+    again = load_image_folder(archive, 32, progress=False)  # from the cache: no warning
+    assert torch.equal(again.images, ds.images) and again.skipped == from_tar.skipped
+
+
+def test_resize_to_input_size(tmp_path) -> None:
+    root = make_dataset(tmp_path / "big", per_class=2, size=50, fmt="JPEG")
+    ds = load_image_folder(root, 24, progress=False)
+    assert ds.images.shape == (6, 3, 24, 24)
+
+
+def test_dataset_errors(tmp_path) -> None:
+    with pytest.raises(DatasetError, match="no such file"):
+        load_image_folder(tmp_path / "missing")
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.png").write_bytes(b"x")
+    with pytest.raises(DatasetError, match="no class folders"):
+        load_image_folder(tmp_path / "flat")
+    root = make_dataset(tmp_path / "ds", per_class=2)
+    (root / "empty").mkdir()
+    with pytest.raises(DatasetError, match="without a readable image: empty"):
+        load_image_folder(root, progress=False)
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(DatasetError, match="not a dataset"):
+        load_image_folder(tmp_path / "x.txt")
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"not a tar")
+    with pytest.raises(DatasetError, match="not a readable tar archive"):
+        load_image_folder(bad)
+
+
+def test_class_sets_must_match(tmp_path) -> None:
+    a = load_image_folder(make_dataset(tmp_path / "a", per_class=1), progress=False)
+    (tmp_path / "b").mkdir()
+    make_dataset(tmp_path / "b", per_class=1)
+    (tmp_path / "b" / "red").rename(tmp_path / "b" / "yellow")
+    b = load_image_folder(tmp_path / "b", progress=False)
+    with pytest.raises(DatasetError, match=r"only in the first \['red'\]"):
+        check_same_classes(a, b)
+
+
+def test_augment_batch_crops_and_flips() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6) + 1
+    same = augment_batch(x, g, pad=0)
+    for i in range(2):
+        assert torch.equal(same[i], x[i]) or torch.equal(same[i], x[i].flip(-1))
+    out = augment_batch(x, torch.Generator().manual_seed(1), pad=2)
+    assert out.shape == x.shape
+    values = set(x.flatten().tolist()) | {0.0}
+    assert set(out.flatten().tolist()) <= values
+    a = augment_batch(x, torch.Generator().manual_seed(5))
+    b = augment_batch(x, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
