@@ -197,7 +197,7 @@ def load_checkpoint(
             + "; ".join(detail)
         )
     model.load_state_dict(state)
-    model.to(device).eval()
+    model.to(device, memory_format=torch.channels_last).eval()
     pre = Preprocess(
         int(card["input_size"]),
         tuple(card["mean"]),

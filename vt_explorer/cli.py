@@ -101,33 +101,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint on a dataset."""
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .data import DatasetError, load_image_folder
+    from .checkpoint import CheckpointError
+    from .data import DatasetError
     from .device import select_device
-    from .evaluate import evaluate
+    from .evaluate import evaluate_checkpoint
 
     try:
-        device = select_device(args.device)
-        ck = load_checkpoint(args.checkpoint, device=device)
-        data = load_image_folder(
-            args.data, ck.preprocess.input_size, ck.preprocess.resize, progress=not args.json
-        )
-        tta = ck.card.get("eval", {}).get("flip_tta", False) if args.tta is None else args.tta
-        m = evaluate(
-            ck.model,
-            data,
-            ck.preprocess.mean,
-            ck.preprocess.std,
-            device,
-            ck.classes,
+        m = evaluate_checkpoint(
+            args.checkpoint,
+            args.data,
+            select_device(args.device),
             args.batch_size,
-            flip_tta=tta,
+            args.tta,
             progress=not args.json,
         )
     except (CheckpointError, DatasetError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    m["flip_tta"] = tta
     m["checkpoint"] = str(args.checkpoint)
     m["data"] = str(args.data)
     if args.json:

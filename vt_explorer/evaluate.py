@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import ImageDataset, normalize
+from .data import ImageDataset, load_image_folder, normalize
 
 
 @torch.no_grad()
@@ -79,3 +79,43 @@ def evaluate(
     labels = remap[data.labels]
     logits = predict(model, data.images, mean, std, device, batch_size, flip_tta, progress)
     return metrics_from_predictions(logits.argmax(1), labels, list(classes))
+
+
+def evaluate_checkpoint(
+    checkpoint: str,
+    data: str | ImageDataset,
+    device: torch.device,
+    batch_size: int = 256,
+    flip_tta: bool | None = None,
+    progress: bool = False,
+) -> dict:
+    """Load a checkpoint and evaluate it on a dataset path (or a loaded dataset), resizing
+    as its card says. ``flip_tta=None`` uses the card's evaluation setting. This is the one
+    code path behind both ``vt-explorer eval`` and the metrics training writes into the
+    card, so the two agree to the last digit on the same kind of device."""
+    from .checkpoint import load_checkpoint
+
+    ck = load_checkpoint(checkpoint, device=device)
+    if not isinstance(data, ImageDataset):
+        data = load_image_folder(
+            data, ck.preprocess.input_size, ck.preprocess.resize, progress=progress
+        )
+    elif data.input_size != ck.preprocess.input_size:
+        raise ValueError(
+            f"{data.source}: decoded at {data.input_size}, checkpoint wants {ck.preprocess.input_size}"
+        )
+    tta = ck.card.get("eval", {}).get("flip_tta", False) if flip_tta is None else flip_tta
+    m = evaluate(
+        ck.model,
+        data,
+        ck.preprocess.mean,
+        ck.preprocess.std,
+        device,
+        ck.classes,
+        batch_size,
+        flip_tta=tta,
+        progress=progress,
+    )
+    m["flip_tta"] = tta
+    m["device"] = str(device)
+    return m

@@ -39,7 +39,7 @@ from . import __version__
 from .checkpoint import _atomic_write, save_checkpoint
 from .data import augment_batch, check_same_classes, load_image_folder, normalize
 from .device import select_device
-from .evaluate import evaluate
+from .evaluate import evaluate, evaluate_checkpoint
 from .model import count_complexity, create_model, get_config
 
 
@@ -318,14 +318,7 @@ def _train(
     card: dict[str, Any] = {}
     if main:
         wall = elapsed_before + time.time() - t_start
-        model.eval()
-        metrics = {}
-        if val_ds is not None:
-            metrics = evaluate(
-                model, val_ds, mean, std, device, list(classes), flip_tta=args.flip_tta
-            )
-        cost = count_complexity(model.to("cpu"), cfg.input_size)
-        model.to(device)
+        cost = count_complexity(model.to("cpu").eval(), cfg.input_size)
         card = {
             "dataset": {
                 "train": train_ds.describe(),
@@ -333,7 +326,7 @@ def _train(
             },
             "recipe": {**dataclasses.asdict(args), "world_size": world},
             "eval": {"flip_tta": args.flip_tta},
-            "metrics": metrics,
+            "metrics": {},
             "complexity": cost.to_dict(),
             "history": history,
             "train_seconds": round(wall, 1),
@@ -342,7 +335,12 @@ def _train(
             "code_version": code_version(),
             "torch_version": torch.__version__,
         }
-        save_checkpoint(model.to("cpu"), files["stem"], card)
+        save_checkpoint(model, files["stem"], card)
+        metrics: dict[str, Any] = {}
+        if val_ds is not None:  # the same code path as `vt-explorer eval`
+            metrics = evaluate_checkpoint(str(files["stem"]), val_ds, device)
+            card["metrics"] = metrics
+            save_checkpoint(model, files["stem"], card)
         files["resume"].unlink(missing_ok=True)
         if metrics:
             print(f"{files['stem']}: top-1 {metrics['accuracy']:.4f} on {metrics['n']} images")
