@@ -4,17 +4,84 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
+from vt_explorer.checkpoint import save_checkpoint
+from vt_explorer.model import create_model
+
+from .imagegen import image_bytes, make_image
+
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "photos"
 
 
-def test_app_shows_model_summary_and_switches_model() -> None:
-    at = AppTest.from_file(APP, default_timeout=60).run()
+@pytest.fixture(scope="module")
+def ckdir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("cks")
+    torch.manual_seed(0)
+    save_checkpoint(create_model("vt_resnet20"), d / "cifar10-vt-recurrent")
+    save_checkpoint(create_model("vt_resnet20_filter"), d / "cifar10-vt-filter")
+    return d
+
+
+@pytest.fixture
+def app(ckdir, monkeypatch) -> AppTest:
+    monkeypatch.setenv("VT_EXPLORER_CHECKPOINTS", str(ckdir))
+    return AppTest.from_file(APP, default_timeout=240)
+
+
+def predictions(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if " predicts " in m.value]
+
+
+def test_example_gallery_compares_two_models(app) -> None:
+    at = app.run()
     assert not at.exception
-    assert at.subheader[0].value == "vt_resnet20"
-    params = next(m for m in at.metric if m.label == "Parameters")
-    assert params.value.endswith(" M")
-    at.selectbox(key="model").select("vit_resnet_seed").run()
+    preds = predictions(at)
+    assert any("cifar10-vt-recurrent" in p for p in preds)
+    assert any("cifar10-vt-filter" in p for p in preds)
+    assert at.selectbox(key="model_a").value.endswith("cifar10-vt-recurrent")
+    assert any("The two models" in c.value for c in at.caption)
+
+
+@pytest.mark.slow
+def test_upload_photos_and_bad_files(app) -> None:
+    at = app.run()
+    at.checkbox(key="examples").uncheck()
+    at.checkbox(key="compare").uncheck()
+    photo = sorted(PHOTOS.glob("*.JPEG"))[0] if PHOTOS.is_dir() else None
+    files = [("drawn.png", image_bytes(make_image((20, 200, 20), 300)), "image/png")]
+    if photo is not None:
+        files.append((photo.name, photo.read_bytes(), "image/jpeg"))
+    jpeg = image_bytes(make_image((1, 2, 3), 64), "JPEG")
+    files += [
+        ("notes.png", b"this is text", "image/png"),
+        ("truncated.jpg", jpeg[:200], "image/jpeg"),
+        ("empty.png", b"", "image/png"),
+        ("rgba.png", image_bytes(make_image((9, 9, 9), 40).convert("RGBA")), "image/png"),
+        ("gray.png", image_bytes(make_image((9, 9, 9), 40).convert("L")), "image/png"),
+        ("dot.png", image_bytes(make_image((9, 9, 9), 1)), "image/png"),
+    ]
+    at.file_uploader(key="upload").set_value(files).run()
     assert not at.exception
-    assert at.subheader[0].value == "vit_resnet_seed"
+    errors = " ".join(e.value for e in at.error)
+    for bad in ("notes.png: not an image", "truncated.jpg", "empty.png: empty file"):
+        assert bad in errors
+    shown = [s.value for s in at.subheader]
+    assert {"drawn.png", "rgba.png", "gray.png", "dot.png"} <= set(shown)
+    assert len(predictions(at)) == len(files) - 3
+    # a view change does not rerun or break anything
+    at.selectbox(key="cmap").select("viridis").run()
+    at.slider(key="alpha").set_value(0.3).run()
+    assert not at.exception
+
+
+def test_a_file_that_is_not_a_checkpoint_keeps_the_previous_model(app, tmp_path) -> None:
+    (tmp_path / "fake.json").write_text("{not json")
+    at = app.run()
+    at.text_input(key="custom_path").input(str(tmp_path / "fake")).run()
+    assert not at.exception
+    assert any("Cannot use that checkpoint" in e.value for e in at.sidebar.error)
+    assert predictions(at)

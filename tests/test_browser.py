@@ -1,4 +1,5 @@
-"""A real headless Chromium (Debian's, driven by Playwright) against `streamlit run app.py`."""
+"""A real headless Chromium (Debian's, driven by Playwright) against `streamlit run app.py`:
+upload a photo, wait for the maps, check the predicted class, save a screenshot."""
 
 from __future__ import annotations
 
@@ -11,9 +12,18 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
+
+from vt_explorer.checkpoint import load_checkpoint, save_checkpoint
+from vt_explorer.data import decode_image
+from vt_explorer.explore import list_checkpoints
+from vt_explorer.model import create_model
+
+from .imagegen import make_image
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
+PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 ARTIFACTS = ROOT / "test-artifacts"
 
 pytestmark = [
@@ -29,23 +39,26 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url():
+def ckdir(tmp_path_factory) -> Path:
+    """The shipped checkpoints, or a random-weights one when none is shipped yet."""
+    shipped = ROOT / "checkpoints"
+    if list_checkpoints(shipped):
+        return shipped
+    d = tmp_path_factory.mktemp("cks")
+    torch.manual_seed(0)
+    save_checkpoint(create_model("vt_resnet20"), d / "cifar10-vt-recurrent")
+    return d
+
+
+@pytest.fixture(scope="module")
+def app_url(ckdir):
     port = _free_port()
+    env = {**os.environ, "VT_EXPLORER_CHECKPOINTS": str(ckdir)}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py")]
+    cmd += ["--server.headless=true", f"--server.port={port}", "--server.address=127.0.0.1"]
+    cmd += ["--browser.gatherUsageStats=false"]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app.py"),
-            "--server.headless=true",
-            f"--server.port={port}",
-            "--server.address=127.0.0.1",
-            "--browser.gatherUsageStats=false",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -63,8 +76,20 @@ def app_url():
         proc.wait(timeout=20)
 
 
-def test_page_loads_and_shows_the_model(app_url) -> None:
+def test_upload_a_photo_and_see_the_prediction(app_url, ckdir, tmp_path) -> None:
     from playwright.sync_api import sync_playwright
+
+    photos = sorted(PHOTOS.glob("*tabby*.JPEG"))
+    if photos:
+        photo = photos[0]
+    else:
+        photo = tmp_path / "drawn.png"
+        make_image((120, 90, 60), 320).save(photo)
+    ck_path = next(p for p in list_checkpoints(ckdir) if "vt-recurrent" in p)
+    ck = load_checkpoint(ck_path)
+    with torch.no_grad():
+        x = ck.preprocess(decode_image(photo.read_bytes(), photo.name))[None]
+        expected = ck.classes[int(ck.model(x).argmax())]
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
@@ -81,10 +106,15 @@ def test_page_loads_and_shows_the_model(app_url) -> None:
             ],
         )
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
             page.goto(app_url, wait_until="domcontentloaded")
-            page.locator("[data-testid=stMetricValue]").first.wait_for(timeout=60_000)
-            page.screenshot(path=str(ARTIFACTS / "app-summary.png"), full_page=True)
-            assert page.locator("h3", has_text="vt_resnet20").count() >= 1
+            page.locator("input[type=file]").first.wait_for(state="attached", timeout=90_000)
+            page.locator("input[type=file]").first.set_input_files(str(photo))
+            page.get_by_role("heading", name=photo.name).wait_for(timeout=120_000)
+            verdict = page.get_by_text(f"{Path(ck_path).name} predicts {expected}").first
+            verdict.wait_for(timeout=120_000)
+            page.get_by_text("token 0").first.wait_for(timeout=60_000)
+            time.sleep(1.0)
+            page.screenshot(path=str(ARTIFACTS / "app-upload.png"), full_page=False)
         finally:
             browser.close()

@@ -1,0 +1,109 @@
+"""Token maps, semantic groups, propagated maps (the paper's Fig. 6) and per-token numbers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model.trace import Trace, VTModuleTrace
+
+
+def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinearly resize (L, h, w) maps to (L, H, W) = ``size`` (for overlays on the image)."""
+    t = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[None]
+    out = F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0]
+    return out.numpy()
+
+
+def semantic_groups(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which token claims each pixel most, and each token's share of the pixels.
+
+    maps: (L, H, W) tokenizer attention (each map sums to 1 over pixels). Each map is first
+    divided by its maximum so that a token's claim is relative to its own peak (otherwise
+    diffuse tokens could never win). Returns (labels (H, W) int, share (L,) summing to 1).
+    """
+    m = maps / np.maximum(maps.reshape(len(maps), -1).max(1), 1e-12)[:, None, None]
+    labels = m.argmax(0)
+    share = np.bincount(labels.ravel(), minlength=len(maps)) / labels.size
+    return labels, share
+
+
+def projector_groups(proj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The projector's view: for each pixel the token it reads from most (eq. 5 softmax).
+
+    proj: (L, H, W), summing to 1 over L at each pixel. Returns (labels (H, W), mass (L,)):
+    ``mass[l]`` is the mean weight pixels give token l (sums to 1).
+    """
+    return proj.argmax(0), proj.reshape(len(proj), -1).mean(1)
+
+
+def propagated_maps(maps: np.ndarray, token_attention: np.ndarray) -> np.ndarray:
+    """The paper's Fig. 6 second row: A_hat[l] = sum_l' W[l, l'] A[l'].
+
+    maps (L, H, W); token_attention (heads, L, L) or (L, L) (rows sum to 1; heads are
+    averaged). Returns (L, H, W); each map still sums to 1.
+    """
+    w = token_attention.mean(0) if token_attention.ndim == 3 else token_attention
+    return np.einsum("lk,khw->lhw", w, maps)
+
+
+def token_entropy(maps: np.ndarray) -> tuple[np.ndarray, float]:
+    """Entropy (nats) of each token's spatial map, and that of a uniform map, log(HW)."""
+    p = maps.reshape(len(maps), -1).astype(np.float64)
+    p = p / p.sum(1, keepdims=True)
+    ent = -(p * np.log(np.clip(p, 1e-30, None))).sum(1)
+    return ent, float(np.log(p.shape[1]))
+
+
+def token_contributions(model: nn.Module, tokens: torch.Tensor, class_index: int) -> np.ndarray:
+    """Change in the ``class_index`` logit when token l is removed from the average the
+    classifier reads (ablation; VT-ResNet heads only).
+
+    tokens: (L, C_T) final tokens of one image. Returns (L,): positive = the token supports
+    the class.
+    """
+    with torch.no_grad():
+        t = tokens.float()
+        full = model.fc(model.head_norm(t.mean(0)))[class_index]
+        n = t.shape[0]
+        rest = (t.sum(0, keepdim=True) - t) / max(n - 1, 1)  # mean of the others, per token
+        ablated = model.fc(model.head_norm(rest))[:, class_index]
+        return (full - ablated).cpu().numpy()
+
+
+@dataclass
+class TokenStats:
+    """Per-token numbers of one image and module, each an (L,) array."""
+
+    share: np.ndarray  # fraction of pixels the token wins in the semantic-group map
+    mass: np.ndarray  # mean projector weight pixels give the token (or share, no projector)
+    entropy: np.ndarray  # nats
+    uniform_entropy: float  # log(HW)
+    contribution: np.ndarray | None  # logit change of the predicted class on removal
+
+
+def token_stats(
+    trace: Trace, module: int, i: int = 0, model: nn.Module | None = None
+) -> TokenStats:
+    """Per-token numbers for image ``i`` of ``trace`` at VT module ``module``.
+
+    ``contribution`` is filled for the last module of a VT-ResNet when ``model`` is given.
+    """
+    m: VTModuleTrace = trace.modules[module]
+    maps = m.tokenizer_attention[i].float().cpu().numpy()
+    _, share = semantic_groups(maps)
+    if m.projector_attention is not None:
+        _, mass = projector_groups(m.projector_attention[i].float().cpu().numpy())
+    else:
+        mass = share
+    ent, uni = token_entropy(maps)
+    contrib = None
+    last = module == len(trace.modules) - 1
+    if model is not None and last and hasattr(model, "head_norm") and not trace.class_token:
+        pred = int(trace.logits[i].argmax())
+        contrib = token_contributions(model, m.tokens[i], pred)
+    return TokenStats(share, mass, ent, uni, contrib)

@@ -1,0 +1,102 @@
+"""What the app shows for one image and one checkpoint, computed once (no Streamlit here).
+
+``analyse(checkpoint, image)`` runs the model's trace a single time and turns everything
+the views need into numpy arrays; the app caches the result, so changing a view (token,
+module, head, colour map, opacity) never reruns the model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .analysis import TokenStats, token_stats
+from .checkpoint import LoadedCheckpoint
+
+DISPLAY_SIDE = 448  # longest side of the image the views are drawn on
+
+
+@dataclass
+class ModuleView:
+    """One VT module's arrays for one image (shapes as in VTModuleTrace, batch removed)."""
+
+    kind: str
+    maps: np.ndarray  # (L, h, w) tokenizer attention
+    token_attention: list[np.ndarray]  # per layer (heads, L', L')
+    projector: np.ndarray | None  # (L, h, w) or None
+    stats: TokenStats
+
+
+@dataclass
+class ImageAnalysis:
+    """Everything the views of one image under one checkpoint need."""
+
+    name: str
+    image: np.ndarray  # (H, W, 3) uint8, downscaled for display
+    classes: list[str]
+    probs: np.ndarray  # (K,)
+    modules: list[ModuleView] = field(default_factory=list)
+    class_token: bool = False
+
+    @property
+    def top(self) -> tuple[str, float]:
+        """(predicted class, its probability)."""
+        i = int(self.probs.argmax())
+        return self.classes[i], float(self.probs[i])
+
+
+def display_image(img: Image.Image, side: int = DISPLAY_SIDE) -> np.ndarray:
+    """(H, W, 3) uint8 copy whose longest side is at most ``side`` pixels."""
+    im = img.convert("RGB")
+    scale = side / max(im.size)
+    if scale < 1:
+        im = im.resize(
+            (max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.BILINEAR
+        )
+    return np.asarray(im, dtype=np.uint8).copy()
+
+
+def analyse(ck: LoadedCheckpoint, img: Image.Image, name: str = "image") -> ImageAnalysis:
+    """Run ``ck``'s model once on ``img`` (preprocessed as its card says) and collect views."""
+    device = next(ck.model.parameters()).device
+    x = ck.preprocess(img)[None].to(device).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        trace = ck.model.trace(x)
+    probs = trace.probabilities[0].cpu().numpy()
+    views = []
+    for k, m in enumerate(trace.modules):
+        views.append(
+            ModuleView(
+                kind=m.kind,
+                maps=m.tokenizer_attention[0].float().cpu().numpy(),
+                token_attention=[a[0].float().cpu().numpy() for a in m.token_attention],
+                projector=None
+                if m.projector_attention is None
+                else m.projector_attention[0].float().cpu().numpy(),
+                stats=token_stats(trace, k, 0, ck.model),
+            )
+        )
+    return ImageAnalysis(name, display_image(img), ck.classes, probs, views, trace.class_token)
+
+
+def checkpoint_dir() -> Path:
+    """Folder of the shipped checkpoints (``$VT_EXPLORER_CHECKPOINTS`` overrides)."""
+    env = os.environ.get("VT_EXPLORER_CHECKPOINTS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def list_checkpoints(folder: str | os.PathLike | None = None) -> list[str]:
+    """Checkpoint stems (paths without suffix) in ``folder`` that have a card and weights."""
+    root = Path(folder) if folder else checkpoint_dir()
+    if not root.is_dir():
+        return []
+    return sorted(
+        str(p.with_suffix(""))
+        for p in root.glob("*.json")
+        if p.with_suffix(".safetensors").is_file()
+    )

@@ -1,0 +1,24 @@
+"""Arrays -> figures (no model calls, no Streamlit): Plotly for the app, matplotlib/PNG for files.
+
+The app and the CLI call the same functions, so what a user exports equals what they saw.
+"""
+
+from .figures import (
+    attention_heatmap,
+    group_image,
+    overlay,
+    palette,
+    predictions_bar,
+    token_grid_png,
+    token_strip,
+)
+
+__all__ = [
+    "attention_heatmap",
+    "group_image",
+    "overlay",
+    "palette",
+    "predictions_bar",
+    "token_grid_png",
+    "token_strip",
+]

@@ -1,0 +1,126 @@
+"""Figure builders. Inputs are numpy arrays; outputs are RGB arrays, Plotly figures or PNG bytes."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import plotly.graph_objects as go
+from matplotlib import colormaps
+
+from ..analysis import upsample
+
+
+def palette(n: int) -> np.ndarray:
+    """(n, 3) uint8 distinct colours (tab20, repeated) for token groups."""
+    cols = colormaps["tab20"](np.arange(n) % 20)[:, :3]
+    return (cols * 255).astype(np.uint8)
+
+
+def overlay(
+    image: np.ndarray, heat: np.ndarray, cmap: str = "jet", alpha: float = 0.5
+) -> np.ndarray:
+    """Blend a heat map over an image.
+
+    image (H, W, 3) uint8; heat (h, w) any scale (normalised to its own min-max and resized
+    to H x W). Returns (H, W, 3) uint8.
+    """
+    h, w = image.shape[:2]
+    m = upsample(heat[None], (h, w))[0] if heat.shape != (h, w) else heat
+    lo, hi = float(m.min()), float(m.max())
+    m = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+    colour = colormaps[cmap](m)[..., :3] * 255
+    return (image * (1 - alpha) + colour * alpha).round().clip(0, 255).astype(np.uint8)
+
+
+def token_strip(
+    image: np.ndarray, maps: np.ndarray, cmap: str = "jet", alpha: float = 0.5
+) -> list[np.ndarray]:
+    """One overlay per token: maps (L, h, w) -> list of L (H, W, 3) uint8 images."""
+    return [overlay(image, m, cmap, alpha) for m in maps]
+
+
+def group_image(image: np.ndarray, labels: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """Colour each pixel by the token that claims it: labels (h, w) ints -> (H, W, 3) uint8."""
+    h, w = image.shape[:2]
+    n = int(labels.max()) + 1
+    onehot = np.eye(n, dtype=np.float32)[labels].transpose(2, 0, 1)  # n h w
+    up = upsample(onehot, (h, w)).argmax(0)
+    colour = palette(n)[up].astype(np.float32)
+    return (image * (1 - alpha) + colour * alpha).round().clip(0, 255).astype(np.uint8)
+
+
+def attention_heatmap(
+    matrix: np.ndarray, title: str = "", labels: list[str] | None = None
+) -> go.Figure:
+    """Token-to-token attention (L, L) as a heatmap: row = query token, column = key token."""
+    n = matrix.shape[0]
+    labels = labels or [f"t{i}" for i in range(n)]
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=labels[: matrix.shape[1]],
+            y=labels[:n],
+            colorscale="Viridis",
+            zmin=0,
+            hovertemplate="token %{y} reads %{x}: %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        yaxis={"autorange": "reversed", "title": "query token"},
+        xaxis={"title": "key token"},
+        height=360,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )
+    return fig
+
+
+def predictions_bar(classes: list[str], probs: np.ndarray, k: int = 5) -> go.Figure:
+    """Horizontal bar chart of the top-k class probabilities."""
+    order = np.argsort(-probs)[:k][::-1]
+    fig = go.Figure(
+        go.Bar(
+            x=probs[order],
+            y=[classes[i] for i in order],
+            orientation="h",
+            text=[f"{probs[i]:.1%}" for i in order],
+            textposition="auto",
+        )
+    )
+    fig.update_layout(
+        xaxis={"range": [0, 1], "tickformat": ".0%"},
+        height=40 + 30 * len(order),
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+    )
+    return fig
+
+
+def token_grid_png(
+    image: np.ndarray,
+    maps: np.ndarray,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    title: str = "",
+    cols: int = 8,
+    fmt: str = "png",
+) -> bytes:
+    """Every token's map over the image as one PNG (or SVG with ``fmt="svg"``)."""
+    tiles = token_strip(image, maps, cmap, alpha)
+    rows = (len(tiles) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.7 * rows + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i < len(tiles):
+            ax.imshow(tiles[i])
+            ax.set_title(f"token {i}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, bbox_inches="tight", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
