@@ -79,8 +79,10 @@ def test_contract(name: str, tmp_path) -> None:
     model.eval()
     save_checkpoint(model, tmp_path / "ck")
     loaded = load_checkpoint(tmp_path / "ck")
-    with torch.no_grad():
-        torch.testing.assert_close(loaded.model(x), model(x))
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[k].cpu(), v), k
+    with torch.no_grad():  # loaded models run channels_last: other conv kernels, same maths
+        torch.testing.assert_close(loaded.model(x), model(x), rtol=1e-3, atol=1e-3)
     assert loaded.config == cfg
 
 

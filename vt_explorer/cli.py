@@ -10,6 +10,7 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -71,25 +72,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     except KeyError as err:
         print(f"error: {err.args[0]}", file=sys.stderr)
         return 2
+    names = {f.name for f in dataclasses.fields(TrainArgs)} - {"flip_tta", "amp"}
     targs = TrainArgs(
-        config=args.config,
-        train=args.train,
-        val=args.val,
-        out=args.out,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing,
-        warmup=args.warmup,
-        seed=args.seed,
-        device=args.device,
-        workers=args.workers,
-        flip_tta=not args.no_tta,
-        amp=not args.no_amp,
-        compile=args.compile,
-        threads=args.threads,
-        resume=args.resume,
+        **{n: getattr(args, n) for n in names}, flip_tta=not args.no_tta, amp=not args.no_amp
     )
     try:
         train(targs)

@@ -141,7 +141,23 @@ class ResNetTrunk(nn.Module):
         return stages
 
 
-class VTResNet(ResNetTrunk):
+class TracedClassifier(ResNetTrunk):
+    """A classifier whose ``_run(images, need_weights)`` returns a :class:`Trace`:
+    ``forward`` takes the fused path and returns logits, ``trace`` the explicit one."""
+
+    def _run(self, images: Tensor, need_weights: bool) -> Trace:
+        raise NotImplementedError
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, 3, S, S) normalised images -> (B, num_classes) logits (fused attention)."""
+        return self._run(images, need_weights=False).logits
+
+    def trace(self, images: Tensor) -> Trace:
+        """Forward pass that also returns every attention map it computed (explicit softmax)."""
+        return self._run(images, need_weights=True)
+
+
+class VTResNet(TracedClassifier):
     """ResNet classifier; with ``cfg.vt`` its last stage is a VT stage (VT_PAPER.md section 5).
 
     Shapes: images (B, 3, S, S) -> logits (B, num_classes). Conv: features after the last
@@ -173,14 +189,6 @@ class VTResNet(ResNetTrunk):
         _, tokens, traces = self.vt(x, need_weights)
         logits = self.fc(self.head_norm(tokens.mean(dim=1)))
         return Trace(logits=logits, modules=traces)
-
-    def forward(self, images: Tensor) -> Tensor:
-        """(B, 3, S, S) normalised images -> (B, num_classes) logits (fused attention)."""
-        return self._run(images, need_weights=False).logits
-
-    def trace(self, images: Tensor) -> Trace:
-        """Forward pass that also returns every attention map it computed (explicit softmax)."""
-        return self._run(images, need_weights=True)
 
     def stage_modules(self) -> dict[str, list[str]]:
         """Top-level children grouped by stage, for per-stage parameter and FLOP counts."""

@@ -14,13 +14,13 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .resnet import ResNetTrunk
+from .resnet import ResNetTrunk, TracedClassifier
 from .tokenizer import FilterTokenizer
 from .trace import Trace, VTModuleTrace
 from .transformer import TokenTransformer
 
 
-class SeedViTResNet(ResNetTrunk):
+class SeedViTResNet(TracedClassifier):
     """The seed design with shared tokenizer weights (any batch size, one image included).
 
     Shapes: images (B, 3, 32, 32) -> X (B, 64, 8, 8) -> tokens (B, L, C_T) ->
@@ -59,14 +59,6 @@ class SeedViTResNet(ResNetTrunk):
             return Trace(logits=logits)
         mod = VTModuleTrace("filter", attn, token_attn, None, tokens0, t)
         return Trace(logits=logits, modules=[mod], class_token=True)
-
-    def forward(self, images: Tensor) -> Tensor:
-        """(B, 3, 32, 32) -> (B, num_classes) logits (fused attention)."""
-        return self._run(images, need_weights=False).logits
-
-    def trace(self, images: Tensor) -> Trace:
-        """Forward pass returning every attention map (explicit softmax)."""
-        return self._run(images, need_weights=True)
 
     def stage_modules(self) -> dict[str, list[str]]:
         """Top-level children grouped by stage."""
