@@ -1,0 +1,105 @@
+"""Analysis functions (trace -> arrays) and figure builders (arrays -> figures)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vt_explorer.analysis import (
+    projector_groups,
+    propagated_maps,
+    semantic_groups,
+    token_contributions,
+    token_entropy,
+    token_stats,
+)
+from vt_explorer.explore import analyse, display_image
+from vt_explorer.model import create_model
+from vt_explorer.preprocess import Preprocess
+from vt_explorer.viz import attention_heatmap, group_image, overlay, predictions_bar, token_grid_png
+
+from .imagegen import make_image
+
+
+def _maps(L: int = 4, h: int = 5, w: int = 6, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    m = rng.random((L, h, w))
+    return m / m.sum((1, 2), keepdims=True)
+
+
+def test_semantic_groups_pick_the_peak_relative_winner() -> None:
+    maps = np.full((2, 2, 2), 0.25)
+    maps[0] = [[0.7, 0.1], [0.1, 0.1]]  # token 0 peaks at (0, 0)
+    labels, share = semantic_groups(maps)
+    assert labels[0, 0] == 0 and (labels.ravel()[1:] == 1).all()
+    np.testing.assert_allclose(share, [0.25, 0.75])
+
+
+def test_projector_groups_mass_sums_to_one() -> None:
+    p = np.random.default_rng(0).random((3, 4, 4))
+    p /= p.sum(0, keepdims=True)
+    labels, mass = projector_groups(p)
+    assert labels.shape == (4, 4) and np.isclose(mass.sum(), 1)
+
+
+def test_propagated_maps() -> None:
+    maps = _maps()
+    np.testing.assert_allclose(propagated_maps(maps, np.eye(4)[None]), maps)
+    w = np.random.default_rng(1).random((2, 4, 4))
+    w /= w.sum(-1, keepdims=True)
+    prop = propagated_maps(maps, w)
+    np.testing.assert_allclose(prop.sum((1, 2)), 1.0)
+    ref = np.stack([sum(w.mean(0)[i, k] * maps[k] for k in range(4)) for i in range(4)])
+    np.testing.assert_allclose(prop, ref)
+
+
+def test_entropy_extremes() -> None:
+    uniform = np.full((1, 4, 4), 1 / 16)
+    delta = np.zeros((1, 4, 4))
+    delta[0, 1, 2] = 1
+    ent, uni = token_entropy(np.concatenate([uniform, delta]))
+    np.testing.assert_allclose(ent, [np.log(16), 0], atol=1e-9)
+    assert np.isclose(uni, np.log(16))
+
+
+def test_removing_a_token_equal_to_the_mean_changes_nothing() -> None:
+    model = create_model("vt_resnet20").eval()
+    t = torch.randn(5, 128)
+    t[4] = t[:4].mean(0)  # token 4 equals the mean of the others
+    contrib = token_contributions(model, t, class_index=3)
+    assert abs(contrib[4]) < 1e-5
+    assert np.abs(contrib[:4]).max() > 1e-4
+
+
+def test_token_stats_and_analyse_on_a_traced_image() -> None:
+    from vt_explorer.checkpoint import LoadedCheckpoint
+
+    model = create_model("vt_resnet20").eval()
+    with torch.no_grad():
+        tr = model.trace(torch.randn(2, 3, 32, 32))
+    s = token_stats(tr, 2, 1, model)
+    assert s.share.shape == (16,) and np.isclose(s.share.sum(), 1)
+    assert s.contribution is not None and s.contribution.shape == (16,)
+    assert token_stats(tr, 0, 0).contribution is None
+    pre = Preprocess(32, model.cfg.mean, model.cfg.std)
+    ck = LoadedCheckpoint(model, {"classes": list(model.cfg.classes)}, pre, model.cfg)
+    a = analyse(ck, make_image((50, 60, 70), 600), "big")
+    assert max(a.image.shape[:2]) == 448 and len(a.modules) == 3
+    assert a.modules[0].maps.shape == (16, 16, 16) and a.modules[2].projector is None
+    assert np.isclose(a.probs.sum(), 1, atol=1e-5)
+
+
+def test_figures() -> None:
+    img = display_image(make_image((10, 20, 30), 64))
+    maps = _maps(4, 8, 8)
+    out = overlay(img, maps[0], "viridis", 0.5)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert np.array_equal(overlay(img, maps[0], "jet", 0.0), img)
+    labels, _ = semantic_groups(maps)
+    assert group_image(img, labels).shape == img.shape
+    assert token_grid_png(img, maps).startswith(b"\x89PNG")
+    assert b"<svg" in token_grid_png(img, maps, fmt="svg")[:500]
+    fig = attention_heatmap(np.eye(3))
+    assert fig.data[0].z.shape == (3, 3)
+    bar = predictions_bar(["a", "b", "c"], np.array([0.2, 0.5, 0.3]), k=2)
+    assert list(bar.data[0].y) == ["c", "b"]
