@@ -23,6 +23,8 @@ from vt_explorer.examples import example_images
 from vt_explorer.explore import ImageAnalysis, analyse, list_checkpoints
 from vt_explorer.viz import (
     attention_heatmap,
+    confusion_heatmap,
+    curves_figure,
     group_image,
     overlay,
     palette,
@@ -93,14 +95,43 @@ cmap = st.sidebar.selectbox("Colour map", CMAPS, key="cmap")
 alpha = st.sidebar.slider("Map opacity", 0.0, 1.0, 0.55, 0.05, key="alpha")
 models = [m for m in (model_a, model_b) if m]
 
-with st.sidebar.expander("Model cards"):
-    for m in models:
-        card = get_checkpoint(m).card
-        met = card.get("metrics") or {}
-        st.markdown(f"**{short(m)}** ({card['config']['name']})")
-        if met:
-            st.write(f"top-1 {met.get('accuracy', 0):.4f} on {met.get('n')} images")
-        st.caption(f"{card.get('hardware', '')}; {card.get('train_seconds', '?')} s")
+
+def show_card(path: str) -> None:
+    """The model card: data, accuracy, per-class accuracy, confusion, curves, cost."""
+    card = get_checkpoint(path).card
+    cfg = card["config"]
+    met = card.get("metrics") or {}
+    st.markdown(f"#### {short(path)}")
+    st.write(
+        f"Architecture `{cfg['name']}`; input {card['input_size']} px; "
+        f"{len(card['classes'])} classes; trained on {card.get('hardware', 'unknown hardware')} "
+        f"in {card.get('train_seconds', '?')} s; code {card.get('code_version', '?')}."
+    )
+    if met:
+        st.metric(
+            "Top-1",
+            f"{met['accuracy']:.2%}",
+            help=f"on {met['n']} images of {card['dataset']['val']['source']}",
+        )
+        per = met.get("per_class") or {}
+        st.dataframe(pd.DataFrame({"accuracy": per}).T, key=f"per-{path}")
+        st.plotly_chart(confusion_heatmap(met["confusion"], met["classes"]), key=f"conf-{path}")
+    if card.get("history"):
+        st.plotly_chart(curves_figure(card["history"]), key=f"curves-{path}")
+    stages = (card.get("complexity") or {}).get("stages") or {}
+    if stages:
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    s: {"params (M)": v["params"] / 1e6, "GMACs": v["flops"] / 2e9}
+                    for s, v in stages.items()
+                }
+            ).T,
+            key=f"cost-{path}",
+        )
+    if card.get("command"):
+        st.code(card["command"], language="bash")
+
 
 # ---- images --------------------------------------------------------------------------------
 st.title("What does each visual token look at?")
@@ -109,6 +140,11 @@ st.caption(
     "(eq. 1 filter tokenizer, eq. 2 recurrent), relates them with a transformer and projects "
     "them back onto the pixels. Upload images to see it on your own pictures."
 )
+with st.expander("Model cards: data, accuracy, confusion matrix, training curves, cost"):
+    for col, m in zip(st.columns(len(models)), models, strict=True):
+        with col:
+            show_card(m)
+
 uploads = st.file_uploader(
     "Images (JPEG, PNG, WebP, BMP, GIF; any size)",
     type=["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"],

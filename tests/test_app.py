@@ -21,7 +21,30 @@ PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ph
 def ckdir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("cks")
     torch.manual_seed(0)
-    save_checkpoint(create_model("vt_resnet20"), d / "cifar10-vt-recurrent")
+    classes = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
+    card = {
+        "metrics": {
+            "accuracy": 0.5,
+            "n": 10,
+            "per_class": dict.fromkeys(classes, 0.5),
+            "confusion": [[1] * 10 for _ in range(10)],
+            "classes": classes,
+        },
+        "dataset": {"val": {"source": "generated"}},
+        "history": [{"epoch": 1, "train_loss": 2.0, "train_acc": 0.2, "val_acc": 0.3}],
+    }
+    save_checkpoint(create_model("vt_resnet20"), d / "cifar10-vt-recurrent", card)
     save_checkpoint(create_model("vt_resnet20_filter"), d / "cifar10-vt-filter")
     return d
 
@@ -44,6 +67,7 @@ def test_example_gallery_compares_two_models(app) -> None:
     assert any("cifar10-vt-filter" in p for p in preds)
     assert at.selectbox(key="model_a").value.endswith("cifar10-vt-recurrent")
     assert any("The two models" in c.value for c in at.caption)
+    assert [m.value for m in at.metric if m.label == "Top-1"] == ["50.00%"]
 
 
 @pytest.mark.slow

@@ -5,6 +5,8 @@ The app and the CLI call the same functions, so what a user exports equals what 
 
 from .figures import (
     attention_heatmap,
+    confusion_heatmap,
+    curves_figure,
     group_image,
     overlay,
     palette,
@@ -15,6 +17,8 @@ from .figures import (
 
 __all__ = [
     "attention_heatmap",
+    "confusion_heatmap",
+    "curves_figure",
     "group_image",
     "overlay",
     "palette",

@@ -124,3 +124,37 @@ def token_grid_png(
     fig.savefig(buf, format=fmt, bbox_inches="tight", dpi=110)
     plt.close(fig)
     return buf.getvalue()
+
+
+def confusion_heatmap(confusion: list[list[int]], classes: list[str]) -> go.Figure:
+    """Confusion matrix (rows = true class, columns = predicted) as a heatmap."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=np.asarray(confusion),
+            x=classes,
+            y=classes,
+            colorscale="Blues",
+            hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        yaxis={"autorange": "reversed", "title": "true class"},
+        xaxis={"title": "predicted"},
+        height=420,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+    )
+    return fig
+
+
+def curves_figure(history: list[dict]) -> go.Figure:
+    """Training curves from a card's history: loss and accuracies per epoch."""
+    epochs = [h["epoch"] for h in history]
+    fig = go.Figure()
+    fig.add_scatter(x=epochs, y=[h.get("train_loss") for h in history], name="train loss")
+    fig.add_scatter(x=epochs, y=[h.get("train_acc") for h in history], name="train accuracy")
+    if any("val_acc" in h for h in history):
+        fig.add_scatter(x=epochs, y=[h.get("val_acc") for h in history], name="val accuracy")
+    fig.update_layout(
+        xaxis={"title": "epoch"}, height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10}
+    )
+    return fig
