@@ -280,6 +280,12 @@ def show_model(path: str, name: str, data: bytes, digest: str, uid: str) -> Imag
         key=f"mod-{uid}",
     )
     show_module(a, k, f"{uid}-{k}")
+    with st.expander("Filter vs recurrent: every module's semantic groups side by side"):
+        cols = st.columns(len(a.modules))
+        for i, (col, m) in enumerate(zip(cols, a.modules, strict=True)):
+            col.image(
+                group_image(a.image, semantic_groups(m.maps)[0]), caption=labels[i], width="stretch"
+            )
     return a
 
 

@@ -1,0 +1,102 @@
+"""App responsiveness on this machine: upload-to-views for one photo with two models, and a
+view change, measured two ways.
+
+    python benchmarks/bench_app.py [--photo PATH] [--reps 5]
+
+1. Library level: decoding + one traced forward pass per model + every figure of the
+   default views (token maps, propagated maps, groups, projector view, attention heatmap,
+   predictions) for two models; then a view change (new colour map: figures only, the
+   cached analysis is reused).
+2. Streamlit level (AppTest, the whole script rerun as a browser session would trigger it,
+   without the browser's own rendering): first upload of the photo, then a colour-map change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vt_explorer.analysis import projector_groups, propagated_maps, semantic_groups  # noqa: E402
+from vt_explorer.checkpoint import load_checkpoint  # noqa: E402
+from vt_explorer.data import decode_image  # noqa: E402
+from vt_explorer.explore import analyse, list_checkpoints  # noqa: E402
+from vt_explorer.viz import attention_heatmap, group_image, overlay, predictions_bar  # noqa: E402
+
+PHOTO = ROOT.parent / "shared" / "data" / "photos" / "n02123045_tabby.JPEG"
+
+
+def figures(a, cmap: str) -> None:
+    """Every figure the default views of module 1 draw."""
+    v = a.modules[0]
+    for m in v.maps:
+        overlay(a.image, m, cmap, 0.55)
+    for m in propagated_maps(v.maps, v.token_attention[-1]):
+        overlay(a.image, m, cmap, 0.55)
+    group_image(a.image, semantic_groups(v.maps)[0])
+    if v.projector is not None:
+        group_image(a.image, projector_groups(v.projector)[0])
+    attention_heatmap(v.token_attention[-1].mean(0))
+    predictions_bar(a.classes, a.probs)
+
+
+def median_ms(fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photo", type=Path, default=PHOTO)
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    names = list_checkpoints()
+    pick = [n for n in names if "vt-recurrent" in n] + [n for n in names if "vt-filter" in n]
+    paths = (pick or names)[:2]
+    cks = [load_checkpoint(p) for p in paths]
+    data = args.photo.read_bytes()
+    print(
+        f"photo {args.photo.name} ({len(data) // 1024} KB), models {[Path(p).name for p in paths]}"
+    )
+
+    def upload() -> None:
+        img = decode_image(data, args.photo.name)
+        for ck in cks:
+            figures(analyse(ck, img, args.photo.name), "jet")
+
+    upload()  # warm-up
+    analyses = [analyse(ck, decode_image(data, "p"), "p") for ck in cks]
+    up = median_ms(upload, args.reps)
+    change = median_ms(lambda: [figures(a, "viridis") for a in analyses], args.reps)
+    print(f"library: upload -> all views, {len(cks)} models: {up:7.1f} ms   (goal < 1000 ms)")
+    print(f"library: view change (colour map):        {change:7.1f} ms   (goal < 200 ms)")
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    t0 = time.perf_counter()
+    at.file_uploader(key="upload").set_value([(args.photo.name, data, "image/jpeg")]).run()
+    first = time.perf_counter() - t0
+    cm = []
+    for c in ["viridis", "magma", "jet"]:
+        t0 = time.perf_counter()
+        at.selectbox(key="cmap").select(c).run()
+        cm.append(time.perf_counter() - t0)
+    assert not at.exception
+    print(
+        f"streamlit: upload -> page with all views:  {1000 * first:7.1f} ms (includes the gallery)"
+    )
+    print(f"streamlit: view change rerun (median of 3): {1000 * statistics.median(cm):7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
