@@ -75,11 +75,16 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(data, tmp_path) -> 
         torch.testing.assert_close(a[k], b[k])
 
 
-def test_stray_file_trains_with_a_warning(data, tmp_path) -> None:
+def test_cli_train_with_a_stray_file_warns_and_trains(data, tmp_path) -> None:
     (data / "red" / "Thumbs.db").write_bytes(b"\x00\x01junk")
+    out = tmp_path / "stray"
+    argv = ["train", "--config", "vt_resnet20", "--train", str(data), "--val", str(data)]
+    argv += ["--out", str(out), "--epochs", "1", "--batch-size", "16", "--momentum", "0.8"]
     with pytest.warns(UserWarning, match=r"Thumbs.db: not an image"):
-        card = train(_args(data, tmp_path / "stray", epochs=1), progress=False)
+        assert main(argv) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
     assert card["dataset"]["train"]["skipped"] == 1
+    assert card["recipe"]["momentum"] == 0.8 and card["recipe"]["flip_tta"] is True
 
 
 def test_cli_errors(tmp_path, capsys) -> None:

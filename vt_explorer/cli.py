@@ -220,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, default=15, help="passes over the data (default 15)")
     tr.add_argument("--batch-size", type=int, default=128, help="per process (default 128)")
     tr.add_argument("--lr", type=float, default=0.1, help="peak one-cycle learning rate (0.1)")
+    tr.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum (0.9)")
     tr.add_argument("--weight-decay", type=float, default=5e-4, help="on weights only (5e-4)")
     tr.add_argument("--label-smoothing", type=float, default=0.1, help="(default 0.1)")
     tr.add_argument("--warmup", type=float, default=0.2, help="warm-up fraction of steps (0.2)")
