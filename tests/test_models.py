@@ -197,3 +197,14 @@ def test_any_input_resolution() -> None:
     with torch.no_grad():
         tr = model.trace(torch.randn(1, 3, 48, 40))
     assert tr.modules[0].tokenizer_attention.shape == (1, 16, 24, 20)
+
+
+def test_flop_count_does_not_depend_on_memory_format_or_attention_kernel() -> None:
+    from vt_explorer.model.attention import set_fused_attention
+
+    model = create_model("vt_resnet20")
+    ref = count_complexity(model).flops
+    model.to(memory_format=torch.channels_last)
+    assert count_complexity(model).flops == ref
+    assert count_complexity(set_fused_attention(model, False)).flops == ref
+    assert all(m.fused is False for m in model.modules() if hasattr(m, "fused"))

@@ -71,12 +71,19 @@ def count_complexity(model: nn.Module, input_size: int | None = None) -> Complex
     param = next(model.parameters())
     x = torch.zeros(1, 3, input_size, input_size, device=param.device, dtype=param.dtype)
     was_training = model.training
+    # count the explicit attention: FlopCounterMode misses some CPU fused-attention kernels
+    # (3-D inputs in channels_last models), which would make counts depend on memory format
+    fused = {m: m.fused for m in model.modules() if hasattr(m, "fused")}
     model.eval()
     try:
+        for m in fused:
+            m.fused = False
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(x)
     finally:
         model.train(was_training)
+        for m, f in fused.items():
+            m.fused = f
     counts = counter.get_flop_counts()
     prefix = type(model).__name__
     stages = []

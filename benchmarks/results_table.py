@@ -1,0 +1,37 @@
+"""Print the README's results table from the shipped model cards (checkpoints/*.json).
+
+    python benchmarks/results_table.py
+
+Every number comes from a card: top-1 (as `vt-explorer eval` reproduces it), parameters and
+multiply-adds in total and of the last stage, training wall time and hardware.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    print(
+        "| checkpoint | config | top-1 | params | GMACs | last stage params / GMACs | train time | hardware |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for card_path in sorted((ROOT / "checkpoints").glob("*.json")):
+        card = json.loads(card_path.read_text())
+        cx = card["complexity"]
+        stages = cx["stages"]
+        last = "vt" if "vt" in stages else max(k for k in stages if k.startswith("layer"))
+        ls = stages[last]
+        print(
+            f"| `{card_path.stem}` | `{card['config']['name']}` | {card['metrics']['accuracy']:.2%} "
+            f"| {cx['params'] / 1e6:.3f}M | {cx['flops'] / 2e9:.4f} "
+            f"| {last}: {ls['params'] / 1e6:.3f}M / {ls['flops'] / 2e9:.4f} "
+            f"| {card['train_seconds'] / 60:.1f} min | {card['hardware']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
