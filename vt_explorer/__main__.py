@@ -1,5 +1,5 @@
 """``python -m vt_explorer``: the command line (see :mod:`vt_explorer.cli`)."""
 
-from .cli import main
+from .cli import entry
 
-raise SystemExit(main())
+entry()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -275,3 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     return int(args.func(args))
+
+
+def entry() -> None:
+    """Console-script entry point: like :func:`main`, and ``... | head`` ends quietly."""
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    raise SystemExit(main())
