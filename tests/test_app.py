@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from vt_explorer.checkpoint import save_checkpoint
 from vt_explorer.model import create_model
+from vt_explorer.model.config import CIFAR10_CLASSES
 
 from .imagegen import image_bytes, make_image
 
@@ -21,18 +22,7 @@ PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ph
 def ckdir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("cks")
     torch.manual_seed(0)
-    classes = [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ]
+    classes = list(CIFAR10_CLASSES)
     card = {
         "metrics": {
             "accuracy": 0.5,
