@@ -49,6 +49,16 @@ def get_analysis(path: str, digest: str, _data: bytes, name: str) -> ImageAnalys
     return analyse(get_checkpoint(path), decode_image(_data, name), name)
 
 
+@st.cache_data(max_entries=256)
+def image_error(digest: str, _data: bytes, name: str) -> str | None:
+    """Why an upload cannot be shown (None when it decodes), checked once per image."""
+    try:
+        decode_image(_data, name)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
 def short(path: str) -> str:
     return path.replace("\\", "/").rsplit("/", 1)[-1]
 
@@ -296,10 +306,9 @@ for idx, (name, data) in enumerate(items):
     if len(data) > MAX_UPLOAD_BYTES:
         st.error(f"{name}: file is larger than {MAX_UPLOAD_BYTES // 2**20} MB; skipped.")
         continue
-    try:
-        decode_image(data, name)
-    except ValueError as err:
-        st.error(f"Cannot read {err}")
+    error = image_error(digest, data, name)
+    if error is not None:
+        st.error(f"Cannot read {error}")
         continue
     cols = st.columns(len(models))
     results = []

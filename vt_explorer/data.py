@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -206,9 +207,8 @@ def load_image_folder(
     if use_cache and cache.is_file():
         try:
             tensors = load_file(str(cache))
-            with open(cache, "rb") as f:
-                header_len = int.from_bytes(f.read(8), "little")
-                meta = json.loads(f.read(header_len))["__metadata__"]
+            with safe_open(str(cache), framework="pt") as f:
+                meta = f.metadata()
             return ImageDataset(
                 tensors["images"],
                 tensors["labels"],
