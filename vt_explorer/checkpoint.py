@@ -115,6 +115,7 @@ def save_checkpoint(
         "mean": list(cfg.mean),
         "std": list(cfg.std),
         "resize": resize,
+        "interpolation": cfg.extra.get("interpolation", "bicubic"),
         "weights_sha256": sha256_file(weights_path),
     }
     full.update(card or {})
@@ -206,5 +207,6 @@ def load_checkpoint(
         tuple(card["mean"]),
         tuple(card["std"]),
         card.get("resize", "stretch"),
+        card.get("interpolation", "bicubic"),
     )
     return LoadedCheckpoint(model=model, card=card, preprocess=pre, config=cfg)

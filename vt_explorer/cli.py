@@ -73,9 +73,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     except KeyError as err:
         print(f"error: {err.args[0]}", file=sys.stderr)
         return 2
-    names = {f.name for f in dataclasses.fields(TrainArgs)} - {"flip_tta", "amp"}
+    negated = {"flip_tta": "no_tta", "amp": "no_amp", "pretrained": "no_pretrained"}
+    negated["feature_flip"] = "no_feature_flip"
+    names = {f.name for f in dataclasses.fields(TrainArgs)} - set(negated)
     targs = TrainArgs(
-        **{n: getattr(args, n) for n in names}, flip_tta=not args.no_tta, amp=not args.no_amp
+        **{n: getattr(args, n) for n in names},
+        **{field: not getattr(args, flag) for field, flag in negated.items()},
     )
     try:
         train(targs)
@@ -222,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=int, default=128, help="per process (default 128)")
     tr.add_argument("--lr", type=float, default=0.1, help="peak one-cycle learning rate (0.1)")
     tr.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum (0.9)")
+    tr.add_argument(
+        "--optimizer",
+        choices=("sgd", "adamw"),
+        default="sgd",
+        help="SGD with Nesterov momentum (default) or AdamW (try --lr 1e-3 --weight-decay 0.05)",
+    )
     tr.add_argument("--weight-decay", type=float, default=5e-4, help="on weights only (5e-4)")
     tr.add_argument("--label-smoothing", type=float, default=0.1, help="(default 0.1)")
     tr.add_argument("--warmup", type=float, default=0.2, help="warm-up fraction of steps (0.2)")
@@ -233,6 +242,30 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     tr.add_argument("--compile", action="store_true", help="torch.compile the model")
     tr.add_argument("--resume", action="store_true", help="continue from OUT.resume.pt")
+    tr.add_argument(
+        "--resize",
+        choices=("stretch", "center_crop"),
+        default="stretch",
+        help="how images become the config's input square: the whole image (stretch, "
+        "default) or short side to 8/7 of it and the centre cut out (center_crop); the "
+        "checkpoint's card records it, so eval, predict and the app do the same",
+    )
+    tr.add_argument(
+        "--no-pretrained",
+        action="store_true",
+        help="start a config with a pretrained backbone (vt_lite0...) from random weights",
+    )
+    tr.add_argument(
+        "--finetune",
+        action="store_true",
+        help="train the pretrained backbone too (slow on a CPU; default: frozen, its features "
+        "computed once and cached, and only the VT head trained)",
+    )
+    tr.add_argument(
+        "--no-feature-flip",
+        action="store_true",
+        help="no random mirroring of cached feature maps (the augmentation of head training)",
+    )
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser(

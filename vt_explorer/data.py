@@ -156,7 +156,7 @@ def _iter_archive(path: Path) -> Iterator[tuple[str, str, bytes | None, str]]:
             yield p[depth], m.name, (None if hidden else data), ("hidden file" if hidden else "")
 
 
-def _source_digest(path: Path) -> str:
+def source_digest(path: Path) -> str:
     h = hashlib.sha256()
     if path.is_file():
         with open(path, "rb") as f:
@@ -176,25 +176,8 @@ def cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "vt_explorer"
 
 
-def load_image_folder(
-    path: str | os.PathLike,
-    input_size: int = 32,
-    resize: str = "stretch",
-    use_cache: bool = True,
-    progress: bool = True,
-    workers: int = 2,
-) -> ImageDataset:
-    """Read an ImageFolder directory or archive into an :class:`ImageDataset`.
-
-    Every image is decoded with :func:`decode_image` and resized to ``input_size`` (the
-    whole image, ``"stretch"``, or a centre crop, ``"center_crop"``). Files that are not
-    readable images are skipped with a warning naming each (and counted in ``skipped``).
-    ``workers`` threads decode in parallel (PIL releases the GIL while decoding).
-    Raises :class:`DatasetError` for a missing path, a path with no class folders, an empty
-    class folder, or a dataset without a single readable image.
-    """
-    from .preprocess import Preprocess
-
+def check_source(path: str | os.PathLike) -> Path:
+    """The dataset path, expanded; DatasetError if it is missing or not a folder/archive."""
     src = Path(path).expanduser()
     if not src.exists():
         raise DatasetError(f"{src}: no such file or directory")
@@ -202,8 +185,32 @@ def load_image_folder(
         raise DatasetError(
             f"{src}: not a dataset (expected a folder of class folders or a .tar.gz of one)"
         )
-    digest = _source_digest(src)
-    cache = cache_dir() / "datasets" / f"{digest[:24]}-{input_size}-{resize}.safetensors"
+    return src
+
+
+def load_image_folder(
+    path: str | os.PathLike,
+    input_size: int = 32,
+    resize: str = "stretch",
+    use_cache: bool = True,
+    progress: bool = True,
+    workers: int = 2,
+    interpolation: str = "bicubic",
+) -> ImageDataset:
+    """Read an ImageFolder directory or archive into an :class:`ImageDataset`.
+
+    Every image is decoded with :func:`decode_image` and resized to ``input_size`` (the
+    whole image, ``"stretch"``, or a centre crop, ``"center_crop"``; ``interpolation`` as in
+    :class:`~vt_explorer.preprocess.Preprocess`). Files that are not
+    readable images are skipped with a warning naming each (and counted in ``skipped``).
+    ``workers`` threads decode in parallel (PIL releases the GIL while decoding).
+    Raises :class:`DatasetError` for a missing path, a path with no class folders, an empty
+    class folder, or a dataset without a single readable image.
+    """
+    src = check_source(path)
+    digest = source_digest(src)
+    how = resize if interpolation == "bicubic" else f"{resize}-{interpolation}"
+    cache = cache_dir() / "datasets" / f"{digest[:24]}-{input_size}-{how}.safetensors"
     if use_cache and cache.is_file():
         try:
             tensors = load_file(str(cache))
@@ -220,54 +227,17 @@ def load_image_folder(
         except Exception:  # a damaged cache is rebuilt, never trusted
             cache.unlink(missing_ok=True)
 
-    if src.is_dir():
-        class_dirs = sorted(p.name for p in src.iterdir() if p.is_dir())
-        if not class_dirs:
-            raise DatasetError(f"{src}: no class folders (expected {src}/<class>/<image>)")
-        items = _iter_folder(src)
-    else:
-        class_dirs = None
-        items = _iter_archive(src)
-
-    prep = Preprocess(input_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), resize)
+    class_dirs, items = scan_source(src)
     arrays: list[np.ndarray] = []
     names: list[str] = []
     skipped: list[str] = []
-
-    def work(item: tuple[str, str, bytes | None, str]) -> tuple[str, np.ndarray | None, str]:
-        cls, rel, data, reason = item
-        if data is None:
-            return cls, None, f"{rel}: {reason}"
-        try:
-            return cls, _to_uint8(prep, decode_image(data, rel)), ""
-        except ValueError as err:
-            return cls, None, str(err)
-
-    bar = tqdm(desc=f"decoding {src.name}", unit="img", disable=not progress, leave=False)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for chunk in _chunks(items, 1024):
-            for cls, arr, reason in pool.map(work, chunk):
-                if arr is None:
-                    skipped.append(reason)
-                else:
-                    arrays.append(arr)
-                    names.append(cls)
-            bar.update(len(chunk))
-    bar.close()
-    for s in skipped:
-        warnings.warn(f"skipped {s}", stacklevel=2)
-    classes = class_dirs if class_dirs is not None else sorted(set(names))
-    if not classes or not arrays:
-        raise DatasetError(f"{src}: no readable image inside class folders")
-    counts = {c: 0 for c in classes}
-    for n in names:
-        counts[n] += 1
-    empty = [c for c, k in counts.items() if k == 0]
-    if empty:
-        raise DatasetError(f"{src}: class folder(s) without a readable image: {', '.join(empty)}")
-    index = {c: i for i, c in enumerate(classes)}
+    for chunk_names, chunk_arrays in decode_stream(
+        src, items, input_size, resize, workers, progress, skipped, interpolation=interpolation
+    ):
+        names += chunk_names
+        arrays += chunk_arrays
+    classes, labels = finish_labels(src, class_dirs, names, skipped)
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    labels = torch.tensor([index[n] for n in names], dtype=torch.int64)
     ds = ImageDataset(images, labels, list(classes), str(src), skipped, digest)
     if use_cache:
         try:
@@ -279,6 +249,80 @@ def load_image_folder(
         except OSError as err:
             warnings.warn(f"could not write the dataset cache {cache}: {err}", stacklevel=2)
     return ds
+
+
+def scan_source(src: Path) -> tuple[list[str] | None, Iterator[tuple[str, str, bytes | None, str]]]:
+    """Class folders (None for an archive: known after reading) and the file iterator."""
+    if src.is_dir():
+        class_dirs = sorted(p.name for p in src.iterdir() if p.is_dir())
+        if not class_dirs:
+            raise DatasetError(f"{src}: no class folders (expected {src}/<class>/<image>)")
+        return class_dirs, _iter_folder(src)
+    return None, _iter_archive(src)
+
+
+def decode_stream(
+    src: Path,
+    items: Iterator[tuple[str, str, bytes | None, str]],
+    input_size: int,
+    resize: str,
+    workers: int,
+    progress: bool,
+    skipped: list[str],
+    chunk: int = 1024,
+    interpolation: str = "bicubic",
+) -> Iterator[tuple[list[str], list[np.ndarray]]]:
+    """Decode and resize files in chunks: yields (class names, (S, S, 3) uint8 arrays).
+
+    Unreadable files are appended to ``skipped`` as ``"path: reason"`` and warned about
+    at the end. Lets a caller process a dataset too big to hold decoded (feature caches).
+    """
+    from .preprocess import Preprocess
+
+    prep = Preprocess(input_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), resize, interpolation)
+
+    def work(item: tuple[str, str, bytes | None, str]) -> tuple[str, np.ndarray | None, str]:
+        cls, rel, data, reason = item
+        if data is None:
+            return cls, None, f"{rel}: {reason}"
+        try:
+            return cls, _to_uint8(prep, decode_image(data, rel)), ""
+        except ValueError as err:
+            return cls, None, str(err)
+
+    first_skip = len(skipped)
+    bar = tqdm(desc=f"decoding {src.name}", unit="img", disable=not progress, leave=False)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for part in _chunks(items, chunk):
+            names, arrays = [], []
+            for cls, arr, reason in pool.map(work, part):
+                if arr is None:
+                    skipped.append(reason)
+                else:
+                    arrays.append(arr)
+                    names.append(cls)
+            bar.update(len(part))
+            yield names, arrays
+    bar.close()
+    for s in skipped[first_skip:]:
+        warnings.warn(f"skipped {s}", stacklevel=3)
+
+
+def finish_labels(
+    src: Path, class_dirs: list[str] | None, names: list[str], skipped: list[str]
+) -> tuple[list[str], torch.Tensor]:
+    """Check every class has an image; return (classes, (N,) int64 labels)."""
+    classes = class_dirs if class_dirs is not None else sorted(set(names))
+    if not classes or not names:
+        raise DatasetError(f"{src}: no readable image inside class folders")
+    counts = {c: 0 for c in classes}
+    for n in names:
+        counts[n] += 1
+    empty = [c for c, k in counts.items() if k == 0]
+    if empty:
+        raise DatasetError(f"{src}: class folder(s) without a readable image: {', '.join(empty)}")
+    index = {c: i for i, c in enumerate(classes)}
+    return list(classes), torch.tensor([index[n] for n in names], dtype=torch.int64)
 
 
 def _chunks(items: Iterator, n: int) -> Iterator[list]:

@@ -98,7 +98,11 @@ def evaluate_checkpoint(
     ck = load_checkpoint(checkpoint, device=device)
     if not isinstance(data, ImageDataset):
         data = load_image_folder(
-            data, ck.preprocess.input_size, ck.preprocess.resize, progress=progress
+            data,
+            ck.preprocess.input_size,
+            ck.preprocess.resize,
+            progress=progress,
+            interpolation=ck.preprocess.interpolation,
         )
     elif data.input_size != ck.preprocess.input_size:
         raise ValueError(

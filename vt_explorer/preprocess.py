@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+_FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
+
 
 @dataclass(frozen=True)
 class Preprocess:
@@ -15,28 +17,33 @@ class Preprocess:
 
     ``resize="stretch"`` resizes the whole image to S x S (what CIFAR-trained models expect of
     a photo: the whole scene, small); ``"center_crop"`` resizes the short side to S * 8/7 and
-    crops the centre S x S (the ImageNet convention).
+    crops the centre S x S (the ImageNet convention). ``interpolation`` is PIL's resampling
+    filter, ``"bicubic"`` (default) or ``"bilinear"`` (what ImageNet-pretrained weights saw).
     """
 
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     resize: str = "stretch"
+    interpolation: str = "bicubic"
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """(3, S, S) float tensor from any PIL image (converted to RGB)."""
         img = image.convert("RGB")
         s = self.input_size
+        if self.interpolation not in _FILTERS:
+            raise ValueError(f"unknown interpolation {self.interpolation!r}")
+        flt = _FILTERS[self.interpolation]
         if self.resize == "center_crop":
             short = round(s * 8 / 7)
             w, h = img.size
             scale = short / min(w, h)
-            img = img.resize((max(s, round(w * scale)), max(s, round(h * scale))), Image.BICUBIC)
+            img = img.resize((max(s, round(w * scale)), max(s, round(h * scale))), flt)
             w, h = img.size
             left, top = (w - s) // 2, (h - s) // 2
             img = img.crop((left, top, left + s, top + s))
         elif self.resize == "stretch":
-            img = img.resize((s, s), Image.BICUBIC)
+            img = img.resize((s, s), flt)
         else:
             raise ValueError(f"unknown resize mode {self.resize!r}")
         arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)

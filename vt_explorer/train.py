@@ -40,6 +40,7 @@ from .checkpoint import _atomic_write, save_checkpoint
 from .data import augment_batch, check_same_classes, load_image_folder, normalize
 from .device import select_device
 from .evaluate import evaluate, evaluate_checkpoint
+from .features import FeatureSet, compute_features, has_frozen_trunk
 from .model import count_complexity, create_model, get_config
 
 
@@ -55,6 +56,7 @@ class TrainArgs:
     batch_size: int = 128
     lr: float = 0.1  # peak of the one-cycle schedule
     momentum: float = 0.9
+    optimizer: str = "sgd"  # "sgd" (Nesterov) or "adamw"
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     warmup: float = 0.2  # fraction of steps spent warming up
@@ -66,6 +68,67 @@ class TrainArgs:
     compile: bool = False
     threads: int | None = None
     resume: bool = False
+    resize: str = "stretch"  # how images become input_size squares (stretch | center_crop)
+    pretrained: bool = True  # start from the config's pretrained backbone weights, if any
+    finetune: bool = False  # train a pretrained backbone too (default: frozen, cached features)
+    feature_flip: bool = True  # mirror cached feature maps at random (head training)
+
+
+class _HeadOnly(nn.Module):
+    """Wraps a frozen-trunk model so that DDP and the loop see ``features -> logits``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.head(features).logits
+
+
+def backbone_info(model: nn.Module) -> dict[str, Any] | None:
+    """Card entry for a pretrained backbone: package, version, weights file checksum."""
+    package = model.cfg.extra.get("pretrained")
+    if not package:
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .checkpoint import sha256_file
+    from .model.efficientnet import pretrained_weights_path
+
+    try:
+        ver = version(package)
+    except PackageNotFoundError:
+        ver = None
+    path = pretrained_weights_path()
+    return {
+        "package": package,
+        "version": ver,
+        "weights_file": path.name,
+        "weights_sha256": sha256_file(path),
+        "frozen": bool(getattr(model, "frozen", False)),
+    }
+
+
+@torch.no_grad()
+def _feature_accuracy(model: nn.Module, data: FeatureSet, device: torch.device) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(data), 512):
+        x = data.features[i : i + 512].to(device).float()
+        correct += int((model.head(x).logits.argmax(1).cpu() == data.labels[i : i + 512]).sum())
+    return round(correct / max(1, len(data)), 6)
+
+
+def make_optimizer(model: nn.Module, args: TrainArgs) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum or AdamW over the trainable parameters; weight decay on
+    weights (ndim >= 2) only."""
+    trainable = nn.ParameterList(p for p in model.parameters() if p.requires_grad)
+    groups = _param_groups(trainable, args.weight_decay)
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum, nesterov=True)
+    if args.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=args.lr)
+    raise ValueError(f"unknown optimizer {args.optimizer!r} (expected sgd or adamw)")
 
 
 class TrainInterrupted(RuntimeError):
@@ -179,9 +242,31 @@ def _train(
     files = paths_for(args.out)
     main = rank == 0
 
+    # the model first (its frozen trunk decides between images and cached features)
+    torch.manual_seed(args.seed)
+    model = create_model(cfg)
+    if cfg.extra.get("pretrained") and args.pretrained:
+        model.load_pretrained()
+    if args.finetune:
+        if not hasattr(model, "set_frozen"):
+            raise ValueError(f"--finetune: {cfg.name} has no frozen backbone to fine-tune")
+        model.set_frozen(False)
+    use_features = has_frozen_trunk(model)
+
     # data: rank 0 decodes (and fills the cache) first, the others then read the cache
     def load(p: str):
-        return load_image_folder(p, cfg.input_size, progress=progress, workers=args.workers)
+        if use_features:
+            return compute_features(
+                model, p, args.resize, device, workers=args.workers, progress=progress
+            )
+        return load_image_folder(
+            p,
+            cfg.input_size,
+            args.resize,
+            progress=progress,
+            workers=args.workers,
+            interpolation=cfg.extra.get("interpolation", "bicubic"),
+        )
 
     if world > 1 and not main:
         dist.barrier()
@@ -192,14 +277,19 @@ def _train(
     if val_ds is not None:
         check_same_classes(train_ds, val_ds)
     classes = tuple(train_ds.classes)
-
-    torch.manual_seed(args.seed)
-    model = create_model(cfg, num_classes=len(classes), classes=classes)
+    if len(classes) != cfg.num_classes or classes != cfg.classes:
+        # a new classifier for these classes; everything else (pretrained weights) is kept
+        old_state = model.state_dict()
+        torch.manual_seed(args.seed)
+        model = create_model(cfg, num_classes=len(classes), classes=classes)
+        new_state = model.state_dict()
+        keep = {k: v for k, v in old_state.items() if new_state[k].shape == v.shape}
+        model.load_state_dict(keep, strict=False)
+        if args.finetune:
+            model.set_frozen(False)
     mean, std = model.cfg.mean, model.cfg.std
     model.to(device, memory_format=torch.channels_last)
-    opt = torch.optim.SGD(
-        _param_groups(model, args.weight_decay), lr=args.lr, momentum=args.momentum, nesterov=True
-    )
+    opt = make_optimizer(model, args)
     steps_per_epoch = len(train_ds) // world // args.batch_size
     if steps_per_epoch < 1:
         raise ValueError(
@@ -226,7 +316,7 @@ def _train(
     elif args.resume and main:
         print(f"no resume state at {files['resume']}; starting from scratch")
 
-    net: nn.Module = model
+    net: nn.Module = _HeadOnly(model) if use_features else model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
@@ -234,8 +324,9 @@ def _train(
     fwd = torch.compile(net) if args.compile else net
     loss_fn = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     use_amp = args.amp and device.type == "cuda"
-    train_images = train_ds.images.to(device)
+    train_images = (train_ds.features if use_features else train_ds.images).to(device)
     train_labels = train_ds.labels.to(device)
+    pad = max(1, cfg.input_size // 8)
 
     for epoch in range(start_epoch, args.epochs):
         net.train()
@@ -261,7 +352,13 @@ def _train(
             for group in opt.param_groups:
                 group["lr"] = lr_at(global_step, total_steps, args.lr, args.warmup)
             idx = perm[step * args.batch_size : (step + 1) * args.batch_size].to(device)
-            x = normalize(augment_batch(train_images[idx], aug_gen), mean, std)
+            if use_features:
+                x = train_images[idx].float()
+                if args.feature_flip:
+                    flip = (torch.rand(len(idx), generator=aug_gen) < 0.5).to(device)
+                    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+            else:
+                x = normalize(augment_batch(train_images[idx], aug_gen, pad), mean, std)
             y = train_labels[idx]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = fwd(x)
@@ -294,8 +391,11 @@ def _train(
             "epoch_seconds": round(epoch_time, 2),
         }
         if val_ds is not None and main:
-            m = evaluate(model, val_ds, mean, std, device, list(classes), flip_tta=False)
-            record["val_acc"] = m["accuracy"]
+            if use_features:
+                record["val_acc"] = _feature_accuracy(model, val_ds, device)
+            else:
+                m = evaluate(model, val_ds, mean, std, device, list(classes), flip_tta=False)
+                record["val_acc"] = m["accuracy"]
         if main:
             history.append(record)
             msg = ", ".join(f"{k} {v}" for k, v in record.items() if k != "epoch")
@@ -326,6 +426,8 @@ def _train(
             },
             "recipe": {**dataclasses.asdict(args), "world_size": world},
             "eval": {"flip_tta": args.flip_tta},
+            "backbone": backbone_info(model),
+            "trained_on": "cached trunk features" if use_features else "images",
             "metrics": {},
             "complexity": cost.to_dict(),
             "history": history,
@@ -335,12 +437,14 @@ def _train(
             "code_version": code_version(),
             "torch_version": torch.__version__,
         }
-        save_checkpoint(model, files["stem"], card)
+        save_checkpoint(model, files["stem"], card, resize=args.resize)
         metrics: dict[str, Any] = {}
         if val_ds is not None:  # the same code path as `vt-explorer eval`
-            metrics = evaluate_checkpoint(str(files["stem"]), val_ds, device)
+            # (features are not images: then the checkpoint reads the images again)
+            data = args.val if use_features else val_ds
+            metrics = evaluate_checkpoint(str(files["stem"]), data, device, progress=progress)
             card["metrics"] = metrics
-            save_checkpoint(model, files["stem"], card)
+            save_checkpoint(model, files["stem"], card, resize=args.resize)
         files["resume"].unlink(missing_ok=True)
         if metrics:
             print(f"{files['stem']}: top-1 {metrics['accuracy']:.4f} on {metrics['n']} images")

