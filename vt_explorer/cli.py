@@ -5,6 +5,8 @@ Subcommands:
   train   train a model on an ImageFolder directory or archive (single process or torchrun)
   eval    top-1, per-class accuracy and confusion matrix of a checkpoint on a dataset
   predict top-k classes of a checkpoint for image files or folders
+  explain figures, arrays and faithfulness numbers per image (the app, headless)
+  tokens  dataset-level statistics per visual token and class
 """
 
 from __future__ import annotations
@@ -122,18 +124,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _image_files(paths: list[str]) -> list[Path]:
-    from .data import IMAGE_EXTENSIONS
-
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
-        else:
-            files.append(p)
-    return files
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     """Print the top-k predictions of a checkpoint for each image."""
     import torch
@@ -141,6 +131,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError, load_checkpoint
     from .data import decode_image
     from .device import select_device
+    from .headless import image_files
 
     try:
         device = select_device(args.device)
@@ -149,7 +140,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     results, failed = [], 0
-    for f in _image_files(args.images):
+    for f in image_files(args.images):
         try:
             img = decode_image(f.read_bytes(), str(f))
         except (OSError, ValueError) as err:
@@ -172,6 +163,81 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results))
     return 1 if failed else 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Write figures, arrays and a JSON summary per image and checkpoint."""
+    from .checkpoint import CheckpointError
+    from .device import select_device
+    from .headless import ExplainOptions, explain, image_files
+
+    missing = [p for p in args.images if not Path(p).exists()]
+    if missing:
+        print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if not image_files(args.images):
+        print(f"error: no image files in {' '.join(args.images)}", file=sys.stderr)
+        return 2
+    opts = ExplainOptions(
+        figures=not args.no_figures,
+        svg=args.svg,
+        cmap=args.cmap,
+        alpha=args.alpha,
+        deletion=not args.no_deletion,
+        random_orders=args.random_orders,
+        randomisation=args.randomisation,
+        masks=Path(args.masks) if args.masks else None,
+        batch_size=args.batch_size,
+    )
+    try:
+        summary = explain(
+            args.images, args.checkpoint, args.out, opts, device=select_device(args.device)
+        )
+    except (CheckpointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for err in summary["errors"]:
+        print(f"error: {err}", file=sys.stderr)
+    for r in summary["images"]:
+        top = r["predictions"][0]
+        extra = ""
+        if "faithfulness" in r and "deletion_score" in r["faithfulness"]:
+            extra = f", deletion score {r['faithfulness']['deletion_score']:+.3f}"
+        print(f"{r['image']} [{r['checkpoint']}]: {top['class']} {top['probability']:.3f}{extra}")
+    print(f"wrote {args.out}/summary.json")
+    return 1 if summary["errors"] else 0
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    """Dataset-level token statistics of one checkpoint."""
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .data import DatasetError
+    from .device import select_device
+    from .headless import token_statistics, write_token_statistics
+
+    try:
+        ck = load_checkpoint(args.checkpoint, device=select_device(args.device))
+        stats = token_statistics(
+            ck, args.data, args.batch_size, deletion_images=args.deletion_images
+        )
+    except (CheckpointError, DatasetError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    files = write_token_statistics(stats, args.out)
+    print(f"{stats['n']} images, top-1 {stats['accuracy']:.4f}")
+    for k, kind in enumerate(stats["module_kinds"]):
+        dom = stats["dominant"][k]
+        wins = [sum(row[t] for row in dom) for t in range(len(dom[0]))]
+        ent = stats["entropy_ratio"][k]
+        print(
+            f"module {k} ({kind}): entropy/uniform mean {sum(ent) / len(ent):.3f}; "
+            f"largest group most often: token {wins.index(max(wins))} ({max(wins)} images)"
+        )
+    if "deletion_score_mean" in stats:
+        print(f"mean deletion score over {stats['deletion_images']} images: "
+              f"{stats['deletion_score_mean']:+.4f}")  # fmt: skip
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -298,6 +364,69 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="print one JSON list")
     pr.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
     pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser(
+        "explain",
+        help="the app's figures, arrays and numbers for images, without a browser",
+        description="For each image and checkpoint write OUT/<image>/<checkpoint>/: "
+        "summary.json (top-5, per token: share of the semantic-group map, projector mass, "
+        "entropy, contribution to the predicted class, foreground share with --masks; the "
+        "deletion score), arrays.npz (every map and attention matrix) and PNG figures "
+        "(token maps, semantic groups, projector view, token attention, maps after the "
+        "transformer, predictions, deletion curve, a one-page report.png). OUT/summary.json "
+        "lists everything. Unreadable images are reported and skipped (exit status 1).",
+    )
+    ex.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
+    ex.add_argument(
+        "--checkpoint",
+        "-c",
+        action="append",
+        required=True,
+        help="checkpoint path (repeat to compare several)",
+    )
+    ex.add_argument("--out", required=True, help="output folder")
+    ex.add_argument("--no-figures", action="store_true", help="arrays and JSON only (fast)")
+    ex.add_argument("--svg", action="store_true", help="also write every figure as SVG")
+    ex.add_argument("--cmap", default="jet", help="matplotlib colour map of overlays (jet)")
+    ex.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0-1 (0.5)")
+    ex.add_argument("--no-deletion", action="store_true", help="skip the token-ablation curves")
+    ex.add_argument(
+        "--random-orders", type=int, default=8, help="random deletion orders averaged (8)"
+    )
+    ex.add_argument(
+        "--randomisation",
+        action="store_true",
+        help="model-randomisation sanity check per image (Adebayo et al. 2018; slow)",
+    )
+    ex.add_argument(
+        "--masks", metavar="DIR", help="foreground masks DIR/<image stem>.png (non-zero = object)"
+    )
+    ex.add_argument("--batch-size", type=int, default=64, help="images per batch (64)")
+    ex.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
+    ex.set_defaults(func=cmd_explain)
+
+    tk = sub.add_parser(
+        "tokens",
+        help="dataset-level statistics per token and class",
+        description="Trace a checkpoint over an ImageFolder dataset and write OUT/tokens.json "
+        "(per module, token and class: mean share of the semantic-group map, mean projector "
+        "mass, how often the token has the largest group, entropy against a uniform map, "
+        "which classes each token fires for) and one token x class heatmap per module "
+        "(OUT/tokens_mK.png). The app's 'Dataset statistics' panel reads tokens.json.",
+    )
+    tk.add_argument("checkpoint", help="checkpoint path")
+    tk.add_argument("data", help="ImageFolder directory or .tar.gz with the checkpoint's classes")
+    tk.add_argument("--out", required=True, help="output folder")
+    tk.add_argument("--batch-size", type=int, default=128, help="images per batch (128)")
+    tk.add_argument(
+        "--deletion-images",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also average the deletion score over the first N images (default 0)",
+    )
+    tk.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
+    tk.set_defaults(func=cmd_tokens)
     return parser
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 
 from .analysis import TokenStats, token_stats
 from .checkpoint import LoadedCheckpoint
+from .model.trace import Trace
 
 DISPLAY_SIDE = 448  # longest side of the image the views are drawn on
 
@@ -50,14 +51,18 @@ class ImageAnalysis:
         return self.classes[i], float(self.probs[i])
 
 
-def display_image(img: Image.Image, side: int = DISPLAY_SIDE) -> np.ndarray:
-    """(H, W, 3) uint8 copy whose longest side is at most ``side`` pixels."""
+def display_image(img: Image.Image, side: int = DISPLAY_SIDE, min_side: int = 0) -> np.ndarray:
+    """(H, W, 3) uint8 copy whose longest side is at most ``side`` pixels; an image whose
+    longest side is under ``min_side`` is enlarged (nearest neighbour) to about that size."""
     im = img.convert("RGB")
     scale = side / max(im.size)
     if scale < 1:
         im = im.resize(
             (max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.BILINEAR
         )
+    elif max(im.size) < min_side:
+        k = max(1, min_side // max(im.size))
+        im = im.resize((im.width * k, im.height * k), Image.NEAREST)
     return np.asarray(im, dtype=np.uint8).copy()
 
 
@@ -68,20 +73,26 @@ def analyse(ck: LoadedCheckpoint, img: Image.Image, name: str = "image") -> Imag
     with torch.inference_mode():
         trace = ck.model.trace(x)
     probs = trace.probabilities[0].cpu().numpy()
+    views = module_views(trace, 0, ck.model)
+    return ImageAnalysis(name, display_image(img), ck.classes, probs, views, trace.class_token)
+
+
+def module_views(trace: Trace, i: int, model: torch.nn.Module | None = None) -> list[ModuleView]:
+    """Image ``i`` of a (batched) trace as one :class:`ModuleView` per VT module."""
     views = []
     for k, m in enumerate(trace.modules):
         views.append(
             ModuleView(
                 kind=m.kind,
-                maps=m.tokenizer_attention[0].float().cpu().numpy(),
-                token_attention=[a[0].float().cpu().numpy() for a in m.token_attention],
+                maps=m.tokenizer_attention[i].detach().float().cpu().numpy(),
+                token_attention=[a[i].detach().float().cpu().numpy() for a in m.token_attention],
                 projector=None
                 if m.projector_attention is None
-                else m.projector_attention[0].float().cpu().numpy(),
-                stats=token_stats(trace, k, 0, ck.model),
+                else m.projector_attention[i].detach().float().cpu().numpy(),
+                stats=token_stats(trace, k, i, model),
             )
         )
-    return ImageAnalysis(name, display_image(img), ck.classes, probs, views, trace.class_token)
+    return views
 
 
 def checkpoint_dir() -> Path:

@@ -4,6 +4,17 @@ Every function takes one image's slice of a trace (index ``i``) and returns nump
 so the app, the CLI and the tests compute exactly the same numbers.
 """
 
+from .faithfulness import (
+    DeletionResult,
+    RandomisationResult,
+    ablated_probabilities,
+    deletion_curves,
+    entropy_ratio,
+    foreground_share,
+    randomisation_check,
+    randomisation_steps,
+    rank_correlation,
+)
 from .maps import (
     TokenStats,
     projector_groups,
@@ -16,9 +27,18 @@ from .maps import (
 )
 
 __all__ = [
+    "DeletionResult",
+    "RandomisationResult",
     "TokenStats",
+    "ablated_probabilities",
+    "deletion_curves",
+    "entropy_ratio",
+    "foreground_share",
     "projector_groups",
     "propagated_maps",
+    "randomisation_check",
+    "randomisation_steps",
+    "rank_correlation",
     "semantic_groups",
     "token_contributions",
     "token_entropy",

@@ -94,16 +94,16 @@ def token_stats(
     ``contribution`` is filled for the last module of a VT-ResNet when ``model`` is given.
     """
     m: VTModuleTrace = trace.modules[module]
-    maps = m.tokenizer_attention[i].float().cpu().numpy()
+    maps = m.tokenizer_attention[i].detach().float().cpu().numpy()
     _, share = semantic_groups(maps)
     if m.projector_attention is not None:
-        _, mass = projector_groups(m.projector_attention[i].float().cpu().numpy())
+        _, mass = projector_groups(m.projector_attention[i].detach().float().cpu().numpy())
     else:
         mass = share
     ent, uni = token_entropy(maps)
     contrib = None
     last = module == len(trace.modules) - 1
     if model is not None and last and hasattr(model, "head_norm") and not trace.class_token:
-        pred = int(trace.logits[i].argmax())
-        contrib = token_contributions(model, m.tokens[i], pred)
+        pred = int(trace.logits[i].detach().argmax())
+        contrib = token_contributions(model, m.tokens[i].detach(), pred)
     return TokenStats(share, mass, ent, uni, contrib)

@@ -1,0 +1,140 @@
+"""`vt-explorer explain` and `vt-explorer tokens`: files, numbers, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vt_explorer.checkpoint import load_checkpoint, save_checkpoint
+from vt_explorer.cli import main
+from vt_explorer.explore import analyse
+from vt_explorer.headless import read_token_statistics
+from vt_explorer.model import create_model
+
+from .imagegen import COLORS, make_dataset, make_image
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VT_EXPLORER_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def ck3(tmp_path):
+    model = create_model("vt_resnet20", num_classes=3, classes=tuple(sorted(COLORS)))
+    save_checkpoint(model, tmp_path / "ck3")
+    return tmp_path / "ck3"
+
+
+def test_explain_writes_figures_arrays_and_a_summary_equal_to_the_app(tmp_path, ck3, capsys):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    make_image((200, 30, 30), 64).save(imgs / "red one.png")
+    make_image((30, 30, 200), 40, seed=3).save(imgs / "blue.jpg")
+    (imgs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    m = np.zeros((64, 64), np.uint8)
+    m[:32] = 255
+    from PIL import Image
+
+    Image.fromarray(m).save(masks / "red_one.png")
+    out = tmp_path / "out"
+    code = main(["explain", str(imgs), "-c", str(ck3), "--out", str(out), "--svg",
+                 "--masks", str(masks), "--random-orders", "2"])  # fmt: skip
+    assert code == 1  # the broken file is reported, the others are written
+    captured = capsys.readouterr()
+    assert "broken.png" in captured.err and "red_one [ck3]" in captured.out
+    top = json.loads((out / "summary.json").read_text())
+    assert len(top["images"]) == 2 and len(top["errors"]) == 1
+    folder = out / "red_one" / "ck3"
+    s = json.loads((folder / "summary.json").read_text())
+    for name in ("report", "predictions", "deletion", "m0_tokens", "m0_groups", "m0_projector",
+                 "m0_attention_l0", "m0_propagated", "m2_tokens"):  # fmt: skip
+        assert (folder / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
+        assert b"<svg" in (folder / f"{name}.svg").read_bytes()[:500], name
+    assert not (folder / "m2_projector.png").exists()  # the last module has no projector
+    tokens = s["modules"][0]["tokens"]
+    assert len(tokens) == 16 and {"share", "mass", "entropy", "foreground_share"} <= set(tokens[0])
+    assert "contribution" in s["modules"][2]["tokens"][0]
+    assert "deletion_score" in s["faithfulness"]
+    assert (
+        "foreground_share"
+        not in json.loads((out / "blue" / "ck3" / "summary.json").read_text())["modules"][0][
+            "tokens"
+        ][0]
+    )
+    # the arrays equal what the app's analysis computes for the same image
+    arrays = np.load(folder / "arrays.npz")
+    ref = analyse(load_checkpoint(ck3), Image.open(imgs / "red one.png"))
+    np.testing.assert_allclose(arrays["probabilities"], ref.probs, atol=1e-5)
+    np.testing.assert_allclose(arrays["m1_maps"], ref.modules[1].maps, atol=1e-5)
+    np.testing.assert_allclose([t["share"] for t in tokens], ref.modules[0].stats.share, atol=1e-6)
+    assert s["predictions"][0]["class"] == ref.top[0]
+
+
+def test_explain_fast_path_and_bad_arguments(tmp_path, ck3, capsys):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(3):
+        make_image((20, 200, 20), 32, seed=i).save(imgs / f"g{i}.png")
+    out = tmp_path / "fast"
+    assert main(["explain", str(imgs), "-c", str(ck3), "--out", str(out), "--no-figures"]) == 0
+    files = sorted(p.name for p in (out / "g0" / "ck3").iterdir())
+    assert files == ["arrays.npz", "summary.json"]
+    assert main(["explain", str(tmp_path / "nothing"), "-c", str(ck3), "--out", str(out)]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["explain", str(tmp_path / "empty"), "-c", str(ck3), "--out", str(out)]) == 2
+    assert "no image files" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert main(["explain", str(imgs), "-c", str(bad), "--out", str(out)]) == 2
+    assert "bad.json" in capsys.readouterr().err
+
+
+def test_tokens_statistics_add_up_and_the_app_file_reads_back(tmp_path, ck3, capsys):
+    data = make_dataset(tmp_path / "data", per_class=6)
+    out = tmp_path / "tok"
+    assert main(["tokens", str(ck3), str(data), "--out", str(out), "--deletion-images", "2"]) == 0
+    assert "module 2 (recurrent)" in capsys.readouterr().out
+    stats = read_token_statistics(out / "tokens.json")
+    assert (out / "tokens_m0.png").read_bytes()[:4] == b"\x89PNG"
+    share = np.asarray(stats["mean_share"])  # (modules, classes, tokens)
+    assert share.shape == (3, 3, 16)
+    np.testing.assert_allclose(share.sum(-1), 1.0, atol=1e-4)  # shares sum to 1 (6 digits)
+    dom = np.asarray(stats["dominant"])
+    assert (dom.sum(-1) == 6).all()  # one dominant token per image
+    fires = np.asarray(stats["fires_for"])
+    np.testing.assert_allclose(fires.sum(1), 1.0, atol=1e-4)
+    ent = np.asarray(stats["entropy_ratio"])
+    assert ((ent > 0) & (ent <= 1 + 1e-9)).all()
+    assert stats["deletion_images"] == 2 and stats["n"] == 18
+    # a single-image check of the aggregation: red images' mean share equals the mean of
+    # each red image's semantic-group share from the app's analysis
+    ck = load_checkpoint(ck3)
+    from vt_explorer.data import load_image_folder
+
+    ds = load_image_folder(data, 32, progress=False)
+    red = [i for i in range(len(ds)) if ds.classes[ds.labels[i]] == "red"]
+    from PIL import Image
+
+    shares = [
+        analyse(ck, Image.fromarray(ds.images[i].permute(1, 2, 0).numpy())).modules[1].stats.share
+        for i in red
+    ]
+    np.testing.assert_allclose(share[1, 2], np.mean(shares, 0), atol=1e-5)
+
+
+def test_tokens_rejects_foreign_files_and_mismatched_classes(tmp_path, ck3, capsys):
+    with pytest.raises(ValueError, match="not a token statistics file"):
+        bad = tmp_path / "x.json"
+        bad.write_text('{"a": 1}')
+        read_token_statistics(bad)
+    other = make_dataset(tmp_path / "d", per_class=2)
+    (other / "purple").mkdir()
+    make_image((120, 0, 120)).save(other / "purple" / "a.png")
+    assert main(["tokens", str(ck3), str(other), "--out", str(tmp_path / "o")]) == 2
+    assert "differ from the checkpoint" in capsys.readouterr().err

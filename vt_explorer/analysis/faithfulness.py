@@ -1,0 +1,213 @@
+"""Can a token map be trusted? Token ablation, deletion curves, model randomisation, and
+the paper's Fig. 6 statistics (entropy against uniform, share of attention on a foreground).
+
+Token ablation works on the last VT module, whose tokens the classifier reads: removing
+token ``l`` drops it from the set the module's tokenizer produced (``tokens_in``), so the
+token transformer runs on the remaining L - 1 tokens and the classifier averages what comes
+out. Nothing of the removed token reaches the prediction, unlike dropping it after the
+transformer has already mixed it into the others.
+
+A token's importance, for the deletion curve, is its share of the semantic-group map (the
+fraction of pixels whose strongest claim is that token): what the map says it explains.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..model.trace import Trace
+from .maps import semantic_groups, token_entropy, upsample
+
+
+def _check_ablatable(model: nn.Module, trace: Trace) -> None:
+    if not trace.modules:
+        raise ValueError("token ablation needs a VT model (this model has no visual tokens)")
+    if trace.class_token or not hasattr(model, "head_norm") or not hasattr(model, "vt"):
+        raise ValueError("token ablation needs a token-average classifier (VT-ResNet, VT-Lite0)")
+
+
+@torch.no_grad()
+def ablated_probabilities(
+    model: nn.Module, trace: Trace, keep: Tensor, class_index: int, i: int = 0
+) -> Tensor:
+    """Probability of ``class_index`` for image ``i`` with only some last-module tokens kept.
+
+    keep: (R, L) bool, one row per ablation (each row must keep at least one token).
+    Returns (R,) probabilities. Uses the trace's ``tokens_in`` of the last module.
+    """
+    _check_ablatable(model, trace)
+    if keep.ndim != 2 or not bool(keep.any(1).all()):
+        raise ValueError("keep must be (R, L) with at least one kept token per row")
+    module = model.vt.blocks[-1]
+    tokens_in = trace.modules[-1].tokens_in[i].detach().float()  # (L, C_T)
+    keep = keep.to(tokens_in.device)
+    out = torch.empty(len(keep))
+    counts = keep.sum(1)
+    for n in counts.unique().tolist():  # rows keeping the same number of tokens run as a batch
+        rows = (counts == n).nonzero().flatten()
+        idx = torch.stack([r.nonzero().flatten() for r in keep[rows]])  # (R', n)
+        t, _ = module.transformer(tokens_in[idx])
+        logits = model.fc(model.head_norm(t.mean(1)))
+        out[rows.cpu()] = torch.softmax(logits.float(), -1)[:, class_index].cpu()
+    return out
+
+
+@dataclass
+class DeletionResult:
+    """Deletion curves of one image.
+
+    Attributes:
+        order: (L,) token indices, most important first (by semantic-group share).
+        importance: (L,) the share of each token.
+        curve: (L,) probability of the predicted class after removing the first k tokens of
+            ``order``, k = 0 .. L-1 (the last token is never removed).
+        random_curve: (L,) the same, averaged over random orders.
+        single: (L,) probability drop when token l alone is removed (full - ablated).
+        score: area between the random and the importance curve (mean over k; > 0 means
+            the map's ranking finds tokens the prediction needs sooner than chance).
+        predicted: the class index whose probability is tracked.
+    """
+
+    order: np.ndarray
+    importance: np.ndarray
+    curve: np.ndarray
+    random_curve: np.ndarray
+    single: np.ndarray
+    score: float
+    predicted: int
+
+
+def deletion_curves(
+    model: nn.Module, trace: Trace, i: int = 0, random_orders: int = 8, seed: int = 0
+) -> DeletionResult:
+    """Remove last-module tokens by importance, and in random orders; see :class:`DeletionResult`."""
+    _check_ablatable(model, trace)
+    maps = trace.modules[-1].tokenizer_attention[i].detach().float().cpu().numpy()
+    _, share = semantic_groups(maps)
+    n = len(share)
+    order = np.argsort(-share, kind="stable")
+    pred = int(trace.logits[i].detach().argmax())
+
+    def keep_rows(perm: np.ndarray) -> Tensor:
+        keep = torch.ones(n, n, dtype=torch.bool)
+        for k in range(1, n):
+            keep[k:, perm[k - 1]] = False  # row k has the first k tokens of perm removed
+        return keep
+
+    g = np.random.default_rng(seed)
+    perms = [order] + [g.permutation(n) for _ in range(random_orders)]
+    singles = ~torch.eye(n, dtype=torch.bool)
+    keep = torch.cat([keep_rows(p) for p in perms] + [singles])
+    probs = ablated_probabilities(model, trace, keep, pred, i).numpy()
+    curves = probs[: n * len(perms)].reshape(len(perms), n)
+    curve = curves[0]
+    rand = curves[1:].mean(0) if random_orders else curve.copy()
+    single = curve[0] - probs[n * len(perms) :]
+    score = float(np.mean(rand - curve))
+    return DeletionResult(order, share, curve, rand, single, score, pred)
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two equally shaped arrays (flattened; 0 if constant)."""
+    x = np.asarray(a, dtype=np.float64).ravel()
+    y = np.asarray(b, dtype=np.float64).ravel()
+    rx = np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(np.float64)
+    ry = np.argsort(np.argsort(y, kind="stable"), kind="stable").astype(np.float64)
+    rx -= rx.mean()
+    ry -= ry.mean()
+    den = np.sqrt((rx**2).sum() * (ry**2).sum())
+    return float((rx * ry).sum() / den) if den > 0 else 0.0
+
+
+def randomisation_steps(model: nn.Module) -> list[tuple[str, list[str]]]:
+    """Layers in the order the cascading randomisation resets them: top (classifier) first,
+    then each VT module from the last, its parts from the projector down, then the trunk
+    from its last stage down. Each step is (name, parameter-name prefixes)."""
+    steps: list[tuple[str, list[str]]] = [("classifier", ["fc.", "head_norm."])]
+    for k in reversed(range(len(model.vt.blocks))):
+        for part in ("projector", "transformer", "tokenizer"):
+            if getattr(model.vt.blocks[k], part, None) is not None:
+                steps.append((f"vt{k}.{part}", [f"vt.blocks.{k}.{part}."]))
+    names = [n for n, _ in model.named_parameters()]
+    if any(n.startswith("_blocks.") for n in names):  # Lite0 trunk
+        nblocks = len(model._blocks)
+        steps += [(f"block{b}", [f"_blocks.{b}."]) for b in reversed(range(nblocks))]
+        steps.append(("stem", ["_conv_stem.", "_bn0."]))
+    else:  # ResNet trunk
+        layers = sorted({n.split(".")[0] for n in names if n.startswith("layer")}, reverse=True)
+        steps += [(layer, [f"{layer}."]) for layer in layers]
+        steps.append(("stem", ["conv1.", "bn1."]))
+    return steps
+
+
+@dataclass
+class RandomisationResult:
+    """Model-randomisation sanity check (Adebayo et al., 2018) for one image.
+
+    Attributes:
+        steps: names of the layer groups, randomised cumulatively in this order.
+        correlation: (steps, modules) Spearman correlation between each VT module's maps
+            (all tokens, all pixels) of the trained model and of the model randomised up
+            to and including that step. Maps that explain the model fall to ~0 once the
+            layers that compute them are random; maps that do not would stay high.
+    """
+
+    steps: list[str]
+    correlation: np.ndarray
+
+
+@torch.no_grad()
+def randomisation_check(
+    model: nn.Module, images: Tensor, seed: int = 0, max_steps: int | None = None
+) -> RandomisationResult:
+    """Cascade-randomise a copy of ``model`` from the top down and correlate its maps with
+    the trained model's on ``images`` (1, 3, S, S). ``max_steps`` stops early (trunks are
+    deep; the VT layers come first)."""
+    if not hasattr(model, "vt"):
+        raise ValueError("the randomisation check needs a VT model")
+    model = model.eval()
+    ref = [
+        m.tokenizer_attention[0].detach().float().cpu().numpy() for m in model.trace(images).modules
+    ]
+    rand = copy.deepcopy(model)
+    torch.manual_seed(seed)
+    steps = randomisation_steps(rand)[:max_steps]
+    names, rows = [], []
+    for name, prefixes in steps:
+        for mod_name, mod in rand.named_modules():
+            full = mod_name + "."
+            if any(full.startswith(p) for p in prefixes) and hasattr(mod, "reset_parameters"):
+                mod.reset_parameters()
+                if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                    mod.running_mean.normal_(0, 0.1)  # reset stats (0 mean, 1 var) are not random
+                    mod.running_var.uniform_(0.5, 1.5)
+        maps = [
+            m.tokenizer_attention[0].detach().float().cpu().numpy()
+            for m in rand.trace(images).modules
+        ]
+        names.append(name)
+        rows.append([rank_correlation(a, b) for a, b in zip(ref, maps, strict=True)])
+    return RandomisationResult(names, np.asarray(rows))
+
+
+def foreground_share(maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Share of each token's attention that falls on the foreground (the paper's Fig. 6
+    question: do tokens attend to the object?).
+
+    maps: (L, h, w), each summing to 1; mask: (H, W) bool or 0/1 at any resolution (resized
+    bilinearly to h x w, i.e. partial cells count partly). Returns (L,) in [0, 1]; a uniform map gives the mask's area fraction.
+    """
+    m = upsample(np.asarray(mask, dtype=np.float32)[None], maps.shape[-2:])[0].clip(0, 1)
+    p = maps / np.maximum(maps.reshape(len(maps), -1).sum(1), 1e-12)[:, None, None]
+    return (p * m[None]).reshape(len(maps), -1).sum(1)
+
+
+def entropy_ratio(maps: np.ndarray) -> np.ndarray:
+    """Each token's map entropy divided by a uniform map's (1 = uniform, 0 = one pixel)."""
+    ent, uniform = token_entropy(maps)
+    return ent / uniform if uniform > 0 else np.zeros_like(ent)

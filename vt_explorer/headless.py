@@ -1,0 +1,429 @@
+"""The app's analysis without a browser: ``vt-explorer explain`` (per image: figures, arrays,
+a JSON summary, faithfulness numbers) and ``vt-explorer tokens`` (dataset-level statistics
+per token and class).
+
+Both batch the model's trace, then use the same analysis and figure functions as the app.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .analysis import (
+    deletion_curves,
+    entropy_ratio,
+    foreground_share,
+    projector_groups,
+    propagated_maps,
+    randomisation_check,
+    semantic_groups,
+)
+from .checkpoint import LoadedCheckpoint, load_checkpoint
+from .data import IMAGE_EXTENSIONS, decode_image, load_image_folder, normalize
+from .explore import ModuleView, display_image, module_views
+
+TOKENS_FORMAT = "vt_explorer.tokens/1"
+
+
+def image_files(paths: Sequence[str | Path]) -> list[Path]:
+    """Image files named by ``paths``: files as given, folders searched recursively for
+    image extensions (sorted)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+            )
+        else:
+            files.append(p)
+    return files
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "image"
+
+
+@dataclass
+class ExplainOptions:
+    """What ``explain`` writes.
+
+    Attributes:
+        figures: write PNG figures (False: arrays and JSON only, the fast path).
+        svg: also write SVG versions.
+        cmap, alpha: colour map and opacity of the overlays.
+        deletion: token-ablation deletion curves and their score (VT classifiers).
+        random_orders: random deletion orders averaged for the score's baseline.
+        randomisation: run the model-randomisation check (slow: one trace per layer group).
+        masks: folder of foreground masks, ``<image stem>.png`` (non-zero = foreground).
+        batch_size: images per traced batch.
+    """
+
+    figures: bool = True
+    svg: bool = False
+    cmap: str = "jet"
+    alpha: float = 0.5
+    deletion: bool = True
+    random_orders: int = 8
+    randomisation: bool = False
+    masks: Path | None = None
+    batch_size: int = 64
+
+
+def _token_rows(view: ModuleView, fg: np.ndarray | None) -> list[dict[str, Any]]:
+    st = view.stats
+    ratio = st.entropy / st.uniform_entropy if st.uniform_entropy > 0 else st.entropy
+    rows = []
+    for t in range(len(st.share)):
+        row = {
+            "token": t,
+            "share": round(float(st.share[t]), 6),
+            "mass": round(float(st.mass[t]), 6),
+            "entropy": round(float(st.entropy[t]), 6),
+            "entropy_ratio": round(float(ratio[t]), 6),
+        }
+        if st.contribution is not None:
+            row["contribution"] = round(float(st.contribution[t]), 6)
+        if fg is not None:
+            row["foreground_share"] = round(float(fg[t]), 6)
+        rows.append(row)
+    return rows
+
+
+def _load_mask(folder: Path | None, stem: str) -> np.ndarray | None:
+    if folder is None:
+        return None
+    for ext in (".png", ".bmp", ".gif", ".jpg", ".jpeg", ".webp"):
+        f = folder / f"{stem}{ext}"
+        if f.is_file():
+            return np.asarray(decode_image(f.read_bytes(), str(f)).convert("L")) > 0
+    return None
+
+
+def _write_figures(
+    folder: Path, ck_name: str, name: str, image: np.ndarray, probs: np.ndarray,
+    classes: list[str], views: list[ModuleView], deletion, opts: ExplainOptions,
+) -> list[str]:  # fmt: skip
+    from .viz.export import (
+        deletion_figure,
+        groups_figure,
+        heatmap_figure,
+        predictions_figure,
+        report_figure,
+    )
+    from .viz.figures import token_grid_png
+
+    written = []
+    fmts = ["png", "svg"] if opts.svg else ["png"]
+    for fmt in fmts:
+        files: dict[str, bytes] = {
+            f"predictions.{fmt}": predictions_figure(classes, probs, title=name, fmt=fmt)
+        }
+        for k, v in enumerate(views):
+            title = f"{ck_name}, module {k} ({v.kind})"
+            files[f"m{k}_tokens.{fmt}"] = token_grid_png(
+                image, v.maps, opts.cmap, opts.alpha, title=title, fmt=fmt
+            )
+            labels, share = semantic_groups(v.maps)
+            files[f"m{k}_groups.{fmt}"] = groups_figure(
+                image, labels, share, f"semantic groups, {title}", fmt
+            )
+            if v.projector is not None:
+                plabels, pmass = projector_groups(v.projector)
+                files[f"m{k}_projector.{fmt}"] = groups_figure(
+                    image, plabels, pmass, f"projector view, {title}", fmt
+                )
+            for j, att in enumerate(v.token_attention):
+                files[f"m{k}_attention_l{j}.{fmt}"] = heatmap_figure(
+                    att.mean(0), f"token attention (mean of {len(att)} heads), {title}", fmt=fmt
+                )
+            if v.token_attention and v.token_attention[0].shape[-1] == len(v.maps):
+                prop = propagated_maps(v.maps, v.token_attention[0])
+                files[f"m{k}_propagated.{fmt}"] = token_grid_png(
+                    image, prop, opts.cmap, opts.alpha, title=f"after the transformer, {title}",
+                    fmt=fmt,
+                )  # fmt: skip
+        if deletion is not None:
+            cls = classes[deletion.predicted]
+            files[f"deletion.{fmt}"] = deletion_figure(deletion, cls, fmt)
+        files[f"report.{fmt}"] = report_figure(
+            f"{name} - {ck_name}",
+            image,
+            classes,
+            probs,
+            [v.maps for v in views],
+            [v.token_attention[0] if v.token_attention else np.zeros((0,)) for v in views],
+            [v.kind for v in views],
+            opts.cmap,
+            opts.alpha,
+            deletion,
+            fmt,
+        )
+        for fname, data in files.items():
+            (folder / fname).write_bytes(data)
+            written.append(fname)
+    return written
+
+
+def explain(
+    paths: Sequence[str | Path],
+    checkpoints: Sequence[str | Path | LoadedCheckpoint],
+    out: str | Path,
+    opts: ExplainOptions | None = None,
+    progress: bool = True,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Analyse every image under every checkpoint and write the results into ``out``:
+
+    ``out/<image>/<checkpoint>/summary.json`` (predictions, per-token share, mass,
+    entropy, contribution, foreground share, deletion score), ``arrays.npz`` (every map and
+    attention matrix), and, with ``opts.figures``, PNG (and SVG) figures plus ``report.png``;
+    ``out/summary.json`` lists them all. An unreadable image is reported in ``errors`` and
+    skipped. Returns the top-level summary.
+    """
+    opts = opts or ExplainOptions()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cks = [
+        c if isinstance(c, LoadedCheckpoint) else load_checkpoint(c, device) for c in checkpoints
+    ]
+    names = [Path(str(c)).name if not isinstance(c, LoadedCheckpoint) else "" for c in checkpoints]
+    names = [n or f"checkpoint{i}" for i, n in enumerate(names)]
+    files = image_files(paths)
+    images: list[tuple[str, Image.Image]] = []
+    errors: list[str] = []
+    seen: dict[str, int] = {}
+    for f in files:
+        try:
+            img = decode_image(f.read_bytes(), str(f))
+        except (OSError, ValueError) as err:
+            errors.append(str(err))
+            continue
+        stem = _slug(f.stem)
+        seen[stem] = seen.get(stem, 0) + 1
+        images.append((stem if seen[stem] == 1 else f"{stem}-{seen[stem]}", img))
+    results = []
+    bar = tqdm(total=len(images) * len(cks), desc="explain", unit="img", disable=not progress)
+    for ck, ck_name in zip(cks, names, strict=True):
+        model = ck.model
+        dev = next(model.parameters()).device
+        for start in range(0, len(images), opts.batch_size):
+            batch = images[start : start + opts.batch_size]
+            x = torch.stack([ck.preprocess(im) for _, im in batch]).to(dev)
+            with torch.inference_mode():
+                trace = model.trace(x.contiguous(memory_format=torch.channels_last))
+            probs = trace.probabilities.cpu().numpy()
+            for i, (stem, img) in enumerate(batch):
+                res = _explain_one(ck, ck_name, stem, img, trace, i, probs[i], x[i], out, opts)
+                results.append(res)
+                bar.update(1)
+    bar.close()
+    summary = {"images": results, "errors": errors, "checkpoints": names}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _explain_one(
+    ck: LoadedCheckpoint, ck_name: str, stem: str, img: Image.Image, trace, i: int,
+    probs: np.ndarray, x: torch.Tensor, out: Path, opts: ExplainOptions,
+) -> dict[str, Any]:  # fmt: skip
+    views = module_views(trace, i, ck.model)
+    mask = _load_mask(opts.masks, stem)
+    folder = out / stem / _slug(ck_name)
+    folder.mkdir(parents=True, exist_ok=True)
+    order = np.argsort(-probs)[:5]
+    summary: dict[str, Any] = {
+        "image": stem,
+        "checkpoint": ck_name,
+        "predictions": [
+            {"class": ck.classes[j], "probability": round(float(probs[j]), 6)} for j in order
+        ],
+        "modules": [],
+    }
+    arrays: dict[str, np.ndarray] = {"probabilities": probs}
+    for k, v in enumerate(views):
+        fg = foreground_share(v.maps, mask) if mask is not None else None
+        summary["modules"].append({"kind": v.kind, "tokens": _token_rows(v, fg)})
+        arrays[f"m{k}_maps"] = v.maps
+        for j, att in enumerate(v.token_attention):
+            arrays[f"m{k}_token_attention_l{j}"] = att
+        if v.projector is not None:
+            arrays[f"m{k}_projector"] = v.projector
+        arrays[f"m{k}_share"] = v.stats.share
+        arrays[f"m{k}_entropy"] = v.stats.entropy
+    deletion = None
+    if views and opts.deletion and hasattr(ck.model, "head_norm") and not trace.class_token:
+        deletion = deletion_curves(ck.model, trace, i, random_orders=opts.random_orders)
+        summary["faithfulness"] = {
+            "deletion_score": round(deletion.score, 6),
+            "importance_order": deletion.order.tolist(),
+            "deletion_curve": np.round(deletion.curve, 6).tolist(),
+            "random_curve": np.round(deletion.random_curve, 6).tolist(),
+            "single_token_drop": np.round(deletion.single, 6).tolist(),
+        }
+        arrays["deletion_curve"] = deletion.curve
+        arrays["deletion_random_curve"] = deletion.random_curve
+    if opts.randomisation and views:
+        rc = randomisation_check(ck.model, x[None])
+        summary.setdefault("faithfulness", {})["randomisation"] = {
+            "steps": rc.steps,
+            "rank_correlation": np.round(rc.correlation, 6).tolist(),
+        }
+    image = display_image(img, min_side=224)
+    arrays["image"] = image
+    np.savez_compressed(folder / "arrays.npz", **arrays)
+    if opts.figures:
+        summary["figures"] = _write_figures(
+            folder, ck_name, stem, image, probs, ck.classes, views, deletion, opts
+        )
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+# --- dataset-level token statistics -------------------------------------------------------
+
+
+@torch.inference_mode()
+def token_statistics(
+    ck: LoadedCheckpoint,
+    data: str | Path,
+    batch_size: int = 128,
+    progress: bool = True,
+    deletion_images: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Per token and class statistics of a checkpoint over an ImageFolder dataset.
+
+    For each VT module (arrays indexed [module][class][token] or [module][token]):
+    ``mean_share`` (fraction of the image the token wins in the semantic-group map, mean
+    over the class's images), ``mean_mass`` (mean projector weight pixels give it; the
+    share for a module without projector), ``dominant`` (how many images of the class the
+    token has the largest share in), ``entropy_ratio`` (mean entropy of its map over a
+    uniform map's), ``fires_for`` (each token's share distributed over classes, rows sum
+    to 1). With ``deletion_images`` > 0, the mean deletion score of that many images.
+    """
+    pre = ck.preprocess
+    ds = load_image_folder(
+        data, pre.input_size, pre.resize, progress=progress, interpolation=pre.interpolation
+    )
+    classes = list(ck.classes)
+    if set(ds.classes) != set(classes):
+        raise ValueError(
+            f"{ds.source}: class folders {sorted(ds.classes)} differ from the checkpoint's "
+            f"classes {sorted(classes)}"
+        )
+    labels = torch.tensor([classes.index(c) for c in ds.classes])[ds.labels]
+    model = ck.model
+    dev = next(model.parameters()).device
+    K = len(classes)
+    share_sum = mass_sum = dom = ent_sum = None
+    per_class_n = torch.bincount(labels, minlength=K).numpy()
+    correct = 0
+    deletion_scores: list[float] = []
+    kinds: list[str] = []
+    bar = tqdm(total=len(ds), desc="tokens", unit="img", disable=not progress)
+    for start in range(0, len(ds), batch_size):
+        x = normalize(ds.images[start : start + batch_size].to(dev), pre.mean, pre.std)
+        y = labels[start : start + batch_size].numpy()
+        trace = model.trace(x)
+        if not trace.modules:
+            raise ValueError(f"{ck.config.name} has no VT modules: no token statistics")
+        correct += int((trace.logits.argmax(1).cpu().numpy() == y).sum())
+        if share_sum is None:
+            M, L = len(trace.modules), trace.modules[0].num_tokens
+            kinds = [m.kind for m in trace.modules]
+            share_sum = np.zeros((M, K, L))
+            mass_sum = np.zeros((M, K, L))
+            dom = np.zeros((M, K, L), dtype=np.int64)
+            ent_sum = np.zeros((M, K, L))
+        for k, m in enumerate(trace.modules):
+            maps = m.tokenizer_attention.float().cpu().numpy()  # (B, L, h, w)
+            for b in range(len(maps)):
+                _, share = semantic_groups(maps[b])
+                if m.projector_attention is not None:
+                    mass = m.projector_attention[b].float().cpu().numpy()
+                    mass = mass.reshape(len(mass), -1).mean(1)
+                else:
+                    mass = share
+                c = y[b]
+                share_sum[k, c] += share
+                mass_sum[k, c] += mass
+                dom[k, c, int(share.argmax())] += 1
+                ent_sum[k, c] += entropy_ratio(maps[b])
+        for b in range(len(y)):
+            if len(deletion_scores) < deletion_images:
+                deletion_scores.append(deletion_curves(model, trace, b, random_orders=4).score)
+        bar.update(len(y))
+        if on_batch is not None:
+            on_batch(start)
+    bar.close()
+    n = np.maximum(per_class_n, 1)[None, :, None]
+    mean_share = share_sum / n
+    fires = mean_share / np.maximum(mean_share.sum(1, keepdims=True), 1e-12)
+    out = {
+        "format": TOKENS_FORMAT,
+        "checkpoint": ck.config.name,
+        "data": ds.source,
+        "n": len(ds),
+        "accuracy": round(correct / max(1, len(ds)), 6),
+        "classes": classes,
+        "per_class_n": per_class_n.tolist(),
+        "module_kinds": kinds,
+        "mean_share": np.round(mean_share, 6).tolist(),
+        "mean_mass": np.round(mass_sum / n, 6).tolist(),
+        "dominant": dom.tolist(),
+        "entropy_ratio_by_class": np.round(ent_sum / n, 6).tolist(),
+        "entropy_ratio": np.round(ent_sum.sum(1) / max(1, len(ds)), 6).tolist(),
+        "fires_for": np.round(fires, 6).tolist(),
+    }
+    if deletion_scores:
+        out["deletion_score_mean"] = round(float(np.mean(deletion_scores)), 6)
+        out["deletion_images"] = len(deletion_scores)
+    return out
+
+
+def read_token_statistics(path: str | Path) -> dict[str, Any]:
+    """Load a ``tokens.json`` written by :func:`token_statistics`; ValueError naming the file
+    when it is not one."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{p}: not a readable token statistics file ({err})") from None
+    if not isinstance(data, dict) or data.get("format") != TOKENS_FORMAT:
+        raise ValueError(f"{p}: not a token statistics file (no format {TOKENS_FORMAT!r})")
+    return data
+
+
+def write_token_statistics(stats: dict[str, Any], out: str | Path, fmt: str = "png") -> list[Path]:
+    """Write ``tokens.json`` and one token x class heatmap per module into ``out``."""
+    from .viz.export import heatmap_figure
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "tokens.json"]
+    written[0].write_text(json.dumps(stats))
+    for k, kind in enumerate(stats["module_kinds"]):
+        share = np.asarray(stats["mean_share"][k])  # (K, L)
+        f = out / f"tokens_m{k}.{fmt}"
+        f.write_bytes(
+            heatmap_figure(
+                share,
+                f"mean share of the image per token and class, module {k} ({kind})",
+                xlabel="token",
+                ylabel="class",
+                yticks=stats["classes"],
+                fmt=fmt,
+            )
+        )
+        written.append(f)
+    return written

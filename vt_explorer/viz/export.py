@@ -1,0 +1,192 @@
+"""Static figures (PNG or SVG bytes, drawn with matplotlib) of one image's analysis.
+
+The app shows the same arrays interactively and offers these files as downloads; the
+``explain`` command writes them; both call these functions, so a file equals the view.
+Every function takes ``fmt="png"`` or ``"svg"``.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
+
+from ..analysis import DeletionResult, propagated_maps
+from .figures import group_image, overlay, palette
+
+FORMATS = ("png", "svg")
+
+
+def _save(fig: plt.Figure, fmt: str) -> bytes:
+    if fmt not in FORMATS:
+        plt.close(fig)
+        raise ValueError(f"unknown figure format {fmt!r} (expected png or svg)")
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, bbox_inches="tight", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def image_bytes(image: np.ndarray, fmt: str = "png") -> bytes:
+    """An (H, W, 3) uint8 array as PNG bytes (SVG embeds the same raster)."""
+    if fmt == "png":
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, "PNG")
+        return buf.getvalue()
+    fig, ax = plt.subplots(figsize=(image.shape[1] / 110, image.shape[0] / 110))
+    ax.imshow(image)
+    ax.axis("off")
+    return _save(fig, fmt)
+
+
+def groups_figure(
+    image: np.ndarray, labels: np.ndarray, share: np.ndarray, title: str = "", fmt: str = "png"
+) -> bytes:
+    """Semantic-group (or projector) map with a legend of each token's share of the image."""
+    fig, (ax, leg) = plt.subplots(1, 2, figsize=(7.5, 4), gridspec_kw={"width_ratios": [3, 1.3]})
+    ax.imshow(group_image(image, labels))
+    ax.axis("off")
+    ax.set_title(title, fontsize=10)
+    cols = palette(len(share)) / 255
+    order = np.argsort(-share)
+    leg.barh(range(len(order)), share[order], color=cols[order])
+    leg.set_yticks(range(len(order)), [f"token {i}" for i in order], fontsize=7)
+    leg.invert_yaxis()
+    leg.set_xlabel("share of the image", fontsize=8)
+    leg.tick_params(axis="x", labelsize=7)
+    return _save(fig, fmt)
+
+
+def heatmap_figure(
+    matrix: np.ndarray,
+    title: str = "",
+    xlabel: str = "key token",
+    ylabel: str = "query token",
+    xticks: list[str] | None = None,
+    yticks: list[str] | None = None,
+    fmt: str = "png",
+) -> bytes:
+    """A matrix as a heatmap with a colour bar (token attention, token x class tables)."""
+    h, w = matrix.shape
+    fig, ax = plt.subplots(figsize=(min(1.2 + 0.32 * w, 12), min(1.0 + 0.3 * h, 10)))
+    im = ax.imshow(matrix, cmap="viridis", aspect="auto")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_xticks(range(w), xticks or [str(i) for i in range(w)], fontsize=7, rotation=90)
+    ax.set_yticks(range(h), yticks or [str(i) for i in range(h)], fontsize=7)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return _save(fig, fmt)
+
+
+def predictions_figure(
+    classes: list[str], probs: np.ndarray, k: int = 5, title: str = "", fmt: str = "png"
+) -> bytes:
+    """Top-k class probabilities as horizontal bars."""
+    order = np.argsort(-probs)[:k]
+    fig, ax = plt.subplots(figsize=(4.5, 0.5 + 0.35 * len(order)))
+    ax.barh(range(len(order)), probs[order], color="#4c78a8")
+    ax.set_yticks(range(len(order)), [classes[i] for i in order], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    for j, i in enumerate(order):
+        ax.text(min(probs[i] + 0.01, 0.85), j, f"{probs[i]:.1%}", va="center", fontsize=7)
+    ax.set_title(title, fontsize=10)
+    return _save(fig, fmt)
+
+
+def deletion_figure(res: DeletionResult, class_name: str = "", fmt: str = "png") -> bytes:
+    """Deletion curves: probability of the predicted class as tokens are removed by the
+    map's importance and in random order; the shaded area is the score."""
+    k = np.arange(len(res.curve))
+    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    ax.plot(k, res.curve, marker="o", ms=3, label="most important first")
+    ax.plot(k, res.random_curve, ls="--", label="random order (mean)")
+    ax.fill_between(k, res.curve, res.random_curve, alpha=0.2)
+    ax.set_xlabel("tokens removed", fontsize=8)
+    ax.set_ylabel(f"p({class_name or res.predicted})", fontsize=8)
+    ax.set_title(f"deletion score {res.score:+.3f}", fontsize=10)
+    ax.legend(fontsize=7)
+    return _save(fig, fmt)
+
+
+def report_figure(
+    name: str,
+    image: np.ndarray,
+    classes: list[str],
+    probs: np.ndarray,
+    maps: list[np.ndarray],
+    token_attention: list[np.ndarray],
+    kinds: list[str],
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    deletion: DeletionResult | None = None,
+    fmt: str = "png",
+) -> bytes:
+    """One page of an image's analysis: the image and its top-5, every module's token maps
+    (first row: tokenizer maps; second: after the token transformer, Fig. 6) and
+    semantic groups, and the deletion curve when given.
+
+    maps: per module (L, h, w); token_attention: per module the first layer's
+    (heads, L, L); kinds: per module "filter"/"recurrent".
+    """
+    from ..analysis import semantic_groups
+
+    n_mod = len(maps)
+    L = maps[0].shape[0] if maps else 0
+    cols = max(L, 4)
+    rows = 1 + 3 * n_mod
+    fig = plt.figure(figsize=(1.3 * cols, 1.45 * rows + 0.5))
+    grid = fig.add_gridspec(rows, cols)
+    ax = fig.add_subplot(grid[0, :2])
+    ax.imshow(image)
+    ax.axis("off")
+    ax.set_title(name, fontsize=9)
+    ax = fig.add_subplot(grid[0, 2 : max(4, cols // 2)])
+    order = np.argsort(-probs)[:5]
+    ax.barh(range(len(order)), probs[order], color="#4c78a8")
+    ax.set_yticks(range(len(order)), [classes[i] for i in order], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.tick_params(axis="x", labelsize=6)
+    ax.set_title("top-5", fontsize=9)
+    if deletion is not None and cols >= 8:
+        ax = fig.add_subplot(grid[0, cols // 2 + 1 :])
+        ax.plot(deletion.curve, label="by importance")
+        ax.plot(deletion.random_curve, ls="--", label="random")
+        ax.set_title(f"deletion score {deletion.score:+.3f}", fontsize=9)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6)
+    for m in range(n_mod):
+        prop = propagated_maps(maps[m], token_attention[m]) if len(token_attention[m]) else None
+        labels, share = semantic_groups(maps[m])
+        for t in range(L):
+            ax = fig.add_subplot(grid[1 + 3 * m, t])
+            ax.imshow(overlay(image, maps[m][t], cmap, alpha))
+            ax.axis("off")
+            ax.set_title(f"m{m} t{t}", fontsize=6)
+            if prop is not None:
+                ax = fig.add_subplot(grid[2 + 3 * m, t])
+                ax.imshow(overlay(image, prop[t], cmap, alpha))
+                ax.axis("off")
+        ax = fig.add_subplot(grid[3 + 3 * m, :2])
+        ax.imshow(group_image(image, labels))
+        ax.axis("off")
+        ax = fig.add_subplot(grid[3 + 3 * m, 2:])
+        ax.axis("off")
+        top = np.argsort(-share)[:6]
+        ax.text(
+            0,
+            0.5,
+            f"module {m} ({kinds[m]} tokenizer): row 1 token maps, row 2 after the token "
+            "transformer (Fig. 6)\nlargest semantic groups: "
+            + ", ".join(f"t{i} {share[i]:.0%}" for i in top),
+            fontsize=7,
+            va="center",
+        )
+    return _save(fig, fmt)
