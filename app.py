@@ -10,27 +10,45 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from vt_explorer.analysis import projector_groups, propagated_maps, semantic_groups
+from vt_explorer.analysis import (
+    projector_groups,
+    propagated_maps,
+    randomisation_check,
+    semantic_groups,
+)
 from vt_explorer.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
 from vt_explorer.data import decode_image
 from vt_explorer.device import select_device
 from vt_explorer.examples import example_images
-from vt_explorer.explore import ImageAnalysis, analyse, list_checkpoints
+from vt_explorer.explore import (
+    ImageAnalysis,
+    analyse,
+    analysis_arrays,
+    distinct_tokens,
+    list_checkpoints,
+    npz_bytes,
+)
+from vt_explorer.headless import read_token_statistics
 from vt_explorer.viz import (
     attention_heatmap,
     confusion_heatmap,
     curves_figure,
+    deletion_plot,
     group_image,
     overlay,
     palette,
     predictions_bar,
+    token_class_heatmap,
     token_grid_png,
 )
+from vt_explorer.viz import export as fig_export
 
 st.set_page_config(page_title="vt_explorer", layout="wide")
 MAX_UPLOAD_BYTES = 40 * 1024 * 1024
@@ -57,6 +75,35 @@ def image_error(digest: str, _data: bytes, name: str) -> str | None:
     except ValueError as err:
         return str(err)
     return None
+
+
+@st.cache_data(show_spinner="Randomising the model layer by layer...", max_entries=64)
+def get_randomisation(path: str, digest: str, _data: bytes, name: str) -> dict:
+    """Cascading model-randomisation check of one image (Adebayo et al. 2018)."""
+    ck = get_checkpoint(path)
+    device = next(ck.model.parameters()).device
+    x = ck.preprocess(decode_image(_data, name))[None].to(device)
+    res = randomisation_check(ck.model, x)
+    return {"steps": res.steps, "correlation": res.correlation}
+
+
+def downloads(label: str, make: Callable[[str], bytes], stem: str, uid: str) -> None:
+    """PNG and SVG download buttons for one figure; the file is drawn only when clicked."""
+    c1, c2, _ = st.columns([1, 1, 3])
+    c1.download_button(
+        f"{label} (PNG)",
+        lambda: make("png"),
+        file_name=f"{stem}.png",
+        mime="image/png",
+        key=f"png-{uid}",
+    )
+    c2.download_button(
+        f"{label} (SVG)",
+        lambda: make("svg"),
+        file_name=f"{stem}.svg",
+        mime="image/svg+xml",
+        key=f"svg-{uid}",
+    )
 
 
 def short(path: str) -> str:
@@ -155,6 +202,58 @@ with st.expander("Model cards: data, accuracy, confusion matrix, training curves
         with col:
             show_card(m)
 
+
+def show_token_statistics(path: str) -> None:
+    """Dataset-level token statistics from ``vt-explorer tokens`` (PATH.tokens.json)."""
+    found = Path(path + ".tokens.json")
+    up = st.file_uploader(
+        f"tokens.json for {short(path)}",
+        type=["json"],
+        key=f"tokfile-{path}",
+        help="written by `vt-explorer tokens CHECKPOINT DATA --out DIR`",
+    )
+    stats = None
+    try:
+        if up is not None:
+            tmp = json.loads(up.getvalue().decode("utf-8", "replace"))
+            if tmp.get("format") != "vt_explorer.tokens/1":
+                raise ValueError(f"{up.name}: not a token statistics file")
+            stats = tmp
+        elif found.is_file():
+            stats = read_token_statistics(found)
+    except (ValueError, AttributeError) as err:
+        st.error(f"Cannot use that file: {err}")
+    if stats is None:
+        st.info(f"No statistics for {short(path)} yet: run `vt-explorer tokens {path} DATA "
+                f"--out DIR` and upload DIR/tokens.json.")  # fmt: skip
+        return
+    st.caption(
+        f"{stats['n']} images of {short(stats['data'])} (top-1 {stats['accuracy']:.2%}). "
+        "Share: the fraction of an image a token wins in the semantic-group map, averaged "
+        "per class. Entropy / uniform: 1 = the token looks everywhere."
+    )
+    for k, kind in enumerate(stats["module_kinds"]):
+        share = np.asarray(stats["mean_share"][k])
+        st.plotly_chart(
+            token_class_heatmap(share, stats["classes"], f"module {k + 1} ({kind}): mean share"),
+            key=f"tokhm-{path}-{k}",
+        )
+        ent = np.asarray(stats["entropy_ratio"][k])
+        dom = np.asarray(stats["dominant"][k]).sum(0)
+        st.dataframe(
+            pd.DataFrame(
+                {"entropy / uniform": ent, "images where largest": dom},
+                index=[f"t{i}" for i in range(len(ent))],
+            ).T,
+            key=f"tokdf-{path}-{k}",
+        )
+
+
+with st.expander("Dataset statistics per token (from `vt-explorer tokens`)"):
+    for col, m in zip(st.columns(len(models)), models, strict=True):
+        with col:
+            show_token_statistics(m)
+
 uploads = st.file_uploader(
     "Images (JPEG, PNG, WebP, BMP, GIF; any size)",
     type=["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"],
@@ -204,12 +303,13 @@ def show_module(a: ImageAnalysis, k: int, uid: str) -> None:
             )
         tok = st.selectbox("Enlarge token", list(range(n)), key=f"enlarge-{uid}")
         st.image(overlay(a.image, maps[tok], cmap, alpha), caption=f"token {tok}", width=360)
-        st.download_button(
-            "Download token maps (PNG)",
-            lambda: token_grid_png(a.image, maps, cmap, alpha, f"{a.name}: module {k + 1}"),
-            file_name=f"token-maps-module{k + 1}.png",
-            mime="image/png",
-            key=f"dl-maps-{uid}",
+        downloads(
+            "Token maps",
+            lambda fmt: token_grid_png(
+                a.image, maps, cmap, alpha, f"{a.name}: module {k + 1}", fmt=fmt
+            ),
+            f"{a.name}-token-maps-module{k + 1}",
+            f"maps-{uid}",
         )
     with t_groups:
         labels, share = semantic_groups(maps)
@@ -223,6 +323,14 @@ def show_module(a: ImageAnalysis, k: int, uid: str) -> None:
             if share[i] > 0
         )
         st.markdown(legend, unsafe_allow_html=True)
+        downloads(
+            "Semantic groups",
+            lambda fmt: fig_export.groups_figure(
+                a.image, labels, share, f"{a.name}: semantic groups, module {k + 1}", fmt
+            ),
+            f"{a.name}-groups-module{k + 1}",
+            f"groups-{uid}",
+        )
     with t_proj:
         if v.projector is None:
             st.info("This module has no projector: the classifier reads its tokens directly.")
@@ -233,6 +341,14 @@ def show_module(a: ImageAnalysis, k: int, uid: str) -> None:
             )
             st.image(group_image(a.image, plabels), width=360)
             st.bar_chart(pd.DataFrame({"mean weight": mass}, index=[f"t{i}" for i in range(n)]))
+            downloads(
+                "Projector view",
+                lambda fmt: fig_export.groups_figure(
+                    a.image, plabels, mass, f"{a.name}: projector view, module {k + 1}", fmt
+                ),
+                f"{a.name}-projector-module{k + 1}",
+                f"proj-{uid}",
+            )
     with t_attn:
         layers = v.token_attention
         lay = (
@@ -246,6 +362,15 @@ def show_module(a: ImageAnalysis, k: int, uid: str) -> None:
         mat = att.mean(0) if head == "mean" else att[int(head)]
         names = (["cls"] if a.class_token else []) + [f"t{i}" for i in range(n)]
         st.plotly_chart(attention_heatmap(mat, f"layer {lay}, head {head}", names), key=f"hm-{uid}")
+        downloads(
+            "Token attention",
+            lambda fmt: fig_export.heatmap_figure(
+                mat, f"{a.name}: module {k + 1}, layer {lay}, head {head}", xticks=names,
+                yticks=names, fmt=fmt,
+            ),
+            f"{a.name}-token-attention-module{k + 1}-layer{lay}-head{head}",
+            f"att-{uid}",
+        )  # fmt: skip
     with t_prop:
         st.caption("Maps after the transformer mixes them: A_hat[l] = sum_l' W[l, l'] A[l'].")
         att = v.token_attention[-1]
@@ -257,6 +382,15 @@ def show_module(a: ImageAnalysis, k: int, uid: str) -> None:
             cols[i % 8].image(
                 overlay(a.image, prop[i], cmap, alpha), caption=f"token {i}", width="stretch"
             )
+        downloads(
+            "Propagated maps",
+            lambda fmt: token_grid_png(
+                a.image, prop, cmap, alpha, f"{a.name}: after the transformer, module {k + 1}",
+                fmt=fmt,
+            ),
+            f"{a.name}-propagated-module{k + 1}",
+            f"prop-{uid}",
+        )  # fmt: skip
     with t_tok:
         s = v.stats
         df = pd.DataFrame(
@@ -271,6 +405,58 @@ def show_module(a: ImageAnalysis, k: int, uid: str) -> None:
         if s.contribution is not None:
             df["logit change if removed"] = s.contribution
         st.dataframe(df.style.format("{:.3f}"), key=f"df-{uid}")
+        st.download_button(
+            "Per-token table (CSV)",
+            df.to_csv().encode(),
+            file_name=f"{a.name}-tokens-module{k + 1}.csv",
+            mime="text/csv",
+            key=f"csv-{uid}",
+        )
+
+
+def show_faithfulness(a: ImageAnalysis, path: str, name: str, data: bytes, digest: str,
+                      uid: str) -> None:  # fmt: skip
+    """Numbers that say whether the maps explain this prediction."""
+    st.caption(
+        "Does the map explain the prediction? Remove the last module's tokens (before its "
+        "transformer) in the order of their share of the semantic-group map and watch the "
+        "predicted class's probability; compare with random orders. A score above 0 means "
+        "the tokens the map calls important matter more than chance."
+    )
+    counts = [distinct_tokens(m.maps) for m in a.modules]
+    cols = st.columns(len(counts))
+    for i, (col, c) in enumerate(zip(cols, counts, strict=True)):
+        col.metric(f"distinct maps, module {i + 1}", f"{c} of {len(a.modules[i].maps)}")
+    if min(counts) == 1:
+        st.warning(
+            "Token collapse: in at least one module every token attends to the same place, so "
+            "its tokens are copies and removing one changes nothing."
+        )
+    d = a.deletion
+    if d is not None:
+        cls = a.classes[d.predicted]
+        st.metric("deletion score", f"{d.score:+.4f}", help="mean gap between the curves")
+        st.plotly_chart(deletion_plot(d.curve, d.random_curve, cls), key=f"del-{uid}")
+        downloads(
+            "Deletion curve",
+            lambda fmt: fig_export.deletion_figure(d, cls, fmt),
+            f"{name}-deletion",
+            f"del-{uid}",
+        )
+    if st.checkbox(
+        "Run the model-randomisation check (a few seconds)",
+        key=f"rand-{uid}",
+        help="Adebayo et al. 2018: re-initialise the layers from the top down; maps that "
+        "depend on the learned weights should stop matching the trained model's.",
+    ):
+        r = get_randomisation(path, digest, data, name)
+        df = pd.DataFrame(
+            r["correlation"],
+            index=[f"up to {s}" for s in r["steps"]],
+            columns=[f"module {i + 1} maps" for i in range(r["correlation"].shape[1])],
+        )
+        st.caption("Spearman rank correlation with the trained model's maps.")
+        st.dataframe(df.style.format("{:.2f}"), key=f"randdf-{uid}")
 
 
 def show_model(path: str, name: str, data: bytes, digest: str, uid: str) -> ImageAnalysis | None:
@@ -290,6 +476,8 @@ def show_model(path: str, name: str, data: bytes, digest: str, uid: str) -> Imag
         key=f"mod-{uid}",
     )
     show_module(a, k, f"{uid}-{k}")
+    with st.expander("Can these maps be trusted? Token ablation and randomisation checks"):
+        show_faithfulness(a, path, name, data, digest, uid)
     with st.expander("Filter vs recurrent: every module's semantic groups side by side"):
         cols = st.columns(len(a.modules))
         for i, (col, m) in enumerate(zip(cols, a.modules, strict=True)):
@@ -322,15 +510,42 @@ for idx, (name, data) in enumerate(items):
             f"The two models {verdict}: {short(models[0])} says {ca} ({pa:.1%}), {short(models[1])} says {cb} ({pb:.1%})."
         )
     a0 = results[0]
-    arrays = {
-        "probs": a0.probs.tolist(),
-        "classes": a0.classes,
-        "modules": [{"kind": m.kind, "tokenizer_attention": m.maps.tolist()} for m in a0.modules],
-    }
-    st.download_button(
-        "Download this image's arrays (JSON)",
-        json.dumps(arrays),
-        file_name=f"{name}.json",
+    c1, c2, c3 = st.columns(3)
+    c1.download_button(
+        "Arrays of this image (NPZ)",
+        lambda a=a0: npz_bytes(analysis_arrays(a.probs, a.modules, a.image, a.deletion)),
+        file_name=f"{name}-{short(models[0])}.npz",
+        mime="application/octet-stream",
+        key=f"dl-npz-{idx}",
+    )
+    c2.download_button(
+        "Arrays of this image (JSON)",
+        lambda a=a0: json.dumps(
+            {
+                k: v.tolist()
+                for k, v in analysis_arrays(a.probs, a.modules, None, a.deletion).items()
+            }
+            | {"classes": a.classes, "kinds": [m.kind for m in a.modules]}
+        ),
+        file_name=f"{name}-{short(models[0])}.json",
         mime="application/json",
         key=f"dl-json-{idx}",
+    )
+    c3.download_button(
+        "One-page report (PNG)",
+        lambda a=a0: fig_export.report_figure(
+            f"{a.name} - {short(models[0])}",
+            a.image,
+            a.classes,
+            a.probs,
+            [m.maps for m in a.modules],
+            [m.token_attention[0] if m.token_attention else np.zeros(0) for m in a.modules],
+            [m.kind for m in a.modules],
+            cmap,
+            alpha,
+            a.deletion,
+        ),
+        file_name=f"{name}-{short(models[0])}-report.png",
+        mime="image/png",
+        key=f"dl-report-{idx}",
     )

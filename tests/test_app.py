@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from vt_explorer.checkpoint import save_checkpoint
@@ -13,6 +17,20 @@ from vt_explorer.model import create_model
 from vt_explorer.model.config import CIFAR10_CLASSES
 
 from .imagegen import image_bytes, make_image
+
+
+def _animated_gif() -> bytes:
+    frames = [make_image((200, 0, 0), 32), make_image((0, 0, 200), 32, seed=1)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    return buf.getvalue()
+
+
+def _exif_rotated() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees
+    return image_bytes(make_image((90, 90, 9), 48), "JPEG", exif=exif)
+
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "photos"
@@ -77,15 +95,27 @@ def test_upload_photos_and_bad_files(app) -> None:
         ("rgba.png", image_bytes(make_image((9, 9, 9), 40).convert("RGBA")), "image/png"),
         ("gray.png", image_bytes(make_image((9, 9, 9), 40).convert("L")), "image/png"),
         ("dot.png", image_bytes(make_image((9, 9, 9), 1)), "image/png"),
+        ("cmyk.jpg", image_bytes(make_image((9, 90, 9), 48).convert("CMYK"), "JPEG"), "image/jpeg"),
+        (
+            "deep.png",
+            image_bytes(Image.fromarray(np.full((40, 40), 40000, np.uint16))),
+            "image/png",
+        ),
+        ("palette.png", image_bytes(make_image((9, 9, 90), 40).convert("P")), "image/png"),
+        ("anim.gif", _animated_gif(), "image/gif"),
+        ("rotated.jpg", _exif_rotated(), "image/jpeg"),
+        ("bomb.png", image_bytes(Image.new("1", (9000, 9000)), "PNG"), "image/png"),
     ]
     at.file_uploader(key="upload").set_value(files).run()
     assert not at.exception
     errors = " ".join(e.value for e in at.error)
-    for bad in ("notes.png: not an image", "truncated.jpg", "empty.png: empty file"):
+    for bad in ("notes.png: not an image", "truncated.jpg", "empty.png: empty file",
+                "bomb.png: image too large"):  # fmt: skip
         assert bad in errors
     shown = [s.value for s in at.subheader]
-    assert {"drawn.png", "rgba.png", "gray.png", "dot.png"} <= set(shown)
-    assert len(predictions(at)) == len(files) - 3
+    ok = {"drawn.png", "rgba.png", "gray.png", "dot.png", "cmyk.jpg", "deep.png", "palette.png"}
+    assert ok | {"anim.gif", "rotated.jpg"} <= set(shown)
+    assert len(predictions(at)) == len(files) - 4
     # a view change does not rerun or break anything
     at.selectbox(key="cmap").select("viridis").run()
     at.slider(key="alpha").set_value(0.3).run()
@@ -99,3 +129,50 @@ def test_a_file_that_is_not_a_checkpoint_keeps_the_previous_model(app, tmp_path)
     assert not at.exception
     assert any("Cannot use that checkpoint" in e.value for e in at.sidebar.error)
     assert predictions(at)
+
+
+def test_faithfulness_panel_and_randomisation_check(app) -> None:
+    at = app.run()
+    at.checkbox(key="compare").uncheck().run()
+    labels = [m.label for m in at.metric]
+    assert "deletion score" in labels
+    assert any(lab.startswith("distinct maps, module 1") for lab in labels)
+    first = next(c for c in at.checkbox if c.key and c.key.startswith("rand-"))
+    first.check().run()
+    assert not at.exception
+    assert any("rank correlation" in c.value for c in at.caption)
+
+
+def _tokens_json(k: int = 10, L: int = 16) -> dict:
+    share = np.full((3, k, L), 1 / L)
+    return {
+        "format": "vt_explorer.tokens/1",
+        "checkpoint": "vt_resnet20",
+        "data": "/data/test",
+        "n": 20,
+        "accuracy": 0.25,
+        "classes": list(CIFAR10_CLASSES),
+        "per_class_n": [2] * k,
+        "module_kinds": ["filter", "recurrent", "recurrent"],
+        "mean_share": share.tolist(),
+        "mean_mass": share.tolist(),
+        "dominant": np.full((3, k, L), 0).tolist(),
+        "entropy_ratio_by_class": np.full((3, k, L), 0.9).tolist(),
+        "entropy_ratio": np.full((3, L), 0.9).tolist(),
+        "fires_for": np.full((3, k, L), 0.1).tolist(),
+    }
+
+
+def test_dataset_statistics_panel_reads_the_file_beside_the_checkpoint(app, ckdir) -> None:
+    side = ckdir / "cifar10-vt-recurrent.tokens.json"
+    side.write_text(json.dumps(_tokens_json()))
+    try:
+        at = app.run()
+        assert not at.exception
+        assert any("20 images of test (top-1 25.00%)" in c.value for c in at.caption)
+        side.write_text("{broken")
+        at = AppTest.from_file(APP, default_timeout=240).run()
+        assert not at.exception
+        assert any("Cannot use that file" in e.value for e in at.error)
+    finally:
+        side.unlink()

@@ -7,6 +7,7 @@ module, head, colour map, opacity) never reruns the model.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .analysis import TokenStats, token_stats
+from .analysis import DeletionResult, TokenStats, deletion_curves, token_stats
 from .checkpoint import LoadedCheckpoint
 from .model.trace import Trace
 
@@ -43,6 +44,7 @@ class ImageAnalysis:
     probs: np.ndarray  # (K,)
     modules: list[ModuleView] = field(default_factory=list)
     class_token: bool = False
+    deletion: DeletionResult | None = None  # token-ablation curves (VT classifiers)
 
     @property
     def top(self) -> tuple[str, float]:
@@ -74,7 +76,59 @@ def analyse(ck: LoadedCheckpoint, img: Image.Image, name: str = "image") -> Imag
         trace = ck.model.trace(x)
     probs = trace.probabilities[0].cpu().numpy()
     views = module_views(trace, 0, ck.model)
-    return ImageAnalysis(name, display_image(img), ck.classes, probs, views, trace.class_token)
+    deletion = None
+    if views and hasattr(ck.model, "head_norm") and not trace.class_token:
+        deletion = deletion_curves(ck.model, trace, 0)
+    return ImageAnalysis(
+        name, display_image(img), ck.classes, probs, views, trace.class_token, deletion
+    )
+
+
+def analysis_arrays(
+    probs: np.ndarray,
+    views: list[ModuleView],
+    image: np.ndarray | None = None,
+    deletion: DeletionResult | None = None,
+) -> dict[str, np.ndarray]:
+    """Every array of one image's analysis, named for an ``.npz`` file: ``probabilities``,
+    per module k ``m{k}_maps``, ``m{k}_token_attention_l{j}``, ``m{k}_projector``,
+    ``m{k}_share``, ``m{k}_mass``, ``m{k}_entropy``, and the deletion curves and image."""
+    arrays: dict[str, np.ndarray] = {"probabilities": probs}
+    for k, v in enumerate(views):
+        arrays[f"m{k}_maps"] = v.maps
+        for j, att in enumerate(v.token_attention):
+            arrays[f"m{k}_token_attention_l{j}"] = att
+        if v.projector is not None:
+            arrays[f"m{k}_projector"] = v.projector
+        arrays[f"m{k}_share"] = v.stats.share
+        arrays[f"m{k}_mass"] = v.stats.mass
+        arrays[f"m{k}_entropy"] = v.stats.entropy
+    if deletion is not None:
+        arrays["deletion_curve"] = deletion.curve
+        arrays["deletion_random_curve"] = deletion.random_curve
+        arrays["deletion_single_token_drop"] = deletion.single
+    if image is not None:
+        arrays["image"] = image
+    return arrays
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """``arrays`` as the bytes of a compressed ``.npz`` file (``numpy.load`` reads it)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def distinct_tokens(maps: np.ndarray, tol: float = 1e-3) -> int:
+    """How many of the L maps differ (max abs difference > ``tol`` of the largest value):
+    L for healthy tokens, 1 when every token attends to the same place (token collapse)."""
+    flat = maps.reshape(len(maps), -1)
+    scale = max(float(np.abs(flat).max()), 1e-12)
+    reps: list[np.ndarray] = []
+    for row in flat:
+        if all(np.abs(row - r).max() > tol * scale for r in reps):
+            reps.append(row)
+    return len(reps)
 
 
 def module_views(trace: Trace, i: int, model: torch.nn.Module | None = None) -> list[ModuleView]:

@@ -30,7 +30,7 @@ from .analysis import (
 )
 from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .data import IMAGE_EXTENSIONS, decode_image, load_image_folder, normalize
-from .explore import ModuleView, display_image, module_views
+from .explore import ModuleView, analysis_arrays, display_image, module_views
 
 TOKENS_FORMAT = "vt_explorer.tokens/1"
 
@@ -249,17 +249,9 @@ def _explain_one(
         ],
         "modules": [],
     }
-    arrays: dict[str, np.ndarray] = {"probabilities": probs}
-    for k, v in enumerate(views):
+    for v in views:
         fg = foreground_share(v.maps, mask) if mask is not None else None
         summary["modules"].append({"kind": v.kind, "tokens": _token_rows(v, fg)})
-        arrays[f"m{k}_maps"] = v.maps
-        for j, att in enumerate(v.token_attention):
-            arrays[f"m{k}_token_attention_l{j}"] = att
-        if v.projector is not None:
-            arrays[f"m{k}_projector"] = v.projector
-        arrays[f"m{k}_share"] = v.stats.share
-        arrays[f"m{k}_entropy"] = v.stats.entropy
     deletion = None
     if views and opts.deletion and hasattr(ck.model, "head_norm") and not trace.class_token:
         deletion = deletion_curves(ck.model, trace, i, random_orders=opts.random_orders)
@@ -270,8 +262,6 @@ def _explain_one(
             "random_curve": np.round(deletion.random_curve, 6).tolist(),
             "single_token_drop": np.round(deletion.single, 6).tolist(),
         }
-        arrays["deletion_curve"] = deletion.curve
-        arrays["deletion_random_curve"] = deletion.random_curve
     if opts.randomisation and views:
         rc = randomisation_check(ck.model, x[None])
         summary.setdefault("faithfulness", {})["randomisation"] = {
@@ -279,7 +269,7 @@ def _explain_one(
             "rank_correlation": np.round(rc.correlation, 6).tolist(),
         }
     image = display_image(img, min_side=224)
-    arrays["image"] = image
+    arrays = analysis_arrays(probs, views, image, deletion)
     np.savez_compressed(folder / "arrays.npz", **arrays)
     if opts.figures:
         summary["figures"] = _write_figures(

@@ -240,7 +240,7 @@ class VTLite0(_Lite0Trunk):
     """VT-Lite0: Lite0's stem and blocks 0-10 (stride 16, C = 112), then a VT stage
     (filter tokenizer, then ``cfg.vt.variant``), then the token-average classifier.
 
-    images (B, 3, S, S) -> X (B, 112, S/16, S/16) -> tokens (B, L, C_T) -> mean (B, C_T) ->
+    images (B, 3, S, S) -> X (B, 112, S/16, S/16) -> BatchNorm -> tokens (B, L, C_T) -> mean (B, C_T) ->
     LayerNorm -> logits (B, num_classes). With ``extra["freeze_backbone"]`` (the default)
     the trunk's weights get no gradient and its BatchNorms stay in eval mode, so
     :meth:`features` is a fixed function whose outputs training can cache.
@@ -252,6 +252,11 @@ class VTLite0(_Lite0Trunk):
             raise ValueError(f"{cfg.name}: VT-Lite0 needs a VT config")
         self.cfg = cfg
         channels = self._build_lite0(cfg, stride16_blocks())
+        # the trunk's last block ends in BN + residual without an activation: its outputs
+        # have std ~6 and peaks ~70, which saturate the tokenizer's softmax; a trainable
+        # BatchNorm gives the VT head unit-scale input (part of the head, not the trunk)
+        norm = cfg.extra.get("feature_norm", True)
+        self.feature_norm = nn.BatchNorm2d(channels) if norm else nn.Identity()
         self.vt = VTStage(channels, cfg.vt)
         self.head_norm = nn.LayerNorm(self.vt.token_dim) if cfg.vt.head_norm else nn.Identity()
         self.fc = nn.Linear(self.vt.token_dim, cfg.num_classes)
@@ -281,7 +286,7 @@ class VTLite0(_Lite0Trunk):
 
     def head(self, features: Tensor, need_weights: bool = False) -> Trace:
         """The VT stage and classifier on trunk features (B, C, H, W) (cached or fresh)."""
-        _, tokens, traces = self.vt(features, need_weights)
+        _, tokens, traces = self.vt(self.feature_norm(features), need_weights)
         logits = self.fc(self.head_norm(tokens.mean(dim=1)))
         return Trace(logits=logits, modules=traces)
 
@@ -292,6 +297,6 @@ class VTLite0(_Lite0Trunk):
         """Top-level children grouped by stage, for per-stage parameter and FLOP counts."""
         return {
             "trunk": ["_conv_stem", "_bn0", "_blocks"],
-            "vt": ["vt"],
+            "vt": ["feature_norm", "vt"],
             "head": ["head_norm", "fc"],
         }

@@ -158,3 +158,40 @@ def curves_figure(history: list[dict]) -> go.Figure:
         xaxis={"title": "epoch"}, height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10}
     )
     return fig
+
+
+def token_class_heatmap(matrix: np.ndarray, classes: list[str], title: str = "") -> go.Figure:
+    """A (classes, tokens) table, e.g. the mean share of the image each token wins per class."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=[f"t{i}" for i in range(matrix.shape[1])],
+            y=classes,
+            colorscale="Viridis",
+            zmin=0,
+            hovertemplate="class %{y}, token %{x}: %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        yaxis={"autorange": "reversed", "title": "class"},
+        xaxis={"title": "token"},
+        height=120 + 24 * len(classes),
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )
+    return fig
+
+
+def deletion_plot(curve: np.ndarray, random_curve: np.ndarray, class_name: str) -> go.Figure:
+    """Deletion curves: p(predicted class) as tokens are removed by importance / at random."""
+    k = list(range(len(curve)))
+    fig = go.Figure()
+    fig.add_scatter(x=k, y=random_curve, name="random order (mean)", line={"dash": "dash"})
+    fig.add_scatter(x=k, y=curve, name="most important first", fill="tonexty")
+    fig.update_layout(
+        xaxis={"title": "tokens removed"},
+        yaxis={"title": f"p({class_name})", "rangemode": "tozero"},
+        height=300,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+    )
+    return fig
