@@ -68,6 +68,22 @@ def test_recurrent_tokenizer_matches_eq2() -> None:
     torch.testing.assert_close(attn.sum(dim=(-1, -2)), torch.ones(B, L))
 
 
+def test_recurrent_tokenizer_norm_in_normalises_incoming_tokens_first() -> None:
+    """norm_in: W_R = LN(T_in) W_{T->R}; scaling T_in then leaves the maps unchanged."""
+    tok = RecurrentTokenizer(C, CT, CT, norm_in=True)
+    x = torch.randn(B, C, H, W)
+    t_in = torch.randn(B, L, CT)
+    tokens, attn = tok(x, t_in)
+    mu, var = t_in.mean(-1, keepdim=True), t_in.var(-1, unbiased=False, keepdim=True)
+    W_R = ((t_in - mu) / torch.sqrt(var + 1e-5)) @ tok.to_filters.weight.T
+    A = torch.softmax(flat(x) @ W_R.transpose(1, 2), dim=1)
+    torch.testing.assert_close(attn.flatten(2), A.transpose(1, 2))
+    _, attn_big = tok(x, 50 * t_in)
+    torch.testing.assert_close(attn_big, attn, atol=1e-4, rtol=1e-3)
+    _, attn_plain = RecurrentTokenizer(C, CT, CT)(x, 50 * t_in)
+    assert attn_plain.amax((-1, -2)).mean() > attn.amax((-1, -2)).mean()  # saturates
+
+
 def test_recurrent_tokens_depend_on_incoming_tokens() -> None:
     tok = RecurrentTokenizer(C, CT, CT)
     x = torch.randn(B, C, H, W)

@@ -95,7 +95,15 @@ def count_complexity(model: nn.Module, input_size: int | None = None) -> Complex
                 params += obj.numel()
                 continue
             params += sum(p.numel() for p in obj.parameters())
-            flops += sum(counts.get(f"{prefix}.{child}", {}).values())
+            key = f"{prefix}.{child}"
+            if key in counts:
+                flops += sum(counts[key].values())
+            else:  # a ModuleList is never called itself: add up its direct children
+                flops += sum(
+                    sum(v.values())
+                    for k, v in counts.items()
+                    if k.startswith(key + ".") and "." not in k[len(key) + 1 :]
+                )
         stages.append(StageCost(stage, params, flops))
     total_params = sum(p.numel() for p in model.parameters())
     return Complexity(total_params, counter.get_total_flops(), input_size, stages)

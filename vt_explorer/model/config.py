@@ -51,6 +51,7 @@ class VTConfig:
     pos_grid: int = 14  # attention maps resized to pos_grid x pos_grid
     pos_dim: int = 32  # C_P
     head_norm: bool = True  # LayerNorm on the averaged tokens before the classifier
+    recurrent_norm: bool = False  # LayerNorm on T_in before eq. 2's W_{T->R} (not in the paper)
 
     def tokenizer_kinds(self) -> list[str]:
         """Tokenizer type of each module: first filter, then ``variant``."""

@@ -194,7 +194,15 @@ register(
         f"{PRETRAINED_PACKAGE})",
     )
 )
-_LITE0_VT = VTConfig(num_modules=2, tokens=16, token_dim=256, heads=4, qk_ratio=0.5, mlp_ratio=2.0)
+_LITE0_VT = VTConfig(
+    num_modules=2,
+    tokens=16,
+    token_dim=256,
+    heads=4,
+    qk_ratio=0.5,
+    mlp_ratio=2.0,
+    recurrent_norm=True,  # keeps recurrent maps from collapsing (see RecurrentTokenizer)
+)
 for _variant, _what in (("recurrent", "filter, recurrent"), ("filter", "filter x2")):
     register(
         ModelConfig(

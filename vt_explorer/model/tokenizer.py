@@ -101,6 +101,11 @@ class RecurrentTokenizer(nn.Module):
         W_R = T_in W_{T->R}                  W_{T->R} in R^{C_T x C}
         T   = softmax_HW(X W_R^T)^T X W_V     W_V as in eq. 1
 
+    With ``norm_in`` a LayerNorm is applied to T_in first (not in the paper): the previous
+    module's tokens come from a residual stream whose scale grows during training, and
+    large filters saturate the softmax into one-pixel maps shared by every token (token
+    collapse, seen in the shipped cifar10-vt-recurrent: ``vt-explorer explain`` reports it).
+
     Shapes: x (B, C, H, W), tokens_in (B, L, C_T_in) -> tokens (B, L, C_T),
     attention (B, L, H, W).
     """
@@ -113,9 +118,11 @@ class RecurrentTokenizer(nn.Module):
         in_token_dim: int,
         token_dim: int | None = None,
         pos_encoding: TokenPositionEncoding | None = None,
+        norm_in: bool = False,
     ) -> None:
         super().__init__()
         token_dim = token_dim or channels
+        self.norm_in = nn.LayerNorm(in_token_dim) if norm_in else None
         self.to_filters = nn.Linear(in_token_dim, channels, bias=False)  # W_{T->R}
         self.to_value = (
             nn.Linear(channels, token_dim, bias=False) if token_dim != channels else nn.Identity()
@@ -127,6 +134,8 @@ class RecurrentTokenizer(nn.Module):
             raise ValueError("RecurrentTokenizer needs the previous module's tokens")
         h = x.shape[-2]
         x_flat = rearrange(x, "b c h w -> b (h w) c")
+        if self.norm_in is not None:
+            tokens_in = self.norm_in(tokens_in)
         filters = self.to_filters(tokens_in)  # W_R: b l c
         scores_t = filters.to(x_flat.dtype) @ x_flat.transpose(1, 2)  # (X W_R^T)^T: b l n
         tokens, attn = _pool(x_flat, scores_t)

@@ -30,7 +30,9 @@ class VTModule(nn.Module):
         if kind == "filter":
             self.tokenizer: nn.Module = FilterTokenizer(channels, cfg.tokens, token_dim, pos)
         elif kind == "recurrent":
-            self.tokenizer = RecurrentTokenizer(channels, token_dim, token_dim, pos)
+            self.tokenizer = RecurrentTokenizer(
+                channels, token_dim, token_dim, pos, norm_in=cfg.recurrent_norm
+            )
         else:
             raise ValueError(f"unknown tokenizer kind {kind!r}")
         self.kind = kind
