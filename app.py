@@ -132,21 +132,33 @@ if not choices:
     st.stop()
 
 
-def default_index(word: str) -> int:
-    for i, c in enumerate(choices):
-        if word in short(c):
-            return i
+def default_index(*words: str) -> int:
+    """Index of the first choice whose name contains the first word that matches any."""
+    for word in words:
+        for i, c in enumerate(choices):
+            if word in short(c):
+                return i
     return 0
 
 
+# default comparison: the ImageNet-pretrained VT-Lite0 pair when shipped (maps at 14x14 of a
+# 224-pixel photo), else the CIFAR-scale pair (16x16 maps of the photo shrunk to 32x32)
 model_a = st.sidebar.selectbox(
-    "Model", choices, index=default_index("vt-recurrent"), format_func=short, key="model_a"
+    "Model",
+    choices,
+    index=default_index("lite0-vt-recurrent", "vt-recurrent"),
+    format_func=short,
+    key="model_a",
 )
 compare = st.sidebar.checkbox("Compare with a second model", value=True, key="compare")
 model_b = None
 if compare and len(choices) > 1:
     model_b = st.sidebar.selectbox(
-        "Second model", choices, index=default_index("vt-filter"), format_func=short, key="model_b"
+        "Second model",
+        choices,
+        index=default_index("lite0-vt-filter", "vt-filter"),
+        format_func=short,
+        key="model_b",
     )
 cmap = st.sidebar.selectbox("Colour map", CMAPS, key="cmap")
 alpha = st.sidebar.slider("Map opacity", 0.0, 1.0, 0.55, 0.05, key="alpha")

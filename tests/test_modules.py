@@ -78,6 +78,7 @@ def test_recurrent_tokenizer_norm_in_normalises_incoming_tokens_first() -> None:
     W_R = ((t_in - mu) / torch.sqrt(var + 1e-5)) @ tok.to_filters.weight.T
     A = torch.softmax(flat(x) @ W_R.transpose(1, 2), dim=1)
     torch.testing.assert_close(attn.flatten(2), A.transpose(1, 2))
+    torch.testing.assert_close(tokens, A.transpose(1, 2) @ flat(x) @ tok.to_value.weight.T)
     _, attn_big = tok(x, 50 * t_in)
     torch.testing.assert_close(attn_big, attn, atol=1e-4, rtol=1e-3)
     _, attn_plain = RecurrentTokenizer(C, CT, CT)(x, 50 * t_in)
