@@ -211,21 +211,10 @@ def load_image_folder(
     digest = source_digest(src)
     how = resize if interpolation == "bicubic" else f"{resize}-{interpolation}"
     cache = cache_dir() / "datasets" / f"{digest[:24]}-{input_size}-{how}.safetensors"
-    if use_cache and cache.is_file():
-        try:
-            tensors = load_file(str(cache))
-            with safe_open(str(cache), framework="pt") as f:
-                meta = f.metadata()
-            return ImageDataset(
-                tensors["images"],
-                tensors["labels"],
-                json.loads(meta["classes"]),
-                str(src),
-                json.loads(meta["skipped"]),
-                digest,
-            )
-        except Exception:  # a damaged cache is rebuilt, never trusted
-            cache.unlink(missing_ok=True)
+    hit = read_cache(cache, "images") if use_cache else None
+    if hit is not None:
+        t, classes, skipped = hit
+        return ImageDataset(t["images"], t["labels"], classes, str(src), skipped, digest)
 
     class_dirs, items = scan_source(src)
     arrays: list[np.ndarray] = []
@@ -240,15 +229,40 @@ def load_image_folder(
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     ds = ImageDataset(images, labels, list(classes), str(src), skipped, digest)
     if use_cache:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            meta = {"classes": json.dumps(ds.classes), "skipped": json.dumps(skipped)}
-            save_file({"images": images, "labels": labels}, str(tmp), metadata=meta)
-            os.replace(tmp, cache)
-        except OSError as err:
-            warnings.warn(f"could not write the dataset cache {cache}: {err}", stacklevel=2)
+        write_cache(cache, {"images": images, "labels": labels}, ds.classes, skipped)
     return ds
+
+
+def read_cache(path: Path, key: str) -> tuple[dict[str, torch.Tensor], list[str], list[str]] | None:
+    """A cache file written by :func:`write_cache`: (tensors, classes, skipped), or None
+    when it is absent or damaged (a damaged file is deleted: rebuilt, never trusted)."""
+    if not path.is_file():
+        return None
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+        if key not in tensors or "labels" not in tensors:
+            raise ValueError("missing tensors")
+        return tensors, json.loads(meta["classes"]), json.loads(meta["skipped"])
+    except Exception:
+        path.unlink(missing_ok=True)
+        return None
+
+
+def write_cache(
+    path: Path, tensors: dict[str, torch.Tensor], classes: list[str], skipped: list[str]
+) -> None:
+    """Write tensors + class names + skipped files as safetensors, atomically; a failure
+    only warns (the cache is an optimisation)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        meta = {"classes": json.dumps(classes), "skipped": json.dumps(skipped)}
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    except OSError as err:
+        warnings.warn(f"could not write the cache {path}: {err}", stacklevel=3)
 
 
 def scan_source(src: Path) -> tuple[list[str] | None, Iterator[tuple[str, str, bytes | None, str]]]:

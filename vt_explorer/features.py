@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import os
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm.auto import tqdm
@@ -32,8 +28,10 @@ from .data import (
     decode_stream,
     finish_labels,
     normalize,
+    read_cache,
     scan_source,
     source_digest,
+    write_cache,
 )
 
 
@@ -128,21 +126,10 @@ def compute_features(
     interpolation = cfg.extra.get("interpolation", "bicubic")
     key = f"{digest[:24]}-{trunk_digest(model)[:16]}-{cfg.input_size}-{resize}-{interpolation}"
     cache = cache_dir() / "features" / f"{key}.safetensors"
-    if use_cache and cache.is_file():
-        try:
-            t = load_file(str(cache))
-            with safe_open(str(cache), framework="pt") as f:
-                meta = f.metadata()
-            return FeatureSet(
-                t["features"],
-                t["labels"],
-                json.loads(meta["classes"]),
-                str(src),
-                json.loads(meta["skipped"]),
-                digest,
-            )
-        except Exception:  # a damaged cache is rebuilt, never trusted
-            cache.unlink(missing_ok=True)
+    hit = read_cache(cache, "features") if use_cache else None
+    if hit is not None:
+        t, classes, skipped = hit
+        return FeatureSet(t["features"], t["labels"], classes, str(src), skipped, digest)
 
     device = torch.device(device)
     trunk = folded_trunk(model).to(device, memory_format=torch.channels_last)
@@ -174,12 +161,5 @@ def compute_features(
     feats = torch.cat(outs).contiguous()
     fs = FeatureSet(feats, labels, classes, str(src), skipped, digest)
     if use_cache:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            meta = {"classes": json.dumps(classes), "skipped": json.dumps(skipped)}
-            save_file({"features": feats, "labels": labels}, str(tmp), metadata=meta)
-            os.replace(tmp, cache)
-        except OSError as err:
-            warnings.warn(f"could not write the feature cache {cache}: {err}", stacklevel=2)
+        write_cache(cache, {"features": feats, "labels": labels}, classes, skipped)
     return fs
