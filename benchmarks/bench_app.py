@@ -58,10 +58,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photo", type=Path, default=PHOTO)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument(
+        "--models", nargs="*", help="two checkpoint paths (default: the app's default pair)"
+    )
     args = parser.parse_args()
     names = list_checkpoints()
     pick = [n for n in names if "vt-recurrent" in n] + [n for n in names if "vt-filter" in n]
-    paths = (pick or names)[:2]
+    paths = args.models or (pick or names)[:2]
     cks = [load_checkpoint(p) for p in paths]
     data = args.photo.read_bytes()
     print(
@@ -96,6 +99,22 @@ def main() -> None:
         f"streamlit: upload -> page with all views:  {1000 * first:7.1f} ms (includes the gallery)"
     )
     print(f"streamlit: view change rerun (median of 3): {1000 * statistics.median(cm):7.1f} ms")
+
+    # ten images at once: the nine photos and the drawn gallery's first image
+    photos = sorted(args.photo.parent.glob("*.JPEG"))[:9]
+    files = [(p.name, p.read_bytes(), "image/jpeg") for p in photos]
+    files.append(("tenth.jpg", data, "image/jpeg"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()
+    at.checkbox(key="examples").uncheck().run()
+    t0 = time.perf_counter()
+    at.file_uploader(key="upload").set_value(files).run()
+    ten = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    at.selectbox(key="cmap").select("viridis").run()
+    ten_change = time.perf_counter() - t0
+    assert not at.exception
+    print(f"streamlit: {len(files)} images uploaded at once: {1000 * ten:7.1f} ms")
+    print(f"streamlit: view change with {len(files)} images:  {1000 * ten_change:7.1f} ms")
 
 
 if __name__ == "__main__":

@@ -166,3 +166,20 @@ def test_head_trains_on_cached_features_and_eval_reproduces_the_card(tmp_path, c
     assert main(["eval", str(out), str(data), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["accuracy"] == card["metrics"]["accuracy"]
+
+
+def test_finetune_trains_the_trunk_on_images(tmp_path) -> None:
+    data = make_dataset(tmp_path / "d", per_class=8, size=40)
+    args = TrainArgs(config=TINY, train=str(data), out=str(tmp_path / "ft"), epochs=1)
+    args.batch_size, args.workers, args.finetune, args.flip_tta = 8, 1, True, False
+    card = train(args, progress=False)
+    assert card["trained_on"] == "images" and card["backbone"]["frozen"] is False
+    ref = create_model(TINY)
+    ref.load_pretrained()
+    ck = load_checkpoint(tmp_path / "ft")
+    key = "_blocks.10._project_conv.weight"
+    assert not torch.equal(ck.model.state_dict()[key], ref.state_dict()[key])
+    assert ck.config.extra["freeze_backbone"] is False and not ck.model.frozen
+    bad = TrainArgs(config="vt_resnet20", train=str(data), out=str(tmp_path / "x"), finetune=True)
+    with pytest.raises(ValueError, match="no frozen backbone"):
+        train(bad, progress=False)

@@ -243,14 +243,15 @@ def _train(
     main = rank == 0
 
     # the model first (its frozen trunk decides between images and cached features)
+    if args.finetune:
+        if "freeze_backbone" not in cfg.extra:
+            raise ValueError(f"--finetune: {cfg.name} has no frozen backbone to fine-tune")
+        # the card then says so, and a loaded checkpoint keeps its trunk trainable
+        cfg = cfg.replace(extra={**cfg.extra, "freeze_backbone": False})
     torch.manual_seed(args.seed)
     model = create_model(cfg)
     if cfg.extra.get("pretrained") and args.pretrained:
         model.load_pretrained()
-    if args.finetune:
-        if not hasattr(model, "set_frozen"):
-            raise ValueError(f"--finetune: {cfg.name} has no frozen backbone to fine-tune")
-        model.set_frozen(False)
     use_features = has_frozen_trunk(model)
 
     # data: rank 0 decodes (and fills the cache) first, the others then read the cache
@@ -285,8 +286,6 @@ def _train(
         new_state = model.state_dict()
         keep = {k: v for k, v in old_state.items() if new_state[k].shape == v.shape}
         model.load_state_dict(keep, strict=False)
-        if args.finetune:
-            model.set_frozen(False)
     mean, std = model.cfg.mean, model.cfg.std
     model.to(device, memory_format=torch.channels_last)
     opt = make_optimizer(model, args)
