@@ -87,6 +87,19 @@ def get_randomisation(path: str, digest: str, _data: bytes, name: str) -> dict:
     return {"steps": res.steps, "correlation": res.correlation}
 
 
+@st.cache_data(max_entries=4096, show_spinner=False)
+def tinted(image: np.ndarray, heat: np.ndarray, cmap: str, alpha: float) -> np.ndarray:
+    """``overlay``, memoised: reruns for other views (token, layer, head, module) redraw
+    nothing that did not change."""
+    return overlay(image, heat, cmap, alpha)
+
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def grouped(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``group_image``, memoised (it depends on neither colour map nor opacity)."""
+    return group_image(image, labels)
+
+
 def downloads(label: str, make: Callable[[str], bytes], stem: str, uid: str) -> None:
     """PNG and SVG download buttons for one figure; the file is drawn only when clicked."""
     c1, c2, _ = st.columns([1, 1, 3])
@@ -311,10 +324,10 @@ def show_module(a: ImageAnalysis, k: int, uid: str) -> None:
         cols = st.columns(8)
         for i in range(n):
             cols[i % 8].image(
-                overlay(a.image, maps[i], cmap, alpha), caption=f"token {i}", width="stretch"
+                tinted(a.tile, maps[i], cmap, alpha), caption=f"token {i}", width="stretch"
             )
         tok = st.selectbox("Enlarge token", list(range(n)), key=f"enlarge-{uid}")
-        st.image(overlay(a.image, maps[tok], cmap, alpha), caption=f"token {tok}", width=360)
+        st.image(tinted(a.image, maps[tok], cmap, alpha), caption=f"token {tok}", width=360)
         downloads(
             "Token maps",
             lambda fmt: token_grid_png(
@@ -326,7 +339,7 @@ def show_module(a: ImageAnalysis, k: int, uid: str) -> None:
     with t_groups:
         labels, share = semantic_groups(maps)
         st.caption("Each pixel coloured by the token that claims it most (relative to its peak).")
-        st.image(group_image(a.image, labels), width=360)
+        st.image(grouped(a.image, labels), width=360)
         pal = palette(n)
         legend = " ".join(
             f"<span style='background:rgb{tuple(int(c) for c in pal[i])};padding:0 6px'>"
@@ -351,7 +364,7 @@ def show_module(a: ImageAnalysis, k: int, uid: str) -> None:
             st.caption(
                 "For each pixel, the token it reads back from most (eq. 5 softmax over tokens)."
             )
-            st.image(group_image(a.image, plabels), width=360)
+            st.image(grouped(a.image, plabels), width=360)
             st.bar_chart(pd.DataFrame({"mean weight": mass}, index=[f"t{i}" for i in range(n)]))
             downloads(
                 "Projector view",
@@ -392,7 +405,7 @@ def show_module(a: ImageAnalysis, k: int, uid: str) -> None:
         cols = st.columns(8)
         for i in range(n):
             cols[i % 8].image(
-                overlay(a.image, prop[i], cmap, alpha), caption=f"token {i}", width="stretch"
+                tinted(a.tile, prop[i], cmap, alpha), caption=f"token {i}", width="stretch"
             )
         downloads(
             "Propagated maps",
@@ -494,7 +507,7 @@ def show_model(path: str, name: str, data: bytes, digest: str, uid: str) -> Imag
         cols = st.columns(len(a.modules))
         for i, (col, m) in enumerate(zip(cols, a.modules, strict=True)):
             col.image(
-                group_image(a.image, semantic_groups(m.maps)[0]), caption=labels[i], width="stretch"
+                grouped(a.image, semantic_groups(m.maps)[0]), caption=labels[i], width="stretch"
             )
     return a
 

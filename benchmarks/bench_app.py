@@ -32,12 +32,13 @@ PHOTO = ROOT.parent / "shared" / "data" / "photos" / "n02123045_tabby.JPEG"
 
 
 def figures(a, cmap: str) -> None:
-    """Every figure the default views of module 1 draw."""
+    """Every figure the default views of module 1 draw (grids on the small tile image, as
+    the app draws them)."""
     v = a.modules[0]
     for m in v.maps:
-        overlay(a.image, m, cmap, 0.55)
+        overlay(a.tile, m, cmap, 0.55)
     for m in propagated_maps(v.maps, v.token_attention[-1]):
-        overlay(a.image, m, cmap, 0.55)
+        overlay(a.tile, m, cmap, 0.55)
     group_image(a.image, semantic_groups(v.maps)[0])
     if v.projector is not None:
         group_image(a.image, projector_groups(v.projector)[0])

@@ -21,6 +21,7 @@ from .checkpoint import LoadedCheckpoint
 from .model.trace import Trace
 
 DISPLAY_SIDE = 448  # longest side of the image the views are drawn on
+TILE_SIDE = 224  # longest side of the small copies the grids of 16 overlays are drawn on
 
 
 @dataclass
@@ -45,6 +46,12 @@ class ImageAnalysis:
     modules: list[ModuleView] = field(default_factory=list)
     class_token: bool = False
     deletion: DeletionResult | None = None  # token-ablation curves (VT classifiers)
+    thumb: np.ndarray | None = None  # (h, w, 3) uint8, at most TILE_SIDE: for overlay grids
+
+    @property
+    def tile(self) -> np.ndarray:
+        """The image the grids of overlays are drawn on (4x fewer pixels than ``image``)."""
+        return self.thumb if self.thumb is not None else self.image
 
     @property
     def top(self) -> tuple[str, float]:
@@ -80,7 +87,14 @@ def analyse(ck: LoadedCheckpoint, img: Image.Image, name: str = "image") -> Imag
     if views and hasattr(ck.model, "head_norm") and not trace.class_token:
         deletion = deletion_curves(ck.model, trace, 0)
     return ImageAnalysis(
-        name, display_image(img), ck.classes, probs, views, trace.class_token, deletion
+        name,
+        display_image(img),
+        ck.classes,
+        probs,
+        views,
+        trace.class_token,
+        deletion,
+        display_image(img, TILE_SIDE),
     )
 
 

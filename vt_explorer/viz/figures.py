@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
 import matplotlib
@@ -33,8 +34,17 @@ def overlay(
     m = upsample(heat[None], (h, w))[0] if heat.shape != (h, w) else heat
     lo, hi = float(m.min()), float(m.max())
     m = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
-    colour = colormaps[cmap](m)[..., :3] * 255
-    return (image * (1 - alpha) + colour * alpha).round().clip(0, 255).astype(np.uint8)
+    lut = _lut(cmap)  # matplotlib's own 256 colours, looked up as matplotlib does (x * N)
+    colour = lut[np.clip((m * len(lut)).astype(np.int32), 0, len(lut) - 1)]
+    out = image.astype(np.float32) * (1 - alpha) + colour * np.float32(alpha)
+    return out.round().clip(0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=32)
+def _lut(cmap: str) -> np.ndarray:
+    """(N, 3) float32 RGB in 0-255 of a matplotlib colour map's N entries."""
+    cm = colormaps[cmap]
+    return (cm(np.arange(cm.N))[:, :3] * 255).astype(np.float32)
 
 
 def token_strip(
