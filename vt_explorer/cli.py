@@ -77,10 +77,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     negated = {"flip_tta": "no_tta", "amp": "no_amp", "pretrained": "no_pretrained"}
     negated["feature_flip"] = "no_feature_flip"
-    names = {f.name for f in dataclasses.fields(TrainArgs)} - set(negated)
+    try:
+        overrides = _parse_overrides(args.set or [])
+        get_config(args.config).replace(**overrides)
+    except ValueError as err:
+        print(f"error: --set: {err}", file=sys.stderr)
+        return 2
+    names = {f.name for f in dataclasses.fields(TrainArgs)} - set(negated) - {"overrides"}
     targs = TrainArgs(
         **{n: getattr(args, n) for n in names},
         **{field: not getattr(args, flag) for field, flag in negated.items()},
+        overrides=overrides,
     )
     try:
         train(targs)
@@ -88,6 +95,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    """``["tokens=32", "recurrent_norm=true"]`` -> {"tokens": 32, "recurrent_norm": True}
+    (values are read as JSON when they parse, else kept as strings)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -308,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     tr.add_argument("--compile", action="store_true", help="torch.compile the model")
     tr.add_argument("--resume", action="store_true", help="continue from OUT.resume.pt")
+    tr.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="change a field of the config (repeatable), e.g. --set tokens=32 --set "
+        "recurrent_norm=true; the card records the resulting architecture",
+    )
     tr.add_argument(
         "--resize",
         choices=("stretch", "center_crop"),

@@ -72,6 +72,7 @@ class TrainArgs:
     pretrained: bool = True  # start from the config's pretrained backbone weights, if any
     finetune: bool = False  # train a pretrained backbone too (default: frozen, cached features)
     feature_flip: bool = True  # mirror cached feature maps at random (head training)
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # config fields
 
 
 class _HeadOnly(nn.Module):
@@ -239,6 +240,8 @@ def _train(
     else:
         device = select_device(args.device)
     cfg = get_config(args.config)
+    if args.overrides:
+        cfg = cfg.replace(**args.overrides)
     files = paths_for(args.out)
     main = rank == 0
 
