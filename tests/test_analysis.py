@@ -103,3 +103,33 @@ def test_figures() -> None:
     assert fig.data[0].z.shape == (3, 3)
     bar = predictions_bar(["a", "b", "c"], np.array([0.2, 0.5, 0.3]), k=2)
     assert list(bar.data[0].y) == ["c", "b"]
+
+
+def test_distinct_tokens_counts_collapsed_maps_once() -> None:
+    from vt_explorer.explore import distinct_tokens
+
+    maps = _maps(L=5)
+    assert distinct_tokens(maps) == 5
+    same = np.repeat(maps[:1], 5, axis=0)
+    assert distinct_tokens(same) == 1
+    same[2] = maps[3]
+    assert distinct_tokens(same) == 2
+
+
+def test_analysis_arrays_round_trip_through_npz() -> None:
+    from vt_explorer.checkpoint import LoadedCheckpoint
+    from vt_explorer.explore import analysis_arrays, npz_bytes
+
+    model = create_model("vt_resnet20").eval()
+    pre = Preprocess(32, model.cfg.mean, model.cfg.std)
+    ck = LoadedCheckpoint(model=model, card={"classes": list("abcdefghij")}, preprocess=pre,
+                          config=model.cfg)  # fmt: skip
+    a = analyse(ck, make_image((10, 200, 10), 64))
+    arrays = analysis_arrays(a.probs, a.modules, a.image, a.deletion)
+    import io
+
+    back = np.load(io.BytesIO(npz_bytes(arrays)))
+    assert set(back.files) == set(arrays)
+    np.testing.assert_array_equal(back["m1_maps"], a.modules[1].maps)
+    assert "m2_projector" not in back.files and "deletion_curve" in back.files
+    assert a.tile.shape[0] <= 224 and a.image.shape[:2] == (64, 64)
