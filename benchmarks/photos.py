@@ -16,6 +16,7 @@ import torch
 
 from vt_explorer.checkpoint import load_checkpoint
 from vt_explorer.data import decode_image
+from vt_explorer.explore import list_checkpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
@@ -42,9 +43,7 @@ def main() -> None:
     parser.add_argument("checkpoints", nargs="*", help="default: checkpoints/*.json")
     parser.add_argument("--photos", type=Path, default=PHOTOS, help="folder of the photos")
     args = parser.parse_args()
-    cks = args.checkpoints or sorted(
-        str(p.with_suffix("")) for p in (ROOT / "checkpoints").glob("*.json")
-    )
+    cks = args.checkpoints or list_checkpoints(ROOT / "checkpoints")
     photos = sorted(args.photos.glob("*.JPEG"))
     for ck_path in cks:
         ck = load_checkpoint(ck_path)

@@ -9,9 +9,13 @@ multiply-adds in total and of the last stage, training wall time and hardware.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vt_explorer.explore import list_checkpoints  # noqa: E402
 
 
 def main() -> None:
@@ -19,7 +23,8 @@ def main() -> None:
         "| checkpoint | config | top-1 | params | GMACs | last stage params / GMACs | train time | hardware |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for card_path in sorted((ROOT / "checkpoints").glob("*.json")):
+    for stem in list_checkpoints(ROOT / "checkpoints"):
+        card_path = Path(stem + ".json")
         card = json.loads(card_path.read_text())
         cx = card["complexity"]
         stages = cx["stages"]
