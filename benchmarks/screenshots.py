@@ -58,8 +58,10 @@ def main() -> None:
             )
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.goto(url, wait_until="domcontentloaded")
-            page.locator("input[type=file]").first.wait_for(state="attached", timeout=120_000)
-            page.locator("input[type=file]").first.set_input_files(args.photo)
+            page.locator(".st-key-upload input[type=file]").wait_for(
+                state="attached", timeout=120_000
+            )
+            page.locator(".st-key-upload input[type=file]").set_input_files(args.photo)
             name = os.path.basename(args.photo)
             heading = page.get_by_role("heading", name=name)
             heading.wait_for(timeout=180_000)

@@ -108,8 +108,10 @@ def test_upload_a_photo_and_see_the_prediction(app_url, ckdir, tmp_path) -> None
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
             page.goto(app_url, wait_until="domcontentloaded")
-            page.locator("input[type=file]").first.wait_for(state="attached", timeout=90_000)
-            page.locator("input[type=file]").first.set_input_files(str(photo))
+            page.locator(".st-key-upload input[type=file]").wait_for(
+                state="attached", timeout=90_000
+            )
+            page.locator(".st-key-upload input[type=file]").set_input_files(str(photo))
             page.get_by_role("heading", name=photo.name).wait_for(timeout=120_000)
             verdict = page.get_by_text(f"{Path(ck_path).name} predicts {expected}").first
             verdict.wait_for(timeout=120_000)

@@ -73,8 +73,13 @@ def test_contract(name: str, tmp_path) -> None:
     # backward reaches every parameter (no dead weights)
     model.train()
     model(x).logsumexp(-1).sum().backward()
-    dead = [n for n, p in model.named_parameters() if p.grad is None]
+    dead = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert dead == []
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    if cfg.extra.get("freeze_backbone"):  # a frozen trunk: exactly the pretrained part
+        assert frozen and all(n.startswith(("_conv_stem", "_bn0", "_blocks")) for n in frozen)
+    else:
+        assert frozen == []
     # save / load round trip
     model.eval()
     save_checkpoint(model, tmp_path / "ck")
