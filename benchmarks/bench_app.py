@@ -69,7 +69,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     names = list_checkpoints()
-    pick = [n for n in names if "vt-recurrent" in n] + [n for n in names if "vt-filter" in n]
+    pick = []  # the app's default pair: VT-Lite0 when shipped, else the CIFAR-scale VTs
+    for words in (("lite0-vt-recurrent", "vt-recurrent"), ("lite0-vt-filter", "vt-filter")):
+        for w in words:
+            hit = [n for n in names if Path(n).name.endswith(w)]
+            if hit:
+                pick.append(hit[0])
+                break
     paths = args.models or (pick or names)[:2]
     cks = [load_checkpoint(p) for p in paths]
     data = args.photo.read_bytes()
