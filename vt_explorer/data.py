@@ -68,15 +68,22 @@ class ImageDataset:
 
     def describe(self) -> dict:
         """JSON-ready summary for model cards."""
-        counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
-        return {
-            "source": self.source,
-            "sha256": self.sha256,
-            "n": len(self),
-            "classes": self.classes,
-            "per_class": dict(zip(self.classes, counts, strict=True)),
-            "skipped": len(self.skipped),
-        }
+        return describe_split(self.source, self.sha256, self.labels, self.classes, self.skipped)
+
+
+def describe_split(
+    source: str, sha256: str, labels: torch.Tensor, classes: list[str], skipped: list[str]
+) -> dict:
+    """A dataset split as model cards record it: source, checksum, sizes, skipped files."""
+    counts = torch.bincount(labels, minlength=len(classes)).tolist()
+    return {
+        "source": source,
+        "sha256": sha256,
+        "n": int(labels.shape[0]),
+        "classes": classes,
+        "per_class": dict(zip(classes, counts, strict=True)),
+        "skipped": len(skipped),
+    }
 
 
 def decode_image(data: bytes, name: str = "image") -> Image.Image:

@@ -26,6 +26,7 @@ from .data import (
     cache_dir,
     check_source,
     decode_stream,
+    describe_split,
     finish_labels,
     normalize,
     read_cache,
@@ -59,16 +60,8 @@ class FeatureSet:
         return int(self.labels.shape[0])
 
     def describe(self) -> dict:
-        """JSON-ready summary for model cards (same keys as ``ImageDataset.describe``)."""
-        counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
-        return {
-            "source": self.source,
-            "sha256": self.sha256,
-            "n": len(self),
-            "classes": self.classes,
-            "per_class": dict(zip(self.classes, counts, strict=True)),
-            "skipped": len(self.skipped),
-        }
+        """JSON-ready summary for model cards (the same keys as ``ImageDataset.describe``)."""
+        return describe_split(self.source, self.sha256, self.labels, self.classes, self.skipped)
 
 
 def has_frozen_trunk(model: nn.Module) -> bool:
