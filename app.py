@@ -35,7 +35,7 @@ from vt_explorer.explore import (
     list_checkpoints,
     npz_bytes,
 )
-from vt_explorer.headless import read_token_statistics
+from vt_explorer.headless import parse_token_statistics, read_token_statistics
 from vt_explorer.viz import (
     attention_heatmap,
     confusion_heatmap,
@@ -240,13 +240,10 @@ def show_token_statistics(path: str) -> None:
     stats = None
     try:
         if up is not None:
-            tmp = json.loads(up.getvalue().decode("utf-8", "replace"))
-            if tmp.get("format") != "vt_explorer.tokens/1":
-                raise ValueError(f"{up.name}: not a token statistics file")
-            stats = tmp
+            stats = parse_token_statistics(up.getvalue(), up.name)
         elif found.is_file():
             stats = read_token_statistics(found)
-    except (ValueError, AttributeError) as err:
+    except ValueError as err:
         st.error(f"Cannot use that file: {err}")
     if stats is None:
         st.info(f"No statistics for {short(path)} yet: run `vt-explorer tokens {path} DATA "

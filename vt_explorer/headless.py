@@ -340,8 +340,7 @@ def token_statistics(
             for b in range(len(maps)):
                 _, share = semantic_groups(maps[b])
                 if m.projector_attention is not None:
-                    mass = m.projector_attention[b].float().cpu().numpy()
-                    mass = mass.reshape(len(mass), -1).mean(1)
+                    _, mass = projector_groups(m.projector_attention[b].float().cpu().numpy())
                 else:
                     mass = share
                 c = y[b]
@@ -381,17 +380,27 @@ def token_statistics(
     return out
 
 
+def parse_token_statistics(data: bytes, name: str) -> dict[str, Any]:
+    """The contents of a ``tokens.json`` (as bytes, e.g. an upload); ValueError naming
+    ``name`` when they are not token statistics."""
+    try:
+        stats = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{name}: not a readable token statistics file ({err})") from None
+    if not isinstance(stats, dict) or stats.get("format") != TOKENS_FORMAT:
+        raise ValueError(f"{name}: not a token statistics file (no format {TOKENS_FORMAT!r})")
+    return stats
+
+
 def read_token_statistics(path: str | Path) -> dict[str, Any]:
     """Load a ``tokens.json`` written by :func:`token_statistics`; ValueError naming the file
     when it is not one."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        data = p.read_bytes()
+    except OSError as err:
         raise ValueError(f"{p}: not a readable token statistics file ({err})") from None
-    if not isinstance(data, dict) or data.get("format") != TOKENS_FORMAT:
-        raise ValueError(f"{p}: not a token statistics file (no format {TOKENS_FORMAT!r})")
-    return data
+    return parse_token_statistics(data, str(p))
 
 
 def write_token_statistics(stats: dict[str, Any], out: str | Path, fmt: str = "png") -> list[Path]:
