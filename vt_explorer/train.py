@@ -187,6 +187,12 @@ def code_version() -> str:
         return __version__
 
 
+def _program_name() -> str:
+    """How the running command was called (``python -m vt_explorer`` counts as vt-explorer)."""
+    name = Path(sys.argv[0]).name
+    return "vt-explorer" if name in ("__main__.py", "vt-explorer", "") else name
+
+
 def _dist_info() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
@@ -435,7 +441,7 @@ def _train(
             "history": history,
             "train_seconds": round(wall, 1),
             "hardware": hardware(),
-            "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "command": shlex.join([_program_name(), *sys.argv[1:]]),
             "code_version": code_version(),
             "torch_version": torch.__version__,
         }
