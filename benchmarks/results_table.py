@@ -20,9 +20,10 @@ from vt_explorer.explore import list_checkpoints  # noqa: E402
 
 def main() -> None:
     print(
-        "| checkpoint | config | top-1 | params | GMACs | last stage params / GMACs | train time | hardware |"
+        "| checkpoint | config | epochs | top-1 | params | GMACs | last stage params / GMACs "
+        "| train time | hardware |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for stem in list_checkpoints(ROOT / "checkpoints"):
         card_path = Path(stem + ".json")
         card = json.loads(card_path.read_text())
@@ -30,8 +31,16 @@ def main() -> None:
         stages = cx["stages"]
         last = "vt" if "vt" in stages else max(k for k in stages if k.startswith("layer"))
         ls = stages[last]
+        config = f"`{card['config']['name']}`"
+        vt = card["config"].get("vt") or {}
+        if vt.get("variant") == "recurrent" and vt.get("recurrent_norm"):
+            config += " + `recurrent_norm`"
+        if card["recipe"].get("finetune"):
+            config += " (fine-tuned)"
+        tta = " (flip TTA)" if card["metrics"].get("flip_tta") else ""
         print(
-            f"| `{card_path.stem}` | `{card['config']['name']}` | {card['metrics']['accuracy']:.2%} "
+            f"| `{card_path.stem}` | {config} | {card['recipe']['epochs']} "
+            f"| {card['metrics']['accuracy']:.2%}{tta} "
             f"| {cx['params'] / 1e6:.3f}M | {cx['flops'] / 2e9:.4f} "
             f"| {last}: {ls['params'] / 1e6:.3f}M / {ls['flops'] / 2e9:.4f} "
             f"| {card['train_seconds'] / 60:.1f} min | {card['hardware']} |"

@@ -13,6 +13,7 @@ from vt_explorer.checkpoint import (
     checkpoint_paths,
     load_checkpoint,
     read_card,
+    record_metrics,
     save_checkpoint,
 )
 from vt_explorer.model import create_model
@@ -108,3 +109,18 @@ def test_class_names_must_match_outputs(saved) -> None:
     card_path.write_text(json.dumps(card))
     with pytest.raises(CheckpointError, match="2 class names for 3 outputs"):
         load_checkpoint(stem)
+
+
+def test_record_metrics_keeps_every_devices_top1_and_the_weights(saved) -> None:
+    _, stem = saved
+    weights = stem.with_suffix(".safetensors").read_bytes()
+    gpu = {"accuracy": 0.5, "correct": 5, "n": 10, "device": "cuda", "flip_tta": True}
+    cpu = {"accuracy": 0.6, "correct": 6, "n": 10, "device": "cpu", "flip_tta": True}
+    record_metrics(stem, gpu)
+    card = record_metrics(stem, cpu)
+    assert card == read_card(stem) and card["metrics"] == cpu
+    assert card["metrics_by_device"]["cuda"]["correct"] == 5
+    assert card["metrics_by_device"]["cpu"]["accuracy"] == 0.6
+    assert stem.with_suffix(".safetensors").read_bytes() == weights
+    load_checkpoint(stem)  # the card still matches its weights
+    assert not list(stem.parent.glob("*.tmp"))

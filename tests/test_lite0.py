@@ -183,3 +183,54 @@ def test_finetune_trains_the_trunk_on_images(tmp_path) -> None:
     bad = TrainArgs(config="vt_resnet20", train=str(data), out=str(tmp_path / "x"), finetune=True)
     with pytest.raises(ValueError, match="no frozen backbone"):
         train(bad, progress=False)
+
+
+def test_resize_batch_is_pils_bilinear_enlargement() -> None:
+    import numpy as np
+    from PIL import Image
+
+    from vt_explorer.data import resize_batch
+
+    rng = np.random.default_rng(0)
+    small = (rng.random((3, 12, 12, 3)) * 255).astype(np.uint8)
+    pil = np.stack([np.asarray(Image.fromarray(a).resize((56, 56), Image.BILINEAR)) for a in small])
+    ours = resize_batch(torch.from_numpy(small).permute(0, 3, 1, 2), 56).permute(0, 2, 3, 1)
+    diff = (torch.from_numpy(pil).int() - ours.int()).abs()
+    assert ours.dtype == torch.uint8 and diff.max() <= 1  # uint8 rounding only
+    assert diff.float().mean() < 0.3
+
+
+def test_finetune_at_decode_size_with_a_slower_trunk(tmp_path, capsys) -> None:
+    from vt_explorer.train import make_optimizer
+
+    data = make_dataset(tmp_path / "d", per_class=8, size=40)
+    out = tmp_path / "ft"
+    args = TrainArgs(config=TINY, train=str(data), val=str(data), out=str(out), epochs=1)
+    args.batch_size, args.workers, args.finetune, args.flip_tta = 8, 1, True, False
+    args.decode_size, args.backbone_lr_scale = 16, 0.1
+    card = train(args, progress=False)
+    assert card["recipe"]["decode_size"] == 16 and card["recipe"]["backbone_lr_scale"] == 0.1
+    # the final metrics decode at the input size, exactly as `vt-explorer eval` does
+    capsys.readouterr()
+    assert main(["eval", str(out), str(data), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == card["metrics"]["accuracy"]
+    # the trunk's parameter groups carry the scale; the head's learn at the full rate
+    model = load_checkpoint(out).model
+    opt = make_optimizer(model, args)
+    prefixes = ("_conv_stem", "_bn0", "_blocks")
+    trunk_ids = {id(p) for k, p in model.named_parameters() if k.startswith(prefixes)}
+    for group in opt.param_groups:
+        in_trunk = {id(p) in trunk_ids for p in group["params"]}
+        assert len(in_trunk) == 1
+        assert group.get("lr_scale", 1.0) == (0.1 if in_trunk.pop() else 1.0)
+    for bad, match in (
+        (dict(decode_size=128), "expected 1 to the input size"),
+        (dict(finetune=False), "applies to training on images"),
+    ):
+        wrong = TrainArgs(**{**args.__dict__, "out": str(tmp_path / "x"), **bad})
+        with pytest.raises(ValueError, match=match):
+            train(wrong, progress=False)
+    bicubic = TrainArgs(config="vt_resnet20", train=str(data), out=str(tmp_path / "y"))
+    bicubic.decode_size = 16
+    with pytest.raises(ValueError, match="resizes bilinearly"):
+        train(bicubic, progress=False)

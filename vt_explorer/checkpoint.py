@@ -124,6 +124,29 @@ def save_checkpoint(
     return weights_path, card_path
 
 
+def record_metrics(path: str | os.PathLike, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Make ``metrics`` (an :func:`~vt_explorer.evaluate.evaluate_checkpoint` result) the
+    card's ``metrics``; returns the card, rewritten atomically. The weights are untouched.
+
+    The top-1 of every device the checkpoint was evaluated on stays under
+    ``metrics_by_device`` (``{"cuda": {"accuracy", "correct", "n"}, "cpu": ...}``): GPU
+    kernels (TF32 convolutions, other reduction orders) can flip a handful of borderline
+    images, so a card trained on a GPU is re-evaluated on the CPU where most users verify.
+    """
+    card = read_card(path)
+    by_device = dict(card.get("metrics_by_device") or {})
+    for m in (card.get("metrics") or {}, metrics):
+        if "accuracy" in m and "device" in m:
+            kind = str(m["device"]).split(":")[0]
+            by_device[kind] = {k: m.get(k) for k in ("accuracy", "correct", "n", "flip_tta")}
+    card["metrics"] = metrics
+    card["metrics_by_device"] = by_device
+    text = json.dumps(card, indent=2, sort_keys=False) + "\n"
+    _, card_path = checkpoint_paths(path)
+    _atomic_write(card_path, lambda tmp: Path(tmp).write_text(text))
+    return card
+
+
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
     """Read and validate a model card (without touching the weights)."""
     _, card_path = checkpoint_paths(path)

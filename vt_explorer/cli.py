@@ -131,6 +131,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except (CheckpointError, DatasetError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.write_card:
+        from .checkpoint import record_metrics
+
+        record_metrics(args.checkpoint, m)
     m["checkpoint"] = str(args.checkpoint)
     m["data"] = str(args.data)
     if args.json:
@@ -357,6 +361,24 @@ def build_parser() -> argparse.ArgumentParser:
         "computed once and cached, and only the VT head trained)",
     )
     tr.add_argument(
+        "--backbone-lr-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="with --finetune: the pretrained trunk learns at F x the schedule's rate "
+        "(default 1; 0.1 keeps ImageNet features while a new head learns fast)",
+    )
+    tr.add_argument(
+        "--decode-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="decode training images at NxN and enlarge each batch to the input size on the "
+        "device (bilinear configs, training on images): for small sources like CIFAR's "
+        "32x32 it skips decoding 224x224 copies (minutes, 7.5 GB for CIFAR-10 train); "
+        "the final evaluation still decodes as eval does",
+    )
+    tr.add_argument(
         "--no-feature-flip",
         action="store_true",
         help="no random mirroring of cached feature maps (the augmentation of head training)",
@@ -375,6 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--batch-size", type=int, default=256, help="(default 256)")
     ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
+    ev.add_argument(
+        "--write-card",
+        action="store_true",
+        help="store the result as the card's metrics (the top-1 of earlier devices is kept "
+        "under metrics_by_device); for a checkpoint trained on a GPU and verified on a CPU",
+    )
     tta = ev.add_mutually_exclusive_group()
     tta.add_argument("--tta", dest="tta", action="store_true", default=None, help="flip TTA on")
     tta.add_argument("--no-tta", dest="tta", action="store_false", help="flip TTA off")

@@ -384,6 +384,16 @@ def normalize(images: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def resize_batch(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (B, 3, s, s) -> uint8 (B, 3, size, size), bilinear with half-pixel centres, on
+    the images' device. For enlarging this is PIL's bilinear filter (the same triangle
+    weights, renormalised at the border) up to uint8 rounding; used by ``--decode-size``."""
+    x = torch.nn.functional.interpolate(
+        images.float(), size=(size, size), mode="bilinear", align_corners=False
+    )
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
 def augment_batch(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
     """Random crop with zero padding ``pad`` and random horizontal flip, on a whole batch.
 

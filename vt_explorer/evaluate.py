@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import ImageDataset, load_image_folder, normalize
+from .data import ImageDataset, load_image_folder, normalize, resize_batch
 
 
 @torch.no_grad()
@@ -19,15 +19,20 @@ def predict(
     batch_size: int = 256,
     flip_tta: bool = False,
     progress: bool = False,
+    resize_to: int | None = None,
 ) -> torch.Tensor:
     """Logits (N, K) for uint8 images (N, 3, S, S); ``flip_tta`` averages the logits of the
-    image and its mirror. Deterministic for a given model and input."""
+    image and its mirror; ``resize_to`` enlarges each batch on the device first
+    (:func:`~vt_explorer.data.resize_batch`). Deterministic for a given model and input."""
     model.eval()
     outs = []
     for i in tqdm(
         range(0, len(images), batch_size), desc="eval", leave=False, disable=not progress
     ):
-        x = normalize(images[i : i + batch_size].to(device), mean, std)
+        x = images[i : i + batch_size].to(device)
+        if resize_to is not None and x.shape[-1] != resize_to:
+            x = resize_batch(x, resize_to)
+        x = normalize(x, mean, std)
         logits = model(x).float()
         if flip_tta:
             logits = (logits + model(x.flip(3)).float()) / 2
@@ -66,9 +71,11 @@ def evaluate(
     batch_size: int = 256,
     flip_tta: bool = False,
     progress: bool = False,
+    resize_to: int | None = None,
 ) -> dict:
     """Evaluate ``model`` on ``data``. ``class_order`` gives the model's class names; the
-    dataset's labels are mapped onto it by name (they must be the same set)."""
+    dataset's labels are mapped onto it by name (they must be the same set); ``resize_to``
+    as in :func:`predict`."""
     classes = class_order or data.classes
     if set(classes) != set(data.classes):
         raise ValueError(
@@ -77,7 +84,9 @@ def evaluate(
         )
     remap = torch.tensor([classes.index(c) for c in data.classes])
     labels = remap[data.labels]
-    logits = predict(model, data.images, mean, std, device, batch_size, flip_tta, progress)
+    logits = predict(
+        model, data.images, mean, std, device, batch_size, flip_tta, progress, resize_to
+    )
     return metrics_from_predictions(logits.argmax(1), labels, list(classes))
 
 

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .checkpoint import _atomic_write, save_checkpoint
-from .data import augment_batch, check_same_classes, load_image_folder, normalize
+from .data import augment_batch, check_same_classes, load_image_folder, normalize, resize_batch
 from .device import select_device
 from .evaluate import evaluate, evaluate_checkpoint
 from .features import FeatureSet, compute_features, has_frozen_trunk
@@ -72,6 +72,8 @@ class TrainArgs:
     pretrained: bool = True  # start from the config's pretrained backbone weights, if any
     finetune: bool = False  # train a pretrained backbone too (default: frozen, cached features)
     feature_flip: bool = True  # mirror cached feature maps at random (head training)
+    backbone_lr_scale: float = 1.0  # a pretrained trunk's learning rate, relative to lr
+    decode_size: int | None = None  # decode at this size, resize batches on the device
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # config fields
 
 
@@ -122,9 +124,19 @@ def _feature_accuracy(model: nn.Module, data: FeatureSet, device: torch.device) 
 
 def make_optimizer(model: nn.Module, args: TrainArgs) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum or AdamW over the trainable parameters; weight decay on
-    weights (ndim >= 2) only."""
-    trainable = nn.ParameterList(p for p in model.parameters() if p.requires_grad)
-    groups = _param_groups(trainable, args.weight_decay)
+    weights (ndim >= 2) only. A pretrained trunk's parameters (names starting with the
+    model's ``trunk_prefixes``) learn at ``args.backbone_lr_scale`` times the schedule's
+    rate: each group carries its ``lr_scale``."""
+    prefixes = tuple(getattr(model, "trunk_prefixes", ()))
+    trunk, rest = nn.ParameterList(), nn.ParameterList()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (trunk if prefixes and name.startswith(prefixes) else rest).append(p)
+    groups = _param_groups(rest, args.weight_decay)
+    if len(trunk):
+        for g in _param_groups(trunk, args.weight_decay):
+            groups.append({**g, "lr_scale": args.backbone_lr_scale})
+    groups = [g for g in groups if g["params"]]
     if args.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum, nesterov=True)
     if args.optimizer == "adamw":
@@ -185,6 +197,22 @@ def code_version() -> str:
         return f"{__version__}+{rev}"
     except (OSError, subprocess.SubprocessError):
         return __version__
+
+
+def check_decode_size(size: int, input_size: int, interpolation: str, features: bool) -> None:
+    """Raise ValueError when ``--decode-size`` cannot stand in for decoding at input size:
+    it must be at most the input size (batches are only ever enlarged), the config must
+    resize bilinearly (torch's bicubic kernel is not PIL's, so train and eval images would
+    differ) and the run must train on images, not cached features."""
+    if features:
+        raise ValueError("--decode-size applies to training on images (with --finetune)")
+    if not 1 <= size <= input_size:
+        raise ValueError(f"--decode-size {size}: expected 1 to the input size {input_size}")
+    if interpolation != "bilinear":
+        raise ValueError(
+            f"--decode-size needs a config that resizes bilinearly (this one: {interpolation}; "
+            "torch's bicubic kernel differs from PIL's)"
+        )
 
 
 def _program_name() -> str:
@@ -250,6 +278,7 @@ def _train(
         cfg = cfg.replace(**args.overrides)
     files = paths_for(args.out)
     main = rank == 0
+    interpolation = cfg.extra.get("interpolation", "bicubic")
 
     # the model first (its frozen trunk decides between images and cached features)
     if args.finetune:
@@ -262,6 +291,8 @@ def _train(
     if cfg.extra.get("pretrained") and args.pretrained:
         model.load_pretrained()
     use_features = has_frozen_trunk(model)
+    if args.decode_size is not None:
+        check_decode_size(args.decode_size, cfg.input_size, interpolation, use_features)
 
     # data: rank 0 decodes (and fills the cache) first, the others then read the cache
     def load(p: str):
@@ -271,11 +302,11 @@ def _train(
             )
         return load_image_folder(
             p,
-            cfg.input_size,
+            args.decode_size or cfg.input_size,
             args.resize,
             progress=progress,
             workers=args.workers,
-            interpolation=cfg.extra.get("interpolation", "bicubic"),
+            interpolation=interpolation,
         )
 
     if world > 1 and not main:
@@ -334,7 +365,7 @@ def _train(
     use_amp = args.amp and device.type == "cuda"
     train_images = (train_ds.features if use_features else train_ds.images).to(device)
     train_labels = train_ds.labels.to(device)
-    pad = max(1, cfg.input_size // 8)
+    pad = max(1, train_images.shape[-1] // 8)  # 4 at 32x32
 
     for epoch in range(start_epoch, args.epochs):
         net.train()
@@ -357,8 +388,9 @@ def _train(
             if on_step is not None:
                 on_step(epoch, step)
             global_step = epoch * steps_per_epoch + step
+            lr = lr_at(global_step, total_steps, args.lr, args.warmup)
             for group in opt.param_groups:
-                group["lr"] = lr_at(global_step, total_steps, args.lr, args.warmup)
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             idx = perm[step * args.batch_size : (step + 1) * args.batch_size].to(device)
             if use_features:
                 x = train_images[idx].float()
@@ -366,7 +398,10 @@ def _train(
                     flip = (torch.rand(len(idx), generator=aug_gen) < 0.5).to(device)
                     x = torch.where(flip[:, None, None, None], x.flip(3), x)
             else:
-                x = normalize(augment_batch(train_images[idx], aug_gen, pad), mean, std)
+                x = augment_batch(train_images[idx], aug_gen, pad)
+                if x.shape[-1] != cfg.input_size:  # --decode-size
+                    x = resize_batch(x, cfg.input_size)
+                x = normalize(x, mean, std)
             y = train_labels[idx]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = fwd(x)
@@ -402,7 +437,9 @@ def _train(
             if use_features:
                 record["val_acc"] = _feature_accuracy(model, val_ds, device)
             else:
-                m = evaluate(model, val_ds, mean, std, device, list(classes), flip_tta=False)
+                m = evaluate(
+                    model, val_ds, mean, std, device, list(classes), resize_to=cfg.input_size
+                )
                 record["val_acc"] = m["accuracy"]
         if main:
             history.append(record)
@@ -448,8 +485,8 @@ def _train(
         save_checkpoint(model, files["stem"], card, resize=args.resize)
         metrics: dict[str, Any] = {}
         if val_ds is not None:  # the same code path as `vt-explorer eval`
-            # (features are not images: then the checkpoint reads the images again)
-            data = args.val if use_features else val_ds
+            # (features, or images at --decode-size: then the checkpoint reads them again)
+            data = args.val if use_features or args.decode_size else val_ds
             metrics = evaluate_checkpoint(str(files["stem"]), data, device, progress=progress)
             card["metrics"] = metrics
             save_checkpoint(model, files["stem"], card, resize=args.resize)

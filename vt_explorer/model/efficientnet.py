@@ -246,6 +246,9 @@ class VTLite0(_Lite0Trunk):
     :meth:`features` is a fixed function whose outputs training can cache.
     """
 
+    #: parameter-name prefixes of the pretrained trunk (``--backbone-lr-scale`` scales them)
+    trunk_prefixes = ("_conv_stem", "_bn0", "_blocks")
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         if cfg.vt is None:
@@ -272,7 +275,7 @@ class VTLite0(_Lite0Trunk):
         """Freeze (or unfreeze, to fine-tune) the pretrained trunk."""
         self._frozen = frozen
         for k, p in self.named_parameters():
-            if k.startswith(("_conv_stem", "_bn0", "_blocks")):
+            if k.startswith(self.trunk_prefixes):
                 p.requires_grad_(not frozen)
         self.train(self.training)
 
