@@ -52,6 +52,7 @@ from vt_explorer.viz import export as fig_export
 
 st.set_page_config(page_title="vt_explorer", layout="wide")
 MAX_UPLOAD_BYTES = 40 * 1024 * 1024
+PAGE_SIZE = 4  # images drawn per page (each costs about 0.7 s per rerun)
 CMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "gray"]
 
 
@@ -509,10 +510,11 @@ def show_model(path: str, name: str, data: bytes, digest: str, uid: str) -> Imag
     return a
 
 
-for idx, (name, data) in enumerate(items):
+# unreadable files are named first; the readable ones are shown a page at a time, each
+# image in its own fragment (its widgets rerun that image only, not the whole page)
+readable: list[tuple[str, bytes, str]] = []
+for name, data in items:
     digest = hashlib.sha256(data).hexdigest()
-    st.divider()
-    st.subheader(name)
     if len(data) > MAX_UPLOAD_BYTES:
         st.error(f"{name}: file is larger than {MAX_UPLOAD_BYTES // 2**20} MB; skipped.")
         continue
@@ -520,6 +522,25 @@ for idx, (name, data) in enumerate(items):
     if error is not None:
         st.error(f"Cannot read {error}")
         continue
+    readable.append((name, data, digest))
+first = 0
+if len(readable) > PAGE_SIZE:
+    starts = list(range(0, len(readable), PAGE_SIZE))
+    first = st.radio(
+        f"{len(readable)} images, {PAGE_SIZE} per page",
+        starts,
+        format_func=lambda i: f"{i + 1}-{min(i + PAGE_SIZE, len(readable))}",
+        horizontal=True,
+        key="page",
+        help="a view setting redraws the images of this page only",
+    )
+
+
+@st.fragment
+def show_image(idx: int, name: str, data: bytes, digest: str) -> None:
+    """One image: every chosen model's views, their verdict and the image's downloads."""
+    st.divider()
+    st.subheader(name)
     cols = st.columns(len(models))
     results = []
     for j, (col, path) in enumerate(zip(cols, models, strict=True)):
@@ -571,3 +592,7 @@ for idx, (name, data) in enumerate(items):
         mime="image/png",
         key=f"dl-report-{idx}",
     )
+
+
+for idx, (name, data, digest) in enumerate(readable[first : first + PAGE_SIZE], start=first):
+    show_image(idx, name, data, digest)

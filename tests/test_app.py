@@ -112,10 +112,21 @@ def test_upload_photos_and_bad_files(app) -> None:
     for bad in ("notes.png: not an image", "truncated.jpg", "empty.png: empty file",
                 "bomb.png: image too large"):  # fmt: skip
         assert bad in errors
-    shown = [s.value for s in at.subheader]
+    # the readable images (10 with a photo): named errors first, then four images per page
+    n = len(files) - 4
+    assert at.radio(key="page").options == [f"{i + 1}-{min(i + 4, n)}" for i in range(0, n, 4)]
+    shown, n_pred = [], 0
+    for first in range(0, n, 4):
+        at.radio(key="page").set_value(first).run()
+        assert not at.exception
+        page = [s.value for s in at.subheader]
+        assert len(page) == min(4, n - first)
+        shown += page
+        n_pred += len(predictions(at))
+        assert len(at.error) >= 4  # the bad files stay named on every page
     ok = {"drawn.png", "rgba.png", "gray.png", "dot.png", "cmyk.jpg", "deep.png", "palette.png"}
-    assert ok | {"anim.gif", "rotated.jpg"} <= set(shown)
-    assert len(predictions(at)) == len(files) - 4
+    assert ok | {"anim.gif", "rotated.jpg"} <= set(shown) and len(shown) == len(set(shown))
+    assert n_pred == n
     # a view change does not rerun or break anything
     at.selectbox(key="cmap").select("viridis").run()
     at.slider(key="alpha").set_value(0.3).run()
