@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vt_explorer.checkpoint import load_checkpoint
+from vt_explorer.checkpoint import load_checkpoint, read_card
 from vt_explorer.cli import main
 from vt_explorer.train import TrainArgs, TrainInterrupted, train
 
@@ -52,6 +52,11 @@ def test_two_epochs_lower_the_loss_and_write_a_loadable_checkpoint(data, tmp_pat
     res = json.loads(capsys.readouterr().out)
     assert res["accuracy"] == card["metrics"]["accuracy"]
     assert res["confusion"] == card["metrics"]["confusion"]
+    # --write-card stores the evaluation (here: the same top-1) without touching the weights
+    assert main(["eval", str(out), str(data), "--json", "--no-tta", "--write-card"]) == 0
+    new = read_card(out)
+    assert new["metrics"]["flip_tta"] is False and new["metrics_by_device"]["cpu"]["n"] == 96
+    assert new["weights_sha256"] == ck.card["weights_sha256"]
 
 
 def test_killed_run_resumes_and_matches_an_uninterrupted_one(data, tmp_path) -> None:
