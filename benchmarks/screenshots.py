@@ -65,8 +65,9 @@ def main() -> None:
             name = os.path.basename(args.photo)
             heading = page.get_by_role("heading", name=name)
             heading.wait_for(timeout=180_000)
-            page.get_by_text(" predicts ").first.wait_for(timeout=180_000)
-            time.sleep(2)
+            for i in range(2):  # both models of the default comparison
+                page.get_by_text(" predicts ").nth(i).wait_for(timeout=180_000)
+            time.sleep(3)
             heading.scroll_into_view_if_needed()
             page.screenshot(path=str(out / "app-upload.png"))
             shots = [
