@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import torch
+from PIL import Image
 
 from vt_explorer.analysis import (
     projector_groups,
@@ -97,7 +100,13 @@ def test_figures() -> None:
     assert np.array_equal(overlay(img, maps[0], "jet", 0.0), img)
     labels, _ = semantic_groups(maps)
     assert group_image(img, labels).shape == img.shape
-    assert token_grid_png(img, maps).startswith(b"\x89PNG")
+    grid = Image.open(io.BytesIO(token_grid_png(img, maps, "viridis", 0.5)))
+    assert grid.size == (6 + 4 * (160 + 6), 160 + 14 + 6)  # one row of four 160-px tiles
+    tile = np.asarray(grid.convert("RGB"))[14 : 14 + 160, 6 + 2 * 166 : 6 + 2 * 166 + 160]
+    want = Image.fromarray(overlay(img, maps[2], "viridis", 0.5)).resize((160, 160), Image.BILINEAR)
+    assert np.array_equal(tile, np.asarray(want))  # token 2's overlay, under its label
+    titled = Image.open(io.BytesIO(token_grid_png(img, maps, title="module 1", cols=2)))
+    assert titled.size == (6 + 2 * 166, 22 + 2 * (160 + 14 + 6))
     assert b"<svg" in token_grid_png(img, maps, fmt="svg")[:500]
     fig = attention_heatmap(np.eye(3))
     assert fig.data[0].z.shape == (3, 3)

@@ -115,6 +115,16 @@ def deletion_figure(res: DeletionResult, class_name: str = "", fmt: str = "png")
     return _save(fig, fmt)
 
 
+_GAP = 6  # white pixels between the tiles of a report row
+
+
+def _tile_row(tiles: list[np.ndarray]) -> np.ndarray:
+    """(H, W, 3) uint8 tiles side by side with white gaps: (H, L * (W + gap) - gap, 3)."""
+    gap = np.full((tiles[0].shape[0], _GAP, 3), 255, np.uint8)
+    parts = [p for t in tiles for p in (t, gap)][:-1]
+    return np.concatenate(parts, axis=1)
+
+
 def report_figure(
     name: str,
     image: np.ndarray,
@@ -142,7 +152,7 @@ def report_figure(
     cols = max(L, 4)
     rows = 1 + 3 * n_mod
     fig = plt.figure(figsize=(1.3 * cols, 1.45 * rows + 0.5))
-    grid = fig.add_gridspec(rows, cols)
+    grid = fig.add_gridspec(rows, cols, hspace=0.45)
     ax = fig.add_subplot(grid[0, :2])
     ax.imshow(image)
     ax.axis("off")
@@ -165,15 +175,16 @@ def report_figure(
     for m in range(n_mod):
         prop = propagated_maps(maps[m], token_attention[m]) if len(token_attention[m]) else None
         labels, share = semantic_groups(maps[m])
-        for t in range(L):
-            ax = fig.add_subplot(grid[1 + 3 * m, t])
-            ax.imshow(overlay(image, maps[m][t], cmap, alpha))
+        # one axes per row of L tiles (not L axes): matplotlib's cost is per axes
+        rows_maps = [(1, maps[m])] + ([(2, prop)] if prop is not None else [])
+        for r, row_maps in rows_maps:
+            ax = fig.add_subplot(grid[r + 3 * m, :L])
+            ax.imshow(_tile_row([overlay(image, mp, cmap, alpha) for mp in row_maps]))
             ax.axis("off")
-            ax.set_title(f"m{m} t{t}", fontsize=6)
-            if prop is not None:
-                ax = fig.add_subplot(grid[2 + 3 * m, t])
-                ax.imshow(overlay(image, prop[t], cmap, alpha))
-                ax.axis("off")
+            if r == 1:
+                w = image.shape[1] + _GAP
+                for t in range(L):
+                    ax.text(t * w + w / 2, -2, f"m{m} t{t}", fontsize=6, ha="center", va="bottom")
         ax = fig.add_subplot(grid[3 + 3 * m, :2])
         ax.imshow(group_image(image, labels))
         ax.axis("off")
