@@ -13,21 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from vt_explorer.appserver import running_app
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO = ROOT.parent / "shared" / "data" / "photos" / "n02123045_tabby.JPEG"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:
@@ -39,56 +31,38 @@ def main() -> None:
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(exist_ok=True)
-    port = _port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless=true",
-           f"--server.port={port}", "--server.address=127.0.0.1",
-           "--browser.gatherUsageStats=false"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path="/usr/bin/chromium", args=["--no-sandbox", "--headless"]
-            )
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            page.goto(url, wait_until="domcontentloaded")
-            page.locator(".st-key-upload input[type=file]").wait_for(
-                state="attached", timeout=120_000
-            )
-            page.locator(".st-key-upload input[type=file]").set_input_files(args.photo)
-            name = os.path.basename(args.photo)
-            heading = page.get_by_role("heading", name=name)
-            heading.wait_for(timeout=180_000)
-            for i in range(2):  # both models of the default comparison
-                page.get_by_text(" predicts ").nth(i).wait_for(timeout=180_000)
-            time.sleep(3)
-            heading.scroll_into_view_if_needed()
-            page.screenshot(path=str(out / "app-upload.png"))
-            shots = [
-                ("Semantic groups", "app-groups.png"),
-                ("Token attention", "app-attention.png"),
-            ]
-            for tab, fname in shots:
-                for t in page.get_by_role("tab", name=tab).all()[:2]:
-                    t.click()
-                time.sleep(2)
-                page.get_by_role("tab", name=tab).first.scroll_into_view_if_needed()
-                page.screenshot(path=str(out / fname))
-            exp = page.get_by_text("Can these maps be trusted?").first
-            exp.click()
-            time.sleep(3)
-            exp.scroll_into_view_if_needed()
-            page.screenshot(path=str(out / "app-faithfulness.png"))
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    with running_app(timeout=60) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--headless"]
+        )
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        page.goto(url, wait_until="domcontentloaded")
+        page.locator(".st-key-upload input[type=file]").wait_for(state="attached", timeout=120_000)
+        page.locator(".st-key-upload input[type=file]").set_input_files(args.photo)
+        name = os.path.basename(args.photo)
+        heading = page.get_by_role("heading", name=name)
+        heading.wait_for(timeout=180_000)
+        for i in range(2):  # both models of the default comparison
+            page.get_by_text(" predicts ").nth(i).wait_for(timeout=180_000)
+        time.sleep(3)
+        heading.scroll_into_view_if_needed()
+        page.screenshot(path=str(out / "app-upload.png"))
+        shots = [
+            ("Semantic groups", "app-groups.png"),
+            ("Token attention", "app-attention.png"),
+        ]
+        for tab, fname in shots:
+            for t in page.get_by_role("tab", name=tab).all()[:2]:
+                t.click()
+            time.sleep(2)
+            page.get_by_role("tab", name=tab).first.scroll_into_view_if_needed()
+            page.screenshot(path=str(out / fname))
+        exp = page.get_by_text("Can these maps be trusted?").first
+        exp.click()
+        time.sleep(3)
+        exp.scroll_into_view_if_needed()
+        page.screenshot(path=str(out / "app-faithfulness.png"))
+        browser.close()
     print("wrote", ", ".join(sorted(f.name for f in out.glob("app-*.png"))))
 
 

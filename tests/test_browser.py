@@ -4,16 +4,13 @@ upload a photo, wait for the maps, check the predicted class, save a screenshot.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
 
+from vt_explorer.appserver import running_app
 from vt_explorer.checkpoint import load_checkpoint, save_checkpoint
 from vt_explorer.data import decode_image
 from vt_explorer.explore import list_checkpoints
@@ -32,12 +29,6 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ckdir(tmp_path_factory) -> Path:
     """The shipped checkpoints, or a random-weights one when none is shipped yet."""
@@ -52,28 +43,11 @@ def ckdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_url(ckdir):
-    port = _free_port()
-    env = {**os.environ, "VT_EXPLORER_CHECKPOINTS": str(ckdir)}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py")]
-    cmd += ["--server.headless=true", f"--server.port={port}", "--server.address=127.0.0.1"]
-    cmd += ["--browser.gatherUsageStats=false"]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not start within 60 s")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        with running_app(checkpoints=ckdir, timeout=60) as url:
+            yield url
+    except TimeoutError as e:
+        pytest.fail(str(e))
 
 
 def test_upload_a_photo_and_see_the_prediction(app_url, ckdir, tmp_path) -> None:
