@@ -141,6 +141,16 @@ def test_feature_cache_is_reused_and_a_damaged_one_is_rebuilt(tmp_path) -> None:
         pre = Preprocess(64, model.cfg.mean, model.cfg.std, "stretch", "bilinear")
         direct = model.eval().features(pre(img)[None])[0]
     torch.testing.assert_close(fs.features[0].float(), direct, atol=2e-2, rtol=1e-2)
+    # decoded at 40x40 and enlarged on the device: the same features up to uint8 rounding,
+    # under a key of their own
+    small = compute_features(model, data, progress=False, decode_size=40)
+    assert small.classes == fs.classes and torch.equal(small.labels, fs.labels)
+    assert small.skipped == fs.skipped
+    diff = (small.features.float() - fs.features.float()).abs()
+    assert diff.mean() < 0.02 * fs.features.float().abs().mean()
+    assert len(list((tmp_path / "cache" / "features").glob("*.safetensors"))) == 2
+    with pytest.raises(ValueError, match="1 to the input size"):
+        compute_features(model, data, progress=False, decode_size=65)
 
 
 def test_head_trains_on_cached_features_and_eval_reproduces_the_card(tmp_path, capsys) -> None:
@@ -225,7 +235,6 @@ def test_finetune_at_decode_size_with_a_slower_trunk(tmp_path, capsys) -> None:
         assert group.get("lr_scale", 1.0) == (0.1 if in_trunk.pop() else 1.0)
     for bad, match in (
         (dict(decode_size=128), "expected 1 to the input size"),
-        (dict(finetune=False), "applies to training on images"),
     ):
         wrong = TrainArgs(**{**args.__dict__, "out": str(tmp_path / "x"), **bad})
         with pytest.raises(ValueError, match=match):

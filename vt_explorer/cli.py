@@ -374,9 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="decode training images at NxN and enlarge each batch to the input size on the "
-        "device (bilinear configs, training on images): for small sources like CIFAR's "
-        "32x32 it skips decoding 224x224 copies (minutes, 7.5 GB for CIFAR-10 train); "
-        "the final evaluation still decodes as eval does",
+        "device (bilinear configs; training on images, or computing a frozen trunk's cached "
+        "features): for small sources like CIFAR's 32x32 it skips decoding 224x224 copies "
+        "(minutes, 7.5 GB for CIFAR-10 train); the final evaluation still decodes as eval "
+        "does",
     )
     tr.add_argument(
         "--no-feature-flip",

@@ -28,8 +28,10 @@ from .data import (
     decode_stream,
     describe_split,
     finish_labels,
+    load_image_folder,
     normalize,
     read_cache,
+    resize_batch,
     scan_source,
     source_digest,
     write_cache,
@@ -106,18 +108,33 @@ def compute_features(
     workers: int = 2,
     progress: bool = True,
     use_cache: bool = True,
+    decode_size: int | None = None,
 ) -> FeatureSet:
     """Trunk features of every readable image of an ImageFolder directory or archive.
 
     Images are decoded and resized to ``model.cfg.input_size`` as the checkpoint will do
-    (``resize``, and the config's ``extra["interpolation"]``), normalised with the model's mean/std, and pushed through the folded trunk
-    in batches of ``batch_size``. Raises ``DatasetError`` as ``load_image_folder`` does.
+    (``resize``, and the config's ``extra["interpolation"]``), normalised with the model's
+    mean/std, and pushed through the folded trunk in batches of ``batch_size``. Raises
+    ``DatasetError`` as ``load_image_folder`` does.
+
+    ``decode_size`` (bilinear configs): decode at ``decode_size`` squared instead, through
+    the decoded-image cache of :func:`load_image_folder`, and enlarge each batch with
+    :func:`resize_batch` (PIL's bilinear up to uint8 rounding). For small sources such as
+    CIFAR's 32x32 this skips resizing every image to the input size in the decoding
+    workers, which compete with the trunk for the CPU. Cached under its own key.
     """
     cfg = model.cfg
     src = check_source(path)
     digest = source_digest(src)
     interpolation = cfg.extra.get("interpolation", "bicubic")
     key = f"{digest[:24]}-{trunk_digest(model)[:16]}-{cfg.input_size}-{resize}-{interpolation}"
+    if decode_size is not None:
+        if interpolation != "bilinear" or not 1 <= decode_size <= cfg.input_size:
+            raise ValueError(
+                f"decode_size {decode_size}: needs a bilinear config and 1 to the input size "
+                f"{cfg.input_size} (this config: {interpolation})"
+            )
+        key += f"-d{decode_size}"
     cache = cache_dir() / "features" / f"{key}.safetensors"
     hit = read_cache(cache, "features") if use_cache else None
     if hit is not None:
@@ -126,6 +143,55 @@ def compute_features(
 
     device = torch.device(device)
     trunk = folded_trunk(model).to(device, memory_format=torch.channels_last)
+    if decode_size is not None:
+        ds = load_image_folder(
+            src,
+            decode_size,
+            resize,
+            use_cache=use_cache,
+            progress=progress,
+            workers=workers,
+            interpolation=interpolation,
+        )
+        bar = tqdm(
+            desc=f"features {src.name}", unit="img", disable=not progress, dynamic_ncols=True
+        )
+        outs = []
+        for i in range(0, len(ds), batch_size):
+            images = resize_batch(ds.images[i : i + batch_size].to(device), cfg.input_size)
+            outs.append(_trunk_out(trunk, images, cfg))
+            bar.update(images.shape[0])
+        bar.close()
+        classes, labels, skipped = list(ds.classes), ds.labels, list(ds.skipped)
+    else:
+        classes, labels, skipped, outs = _stream_features(
+            trunk, src, cfg, resize, batch_size, workers, progress, interpolation
+        )
+    feats = torch.cat(outs).contiguous()
+    fs = FeatureSet(feats, labels, classes, str(src), skipped, digest)
+    if use_cache:
+        write_cache(cache, {"features": feats, "labels": labels}, classes, skipped)
+    return fs
+
+
+def _trunk_out(trunk: nn.Module, images: Tensor, cfg) -> Tensor:
+    """uint8 (B, 3, S, S) -> float16 trunk features on the CPU."""
+    x = normalize(images, cfg.mean, cfg.std).contiguous(memory_format=torch.channels_last)
+    return trunk.features(x).half().cpu()
+
+
+def _stream_features(
+    trunk: nn.Module,
+    src,
+    cfg,
+    resize: str,
+    batch_size: int,
+    workers: int,
+    progress: bool,
+    interpolation: str,
+) -> tuple[list[str], Tensor, list[str], list[Tensor]]:
+    """Decode at the input size in chunks and run the trunk on each: (classes, labels,
+    skipped, feature chunks)."""
     class_dirs, items = scan_source(src)
     names: list[str] = []
     skipped: list[str] = []
@@ -145,14 +211,15 @@ def compute_features(
     for chunk_names, arrays in stream:
         if not arrays:
             continue
-        images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(device)
-        outs.append(trunk.features(normalize(images, cfg.mean, cfg.std)).half().cpu())
+        images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(trunk_device(trunk))
+        outs.append(_trunk_out(trunk, images, cfg))
         names += chunk_names
         bar.update(len(arrays))
     bar.close()
     classes, labels = finish_labels(src, class_dirs, names, skipped)
-    feats = torch.cat(outs).contiguous()
-    fs = FeatureSet(feats, labels, classes, str(src), skipped, digest)
-    if use_cache:
-        write_cache(cache, {"features": feats, "labels": labels}, classes, skipped)
-    return fs
+    return classes, labels, skipped, outs
+
+
+def trunk_device(trunk: nn.Module) -> torch.device:
+    """The device of a module's first parameter."""
+    return next(trunk.parameters()).device

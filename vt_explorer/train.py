@@ -199,13 +199,11 @@ def code_version() -> str:
         return __version__
 
 
-def check_decode_size(size: int, input_size: int, interpolation: str, features: bool) -> None:
+def check_decode_size(size: int, input_size: int, interpolation: str) -> None:
     """Raise ValueError when ``--decode-size`` cannot stand in for decoding at input size:
-    it must be at most the input size (batches are only ever enlarged), the config must
+    it must be at most the input size (batches are only ever enlarged) and the config must
     resize bilinearly (torch's bicubic kernel is not PIL's, so train and eval images would
-    differ) and the run must train on images, not cached features."""
-    if features:
-        raise ValueError("--decode-size applies to training on images (with --finetune)")
+    differ). It applies to training on images and to computing cached trunk features."""
     if not 1 <= size <= input_size:
         raise ValueError(f"--decode-size {size}: expected 1 to the input size {input_size}")
     if interpolation != "bilinear":
@@ -292,13 +290,19 @@ def _train(
         model.load_pretrained()
     use_features = has_frozen_trunk(model)
     if args.decode_size is not None:
-        check_decode_size(args.decode_size, cfg.input_size, interpolation, use_features)
+        check_decode_size(args.decode_size, cfg.input_size, interpolation)
 
     # data: rank 0 decodes (and fills the cache) first, the others then read the cache
     def load(p: str):
         if use_features:
             return compute_features(
-                model, p, args.resize, device, workers=args.workers, progress=progress
+                model,
+                p,
+                args.resize,
+                device,
+                workers=args.workers,
+                progress=progress,
+                decode_size=args.decode_size,
             )
         return load_image_folder(
             p,
