@@ -211,6 +211,6 @@ for _variant, _what in (("recurrent", "filter, recurrent"), ("filter", "filter x
             extra={**_LITE0_EXTRA, "freeze_backbone": True},
             **_LITE0,
             description=f"VT-Lite0: ImageNet Lite0 blocks 0-10 (frozen) + 2 VT modules at "
-            f"14x14 ({_what})",
+            f"stride 16, 14x14 at 224x224 ({_what})",
         )
     )
