@@ -17,7 +17,7 @@ def test_free_port_can_be_bound() -> None:
 
 def test_missing_script_is_named(tmp_path) -> None:
     missing = tmp_path / "nope.py"
-    with pytest.raises(FileNotFoundError, match="nope.py"), running_app(app=missing):
+    with pytest.raises(FileNotFoundError, match=r"nope\.py"), running_app(app=missing):
         pass
 
 
