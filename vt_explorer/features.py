@@ -15,6 +15,7 @@ import copy
 import hashlib
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ from .data import (
     source_digest,
     write_cache,
 )
+from .model.config import ModelConfig
 
 
 @dataclass
@@ -165,7 +167,7 @@ def compute_features(
         classes, labels, skipped = list(ds.classes), ds.labels, list(ds.skipped)
     else:
         classes, labels, skipped, outs = _stream_features(
-            trunk, src, cfg, resize, batch_size, workers, progress, interpolation
+            trunk, device, src, cfg, resize, batch_size, workers, progress, interpolation
         )
     feats = torch.cat(outs).contiguous()
     fs = FeatureSet(feats, labels, classes, str(src), skipped, digest)
@@ -174,16 +176,16 @@ def compute_features(
     return fs
 
 
-def _trunk_out(trunk: nn.Module, images: Tensor, cfg) -> Tensor:
+def _trunk_out(trunk: nn.Module, images: Tensor, cfg: ModelConfig) -> Tensor:
     """uint8 (B, 3, S, S) -> float16 trunk features on the CPU."""
-    x = normalize(images, cfg.mean, cfg.std).contiguous(memory_format=torch.channels_last)
-    return trunk.features(x).half().cpu()
+    return trunk.features(normalize(images, cfg.mean, cfg.std)).half().cpu()
 
 
 def _stream_features(
     trunk: nn.Module,
-    src,
-    cfg,
+    device: torch.device,
+    src: Path,
+    cfg: ModelConfig,
     resize: str,
     batch_size: int,
     workers: int,
@@ -211,15 +213,10 @@ def _stream_features(
     for chunk_names, arrays in stream:
         if not arrays:
             continue
-        images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(trunk_device(trunk))
+        images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(device)
         outs.append(_trunk_out(trunk, images, cfg))
         names += chunk_names
         bar.update(len(arrays))
     bar.close()
     classes, labels = finish_labels(src, class_dirs, names, skipped)
     return classes, labels, skipped, outs
-
-
-def trunk_device(trunk: nn.Module) -> torch.device:
-    """The device of a module's first parameter."""
-    return next(trunk.parameters()).device
