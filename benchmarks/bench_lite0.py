@@ -1,8 +1,9 @@
 """Where VT-Lite0's CPU training time goes: the frozen trunk's features and the head's steps,
 per input size.
 
-    python benchmarks/bench_lite0.py                     # sizes 224 160 128 (about 2 minutes)
+    python benchmarks/bench_lite0.py                     # sizes 224 160 128 (about 3 minutes)
     python benchmarks/bench_lite0.py --sizes 128 --reps 5
+    python benchmarks/bench_lite0.py --batches 256 64 16 8 4   # trunk img/s per batch size
 
 Prints, for each input size:
 * trunk: images/s of the folded trunk (``features.folded_trunk``, what the feature cache
@@ -10,7 +11,9 @@ Prints, for each input size:
 * head: images/s of one SGD training step of the VT head on random trunk-shaped features
   (batch 128), what each epoch of head training runs;
 and the minutes CIFAR-10 would take: trunk features of 60,000 images plus 10 head epochs of
-50,000. Random data (only the shapes matter); median over ``--reps`` timed runs.
+50,000; and, for comparison, one SGD step of the whole model with the trunk trainable
+(``--finetune``, batch 32) and the minutes one CIFAR-10 epoch of that would take.
+Random data (only the shapes matter); median over ``--reps`` timed runs.
 """
 
 from __future__ import annotations
@@ -43,19 +46,36 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", default="vt_lite0", help="vt_lite0 or vt_lite0_filter")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions (median)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    p.add_argument(
+        "--batches",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="B",
+        help="instead: the folded trunk's img/s at each of these batch sizes (channels_last), "
+        "the measurement behind vt_explorer.device.inference_batch",
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    if args.batches:
+        print("| input | " + " | ".join(f"batch {b}" for b in args.batches) + " |")
+        print("|---|" + "---|" * len(args.batches))
+        for size in args.sizes:
+            rates = [trunk_rate(args.config, size, b, args.reps) for b in args.batches]
+            print(f"| {size}x{size} | " + " | ".join(f"{r:.1f}" for r in rates) + " |")
+        return
     print("| input | features | trunk img/s (channels_last) | trunk img/s (NCHW) "
-          "| head img/s | CIFAR-10 estimate |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+          "| head img/s | CIFAR-10 estimate | fine-tune img/s | fine-tune epoch |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         shape, cl, nchw, head = measure(args.config, size, args.reps)
         minutes = (60_000 / max(cl, nchw) + 10 * 50_000 / head) / 60
+        ft = measure_finetune(args.config, size, args.reps)
         c, h, w = shape
         print(f"| {size}x{size} | {c}x{h}x{w} | {cl:.1f} | {nchw:.1f} | {head:.0f} "
-              f"| {minutes:.1f} min |")  # fmt: skip
+              f"| {minutes:.1f} min | {ft:.1f} | {50_000 / ft / 60:.0f} min |")  # fmt: skip
 
 
 def measure(config: str, size: int, reps: int) -> tuple[tuple[int, ...], float, float, float]:
@@ -82,6 +102,39 @@ def measure(config: str, size: int, reps: int) -> tuple[tuple[int, ...], float, 
         opt.step()
 
     return shape, cl, nchw, _rate(step, 128, reps)
+
+
+def trunk_rate(config: str, size: int, batch: int, reps: int) -> float:
+    """Images/s of the folded trunk (inference, channels_last) on batches of ``batch``."""
+    model = create_model(get_config(config).replace(input_size=size))
+    trunk = folded_trunk(model).to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    n = max(1, 256 // batch)  # about 256 images per timed run
+
+    def run() -> None:
+        for _ in range(n):
+            trunk.features(x)
+
+    with torch.inference_mode():
+        return _rate(run, n * batch, reps)
+
+
+def measure_finetune(config: str, size: int, reps: int, batch: int = 32) -> float:
+    """Images/s of one SGD step of the whole model with the trunk trainable (``--finetune``)."""
+    cfg = get_config(config).replace(input_size=size)
+    cfg = cfg.replace(extra={**cfg.extra, "freeze_backbone": False})
+    model = create_model(cfg).to(memory_format=torch.channels_last).train()
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, cfg.num_classes, (batch,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(model(x), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return _rate(step, batch, reps)
 
 
 if __name__ == "__main__":

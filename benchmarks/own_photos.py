@@ -51,7 +51,7 @@ def main() -> None:
         "--input-size",
         type=int,
         default=224,
-        help="VT-Lite0's input size (224; 128 trains 3.6x less trunk work: --set input_size)",
+        help="VT-Lite0's input size (224; 128: a third of the multiply-adds, via --set input_size)",
     )
     args = p.parse_args()
     out = Path(args.out)

@@ -114,3 +114,24 @@ def test_two_process_distributed_run(data, tmp_path) -> None:
     assert card["recipe"]["world_size"] == 2
     assert len(card["history"]) == 2
     load_checkpoint(out)
+
+
+def test_cpu_inference_batch_is_capped_and_logits_agree(monkeypatch) -> None:
+    import vt_explorer.device as device_mod
+    from vt_explorer.device import inference_batch
+    from vt_explorer.evaluate import predict
+    from vt_explorer.model import create_model
+
+    assert inference_batch(256, 224, "cpu") == (1 << 18) // (224 * 224) == 5
+    assert inference_batch(256, 32, "cpu") == 256  # small images keep the asked batch
+    assert inference_batch(256, 4096, "cpu") == 1
+    assert inference_batch(256, 224, torch.device("cuda")) == 256  # accelerators: unchanged
+    model = create_model("vt_resnet20").eval()
+    images = torch.randint(0, 256, (7, 3, 32, 32), dtype=torch.uint8)
+    args = (model, images, (0.5,) * 3, (0.25,) * 3, torch.device("cpu"))
+    whole = predict(*args, batch_size=7)
+    monkeypatch.setattr(device_mod, "CPU_BATCH_PIXELS", 2 * 32 * 32)  # batches of 2
+    assert inference_batch(7, 32, "cpu") == 2
+    small = predict(*args, batch_size=7)
+    torch.testing.assert_close(small, whole, rtol=1e-5, atol=1e-5)  # float rounding only
+    assert torch.equal(small.argmax(1), whole.argmax(1))

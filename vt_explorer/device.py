@@ -31,3 +31,24 @@ def select_device(preference: str = "auto") -> torch.device:
     ):
         raise ValueError(f"device {preference!r} requested but MPS is not available here")
     return device
+
+
+CPU_BATCH_PIXELS = 1 << 18
+"""Input pixels per inference batch on a CPU (see :func:`inference_batch`)."""
+
+
+def inference_batch(batch_size: int, input_size: int, device: torch.device | str) -> int:
+    """The batch to run inference in: ``batch_size``, capped on a CPU at
+    ``CPU_BATCH_PIXELS`` input pixels (at least 1 image).
+
+    A CPU runs a large batch of large images up to 3x slower per image than a small one: the
+    early layers' activations no longer fit the caches (measured on the 2-core VM, VT-Lite0
+    at 224x224: 19 img/s at batch 256, 55 img/s at batch 8; at 128x128: 69 vs 175 img/s at
+    16; ``python benchmarks/bench_lite0.py --batches 256 16 8``). Accelerators want big
+    batches and get ``batch_size`` unchanged. Each image is computed independently, so the outputs agree at
+    any batch size up to float rounding (kernels may block a matrix product differently);
+    the shipped cards were re-verified with it.
+    """
+    if torch.device(device).type != "cpu":
+        return batch_size
+    return max(1, min(batch_size, CPU_BATCH_PIXELS // (input_size * input_size)))

@@ -37,6 +37,7 @@ from .data import (
     source_digest,
     write_cache,
 )
+from .device import inference_batch
 from .model.config import ModelConfig
 
 
@@ -116,8 +117,10 @@ def compute_features(
 
     Images are decoded and resized to ``model.cfg.input_size`` as the checkpoint will do
     (``resize``, and the config's ``extra["interpolation"]``), normalised with the model's
-    mean/std, and pushed through the folded trunk in batches of ``batch_size``. Raises
-    ``DatasetError`` as ``load_image_folder`` does.
+    mean/std, and pushed through the folded trunk in batches of ``batch_size`` (decoded in
+    chunks of that size; on a CPU the trunk runs smaller batches,
+    :func:`~vt_explorer.device.inference_batch`, 2-3x faster). Raises ``DatasetError`` as
+    ``load_image_folder`` does.
 
     ``decode_size`` (bilinear configs): decode at ``decode_size`` squared instead, through
     the decoded-image cache of :func:`load_image_folder`, and enlarge each batch with
@@ -159,8 +162,9 @@ def compute_features(
             desc=f"features {src.name}", unit="img", disable=not progress, dynamic_ncols=True
         )
         outs = []
-        for i in range(0, len(ds), batch_size):
-            images = resize_batch(ds.images[i : i + batch_size].to(device), cfg.input_size)
+        step = inference_batch(batch_size, cfg.input_size, device)
+        for i in range(0, len(ds), step):
+            images = resize_batch(ds.images[i : i + step].to(device), cfg.input_size)
             outs.append(_trunk_out(trunk, images, cfg))
             bar.update(images.shape[0])
         bar.close()
@@ -214,7 +218,8 @@ def _stream_features(
         if not arrays:
             continue
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(device)
-        outs.append(_trunk_out(trunk, images, cfg))
+        step = inference_batch(batch_size, cfg.input_size, device)
+        outs += [_trunk_out(trunk, part, cfg) for part in images.split(step)]
         names += chunk_names
         bar.update(len(arrays))
     bar.close()
