@@ -91,17 +91,24 @@ def measure(config: str, size: int, reps: int) -> tuple[tuple[int, ...], float, 
         shape = tuple(trunk.features(xc[:1]).shape[1:])
     model.train()
     feats = torch.randn(128, *shape)
-    labels = torch.randint(0, model.cfg.num_classes, (128,))
+    head = _sgd_rate(lambda: model.head(feats).logits, model, 128, reps)
+    return shape, cl, nchw, head
+
+
+def _sgd_rate(forward, model: torch.nn.Module, batch: int, reps: int) -> float:
+    """Images/s of SGD steps (cross-entropy on random labels) of ``model``'s trainable
+    parameters, ``forward()`` giving the logits of one batch of ``batch`` images."""
+    labels = torch.randint(0, model.cfg.num_classes, (batch,))
     params = [q for q in model.parameters() if q.requires_grad]
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
 
     def step() -> None:
-        loss = torch.nn.functional.cross_entropy(model.head(feats).logits, labels)
+        loss = torch.nn.functional.cross_entropy(forward(), labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    return shape, cl, nchw, _rate(step, 128, reps)
+    return _rate(step, batch, reps)
 
 
 def trunk_rate(config: str, size: int, batch: int, reps: int) -> float:
@@ -125,16 +132,7 @@ def measure_finetune(config: str, size: int, reps: int, batch: int = 32) -> floa
     cfg = cfg.replace(extra={**cfg.extra, "freeze_backbone": False})
     model = create_model(cfg).to(memory_format=torch.channels_last).train()
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, cfg.num_classes, (batch,))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def step() -> None:
-        loss = torch.nn.functional.cross_entropy(model(x), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return _rate(step, batch, reps)
+    return _sgd_rate(lambda: model(x), model, batch, reps)
 
 
 if __name__ == "__main__":

@@ -394,6 +394,20 @@ def resize_batch(images: torch.Tensor, size: int) -> torch.Tensor:
     return x.round_().clamp_(0, 255).to(torch.uint8)
 
 
+def check_decode_size(size: int, input_size: int, interpolation: str) -> None:
+    """Raise ValueError when ``--decode-size`` cannot stand in for decoding at input size:
+    it must be at most the input size (batches are only ever enlarged) and the config must
+    resize bilinearly (torch's bicubic kernel is not PIL's, so train and eval images would
+    differ). It applies to training on images and to computing cached trunk features."""
+    if not 1 <= size <= input_size:
+        raise ValueError(f"--decode-size {size}: expected 1 to the input size {input_size}")
+    if interpolation != "bilinear":
+        raise ValueError(
+            f"--decode-size needs a config that resizes bilinearly (this one: {interpolation}; "
+            "torch's bicubic kernel differs from PIL's)"
+        )
+
+
 def augment_batch(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
     """Random crop with zero padding ``pad`` and random horizontal flip, on a whole batch.
 

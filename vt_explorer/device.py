@@ -45,9 +45,9 @@ def inference_batch(batch_size: int, input_size: int, device: torch.device | str
     early layers' activations no longer fit the caches (measured on the 2-core VM, VT-Lite0
     at 224x224: 19 img/s at batch 256, 55 img/s at batch 8; at 128x128: 69 vs 175 img/s at
     16; ``python benchmarks/bench_lite0.py --batches 256 16 8``). Accelerators want big
-    batches and get ``batch_size`` unchanged. Each image is computed independently, so the outputs agree at
-    any batch size up to float rounding (kernels may block a matrix product differently);
-    the shipped cards were re-verified with it.
+    batches and get ``batch_size`` unchanged. Each image is computed independently, so the
+    outputs agree at any batch size up to float rounding (kernels may block a matrix
+    product differently); the shipped cards were re-verified with it.
     """
     if torch.device(device).type != "cpu":
         return batch_size

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .data import (
     cache_dir,
+    check_decode_size,
     check_source,
     decode_stream,
     describe_split,
@@ -134,11 +135,7 @@ def compute_features(
     interpolation = cfg.extra.get("interpolation", "bicubic")
     key = f"{digest[:24]}-{trunk_digest(model)[:16]}-{cfg.input_size}-{resize}-{interpolation}"
     if decode_size is not None:
-        if interpolation != "bilinear" or not 1 <= decode_size <= cfg.input_size:
-            raise ValueError(
-                f"decode_size {decode_size}: needs a bilinear config and 1 to the input size "
-                f"{cfg.input_size} (this config: {interpolation})"
-            )
+        check_decode_size(decode_size, cfg.input_size, interpolation)
         key += f"-d{decode_size}"
     cache = cache_dir() / "features" / f"{key}.safetensors"
     hit = read_cache(cache, "features") if use_cache else None
@@ -148,6 +145,7 @@ def compute_features(
 
     device = torch.device(device)
     trunk = folded_trunk(model).to(device, memory_format=torch.channels_last)
+    step = inference_batch(batch_size, cfg.input_size, device)  # trunk batch
     if decode_size is not None:
         ds = load_image_folder(
             src,
@@ -162,7 +160,6 @@ def compute_features(
             desc=f"features {src.name}", unit="img", disable=not progress, dynamic_ncols=True
         )
         outs = []
-        step = inference_batch(batch_size, cfg.input_size, device)
         for i in range(0, len(ds), step):
             images = resize_batch(ds.images[i : i + step].to(device), cfg.input_size)
             outs.append(_trunk_out(trunk, images, cfg))
@@ -171,7 +168,7 @@ def compute_features(
         classes, labels, skipped = list(ds.classes), ds.labels, list(ds.skipped)
     else:
         classes, labels, skipped, outs = _stream_features(
-            trunk, device, src, cfg, resize, batch_size, workers, progress, interpolation
+            trunk, device, src, cfg, resize, batch_size, step, workers, progress, interpolation
         )
     feats = torch.cat(outs).contiguous()
     fs = FeatureSet(feats, labels, classes, str(src), skipped, digest)
@@ -191,13 +188,14 @@ def _stream_features(
     src: Path,
     cfg: ModelConfig,
     resize: str,
-    batch_size: int,
+    chunk: int,
+    step: int,
     workers: int,
     progress: bool,
     interpolation: str,
 ) -> tuple[list[str], Tensor, list[str], list[Tensor]]:
-    """Decode at the input size in chunks and run the trunk on each: (classes, labels,
-    skipped, feature chunks)."""
+    """Decode at the input size in chunks of ``chunk`` images and run the trunk on batches
+    of ``step``: (classes, labels, skipped, feature chunks)."""
     class_dirs, items = scan_source(src)
     names: list[str] = []
     skipped: list[str] = []
@@ -211,14 +209,13 @@ def _stream_features(
         workers,
         False,
         skipped,
-        chunk=batch_size,
+        chunk=chunk,
         interpolation=interpolation,
     )
     for chunk_names, arrays in stream:
         if not arrays:
             continue
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(device)
-        step = inference_batch(batch_size, cfg.input_size, device)
         outs += [_trunk_out(trunk, part, cfg) for part in images.split(step)]
         names += chunk_names
         bar.update(len(arrays))

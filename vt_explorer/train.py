@@ -37,7 +37,14 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .checkpoint import _atomic_write, save_checkpoint
-from .data import augment_batch, check_same_classes, load_image_folder, normalize, resize_batch
+from .data import (
+    augment_batch,
+    check_decode_size,
+    check_same_classes,
+    load_image_folder,
+    normalize,
+    resize_batch,
+)
 from .device import select_device
 from .evaluate import evaluate, evaluate_checkpoint
 from .features import FeatureSet, compute_features, has_frozen_trunk
@@ -197,20 +204,6 @@ def code_version() -> str:
         return f"{__version__}+{rev}"
     except (OSError, subprocess.SubprocessError):
         return __version__
-
-
-def check_decode_size(size: int, input_size: int, interpolation: str) -> None:
-    """Raise ValueError when ``--decode-size`` cannot stand in for decoding at input size:
-    it must be at most the input size (batches are only ever enlarged) and the config must
-    resize bilinearly (torch's bicubic kernel is not PIL's, so train and eval images would
-    differ). It applies to training on images and to computing cached trunk features."""
-    if not 1 <= size <= input_size:
-        raise ValueError(f"--decode-size {size}: expected 1 to the input size {input_size}")
-    if interpolation != "bilinear":
-        raise ValueError(
-            f"--decode-size needs a config that resizes bilinearly (this one: {interpolation}; "
-            "torch's bicubic kernel differs from PIL's)"
-        )
 
 
 def _program_name() -> str:
