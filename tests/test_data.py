@@ -146,3 +146,58 @@ def test_augment_batch_crops_and_flips() -> None:
     a = augment_batch(x, torch.Generator().manual_seed(5))
     b = augment_batch(x, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+def _tar(root, archive, mode: str) -> None:
+    with tarfile.open(archive, mode) as tar:
+        tar.add(root, arcname="train")
+
+
+def test_damaged_archives_are_refused_whole_never_read_in_part(tmp_path) -> None:
+    """A tar with a damaged header in the middle, a gzip with flipped bytes or a truncated
+    gzip is refused with one message naming the archive: never a partial dataset."""
+    root = make_dataset(tmp_path / "d", per_class=8)
+    plain = tmp_path / "train.tar"
+    _tar(root, plain, "w")
+    raw = bytearray(plain.read_bytes())
+    members = tarfile.open(plain).getmembers()
+    hdr = members[len(members) // 2].offset  # a header in the middle of the archive
+    raw[hdr : hdr + 100] = bytes(100)  # the name field zeroed: the header checksum fails
+    raw[hdr + 148 : hdr + 156] = b"garbage!"
+    bad_header = tmp_path / "header.tar"
+    bad_header.write_bytes(bytes(raw))
+    assert len(tarfile.open(bad_header).getmembers()) < len(members)  # tarfile alone: silent
+    with pytest.raises(DatasetError, match=r"header\.tar: damaged archive.*after member"):
+        load_image_folder(bad_header, 32, progress=False)
+
+    gz = tmp_path / "train.tar.gz"
+    _tar(root, gz, "w:gz")
+    data = gz.read_bytes()
+    flipped = bytearray(data)
+    for i in range(len(data) // 2, len(data) // 2 + 64):
+        flipped[i] ^= 0xFF
+    (tmp_path / "flipped.tar.gz").write_bytes(bytes(flipped))
+    (tmp_path / "cut.tar.gz").write_bytes(data[: len(data) * 2 // 3])
+    for name in ("flipped.tar.gz", "cut.tar.gz"):
+        with pytest.raises(DatasetError, match=rf"{name}: damaged archive") as err:
+            load_image_folder(tmp_path / name, 32, progress=False)
+        assert "\n" not in str(err.value)
+    # the intact archive still reads whole, with every file counted
+    ds = load_image_folder(gz, 32, progress=False)
+    assert len(ds) == 24 and ds.skipped == []
+
+
+def test_cli_refuses_a_damaged_archive_with_one_line(tmp_path, capsys) -> None:
+    from vt_explorer.cli import main
+
+    root = make_dataset(tmp_path / "d", per_class=4)
+    gz = tmp_path / "val.tar.gz"
+    _tar(root, gz, "w:gz")
+    data = gz.read_bytes()
+    (tmp_path / "cut.tar.gz").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "ck"
+    code = main(["train", "--config", "vt_resnet20", "--train", str(tmp_path / "cut.tar.gz"),
+                 "--val", str(gz), "--out", str(out), "--epochs", "1"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "cut.tar.gz: damaged archive" in err and "Traceback" not in err
+    assert not (tmp_path / "ck.json").exists()

@@ -107,8 +107,18 @@ def test_tokens_statistics_add_up_and_the_app_file_reads_back(tmp_path, ck3, cap
     np.testing.assert_allclose(share.sum(-1), 1.0, atol=1e-4)  # shares sum to 1 (6 digits)
     dom = np.asarray(stats["dominant"])
     assert (dom.sum(-1) == 6).all()  # one dominant token per image
-    fires = np.asarray(stats["fires_for"])
-    np.testing.assert_allclose(fires.sum(1), 1.0, atol=1e-4)
+    fires = np.asarray(stats["fires_for"])  # (modules, classes, tokens)
+    # a token that wins pixels somewhere has its share spread over classes (sums to 1); one
+    # that never wins a pixel fires for no class (0 everywhere) and is listed in never_fires
+    total = share.sum(1)  # (modules, tokens)
+    for k in range(3):
+        never = stats["never_fires"][k]
+        expected = np.ones(16)
+        expected[never] = 0.0
+        np.testing.assert_allclose(fires[k].sum(0), expected, atol=1e-4)
+        assert (total[k, never] == 0).all()
+        assert set(np.flatnonzero(total[k] > 1e-5)).isdisjoint(never)
+    np.testing.assert_allclose(fires * total[:, None], share, atol=1e-5)
     ent = np.asarray(stats["entropy_ratio"])
     assert ((ent > 0) & (ent <= 1 + 1e-9)).all()
     assert stats["deletion_images"] == 2 and stats["n"] == 18

@@ -27,6 +27,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .cardcheck import (
+    MAX_CARD_BYTES,
+    check_card,
+    check_shapes,
+    meta_model,
+    read_json_bounded,
+    safetensors_header,
+)
 from .model import ModelConfig, build_model
 from .preprocess import Preprocess
 
@@ -148,39 +156,51 @@ def record_metrics(path: str | os.PathLike, metrics: dict[str, Any]) -> dict[str
 
 
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a model card (without touching the weights)."""
+    """Read and validate a model card (without touching the weights).
+
+    The whole schema is checked here (:func:`~vt_explorer.cardcheck.check_card`: types and
+    ranges of every field a loader uses), so a hostile or damaged card is one
+    :class:`CheckpointError` line naming the file and the field, never a traceback.
+    """
     _, card_path = checkpoint_paths(path)
     if not card_path.is_file():
         raise CheckpointError(f"{card_path}: model card not found")
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(
-            f"{card_path}: not a vt_explorer model card (invalid JSON: {err})"
-        ) from None
-    if not isinstance(card, dict) or card.get("format") != FORMAT:
-        raise CheckpointError(f"{card_path}: not a vt_explorer model card (no format marker)")
-    if card.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{card_path}: card format {card.get('format_version')} is newer than this "
-            f"vt_explorer understands ({FORMAT_VERSION}); upgrade vt_explorer"
-        )
-    for key in ("config", "classes", "input_size", "mean", "std"):
-        if key not in card:
-            raise CheckpointError(f"{card_path}: model card lacks {key!r}")
+        with open(card_path, "rb") as f:
+            data = f.read(MAX_CARD_BYTES + 1)
+        card = read_json_bounded(data)
+    except OSError as err:
+        raise CheckpointError(f"{card_path}: cannot read the model card ({err.strerror})") from None
+    except ValueError as err:
+        raise CheckpointError(f"{card_path}: not a vt_explorer model card ({err})") from None
+    try:
+        check_card(card, FORMAT, FORMAT_VERSION)
+    except ValueError as err:
+        raise CheckpointError(f"{card_path}: {err}") from None
     return card
 
 
 def load_checkpoint(
-    path: str | os.PathLike, device: str | torch.device = "cpu", verify_hash: bool = True
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    verify_hash: bool = True,
+    allow_unfinished: bool = False,
 ) -> LoadedCheckpoint:
     """Rebuild the model a checkpoint describes and load its weights (in eval mode).
 
     Never unpickles: weights come from safetensors, the card from JSON. Raises
-    :class:`CheckpointError` naming the file for every way a checkpoint can be wrong.
+    :class:`CheckpointError` naming the file for every way a checkpoint can be wrong,
+    including a training run that stopped before its final evaluation (its card says
+    ``"finished": false``) unless ``allow_unfinished`` (what training's own final
+    evaluation uses).
     """
     weights_path, card_path = checkpoint_paths(path)
     card = read_card(card_path)
+    if card.get("finished") is False and not allow_unfinished:
+        raise CheckpointError(
+            f"{card_path}: unfinished: training stopped before its final evaluation; "
+            "re-run the same train command with --resume"
+        )
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: weights file not found (card {card_path} exists)")
     if verify_hash and card.get("weights_sha256"):
@@ -192,37 +212,22 @@ def load_checkpoint(
             )
     try:
         cfg = ModelConfig.from_dict(card["config"])
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{card_path}: invalid architecture config: {err}") from None
-    if len(card["classes"]) != cfg.num_classes:
-        raise CheckpointError(
-            f"{card_path}: {len(card['classes'])} class names for {cfg.num_classes} outputs"
+        shapes = meta_model(cfg, build_model).state_dict()
+    except (TypeError, ValueError, KeyError, RuntimeError) as err:
+        raise CheckpointError(f"{card_path}: cannot build the model it describes: {err}") from None
+    try:  # shapes first, from the header alone: nothing is allocated for a wrong file
+        check_shapes(
+            {k: v.shape for k, v in shapes.items()}, safetensors_header(weights_path), card_path.name
         )
+    except OSError as err:
+        raise CheckpointError(f"{weights_path}: cannot read the weights ({err.strerror})") from None
+    except ValueError as err:
+        raise CheckpointError(f"{weights_path}: {err}") from None
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{weights_path}: not a readable safetensors file ({err})") from None
-    try:
-        model = build_model(cfg)
-    except (TypeError, ValueError, KeyError) as err:
-        raise CheckpointError(f"{card_path}: cannot build the model it describes: {err}") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        detail = []
-        if missing:
-            detail.append(f"missing {len(missing)} (e.g. {missing[0]})")
-        if unexpected:
-            detail.append(f"unexpected {len(unexpected)} (e.g. {unexpected[0]})")
-        if wrong:
-            k = wrong[0]
-            detail.append(f"{len(wrong)} wrong shapes (e.g. {k}: {tuple(state[k].shape)})")
-        raise CheckpointError(
-            f"{weights_path}: weights do not match the architecture in {card_path.name}: "
-            + "; ".join(detail)
-        )
+    model = build_model(cfg)
     model.load_state_dict(state)
     model.to(device, memory_format=torch.channels_last).eval()
     pre = Preprocess(

@@ -14,12 +14,64 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
+
+
+def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """argparse type: an integer in [lo, hi] (hi None: no upper bound); a refusal is exit
+    code 2 with one line naming the flag."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            bound = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+            raise argparse.ArgumentTypeError(f"{v} must be {bound}")
+        return v
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite number in the interval from lo to hi (ends open or closed)."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        low_ok = v > lo if lo_open else v >= lo
+        high_ok = v < hi if hi_open else v <= hi
+        if not math.isfinite(v) or not (low_ok and high_ok):
+            interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+            raise argparse.ArgumentTypeError(f"{text} must be a finite number in {interval}")
+        return v
+
+    parse.__name__ = "number"
+    return parse
+
+
+def colour_map(text: str) -> str:
+    """argparse type: a matplotlib colour map name."""
+    from matplotlib import colormaps
+
+    if text not in colormaps:
+        raise argparse.ArgumentTypeError(
+            f"unknown colour map {text!r} (e.g. jet, viridis, inferno, magma, turbo, gray)"
+        )
+    return text
+
+
+POSITIVE = int_in(1)
 
 
 def _fmt_stage(name: str, params: int, macs: int) -> str:
@@ -66,6 +118,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (see vt_explorer.train)."""
+    from .cardcheck import check_config
     from .data import DatasetError
     from .model import get_config
     from .train import TrainArgs, train
@@ -79,8 +132,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     negated["feature_flip"] = "no_feature_flip"
     try:
         overrides = _parse_overrides(args.set or [])
-        get_config(args.config).replace(**overrides)
-    except ValueError as err:
+        check_config(json.loads(json.dumps(get_config(args.config).replace(**overrides).to_dict())))
+    except (ValueError, TypeError) as err:
         print(f"error: --set: {err}", file=sys.stderr)
         return 2
     names = {f.name for f in dataclasses.fields(TrainArgs)} - set(negated) - {"overrides"}
@@ -164,6 +217,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         ck = load_checkpoint(args.checkpoint, device=device)
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    empty = [p for p in args.images if Path(p).is_dir() and not image_files([p])]
+    if empty:
+        print(f"error: no image files in {', '.join(empty)}", file=sys.stderr)
         return 2
     results, failed = [], 0
     for f in image_files(args.images):
@@ -290,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument(
         "--input-size",
-        type=int,
+        type=int_in(8, 4096),
         default=None,
         metavar="S",
         help="square input side in pixels; default: each config's own input size",
@@ -313,27 +370,38 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--train", required=True, metavar="PATH", help="training images")
     tr.add_argument("--val", metavar="PATH", help="evaluation images (same class folders)")
     tr.add_argument("--out", required=True, metavar="OUT", help="checkpoint path without suffix")
-    tr.add_argument("--epochs", type=int, default=15, help="passes over the data (default 15)")
-    tr.add_argument("--batch-size", type=int, default=128, help="per process (default 128)")
-    tr.add_argument("--lr", type=float, default=0.1, help="peak one-cycle learning rate (0.1)")
-    tr.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum (0.9)")
+    tr.add_argument("--epochs", type=POSITIVE, default=15, help="passes over the data (default 15)")
+    tr.add_argument("--batch-size", type=POSITIVE, default=128, help="per process (default 128)")
+    tr.add_argument("--lr", type=float_in(0, 100, lo_open=True), default=0.1, help="peak one-cycle learning rate (0.1)")
+    tr.add_argument("--momentum", type=float_in(0, 1, hi_open=True), default=0.9, help="Nesterov momentum (0.9)")
     tr.add_argument(
         "--optimizer",
         choices=("sgd", "adamw"),
         default="sgd",
         help="SGD with Nesterov momentum (default) or AdamW (try --lr 1e-3 --weight-decay 0.05)",
     )
-    tr.add_argument("--weight-decay", type=float, default=5e-4, help="on weights only (5e-4)")
-    tr.add_argument("--label-smoothing", type=float, default=0.1, help="(default 0.1)")
-    tr.add_argument("--warmup", type=float, default=0.2, help="warm-up fraction of steps (0.2)")
-    tr.add_argument("--seed", type=int, default=0, help="seed; CPU runs are deterministic")
+    tr.add_argument("--weight-decay", type=float_in(0, 10), default=5e-4, help="on weights only (5e-4)")
+    tr.add_argument("--label-smoothing", type=float_in(0, 1, hi_open=True), default=0.1, help="(default 0.1)")
+    tr.add_argument("--warmup", type=float_in(0, 1), default=0.2, help="warm-up fraction of steps (0.2)")
+    tr.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0, help="seed; CPU runs are deterministic")
     tr.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1...")
-    tr.add_argument("--workers", type=int, default=2, help="image decoding threads (2)")
-    tr.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
+    tr.add_argument("--workers", type=int_in(1, 64), default=2, help="image decoding threads (2)")
+    tr.add_argument("--threads", type=int_in(1, 1024), default=None, help="torch CPU threads (default: all)")
     tr.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
     tr.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     tr.add_argument("--compile", action="store_true", help="torch.compile the model")
-    tr.add_argument("--resume", action="store_true", help="continue from OUT.resume.pt")
+    tr.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT.resume.pt; refused when the recipe or the classes differ "
+        "from the interrupted run's (the refusal lists what differs)",
+    )
+    tr.add_argument(
+        "--resume-anyway",
+        action="store_true",
+        help="with --resume: accept a changed recipe; the card then records, per epoch, "
+        "which settings changed from which epoch on",
+    )
     tr.add_argument(
         "--set",
         action="append",
@@ -362,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument(
         "--backbone-lr-scale",
-        type=float,
+        type=float_in(0, 100),
         default=1.0,
         metavar="F",
         help="with --finetune: the pretrained trunk learns at F x the schedule's rate "
@@ -370,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument(
         "--decode-size",
-        type=int,
+        type=int_in(8, 4096),
         default=None,
         metavar="N",
         help="decode training images at NxN and enlarge each batch to the input size on the "
@@ -396,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("checkpoint", help="checkpoint path (with or without .safetensors/.json)")
     ev.add_argument("data", help="ImageFolder directory or .tar.gz")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.add_argument("--batch-size", type=int, default=256, help="(default 256)")
+    ev.add_argument("--batch-size", type=POSITIVE, default=256, help="(default 256)")
     ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
     ev.add_argument(
         "--write-card",
@@ -418,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("checkpoint", help="checkpoint path (with or without .safetensors/.json)")
     pr.add_argument("images", nargs="+", help="image files or folders")
-    pr.add_argument("--top", type=int, default=5, help="how many classes to show (5)")
+    pr.add_argument("--top", type=POSITIVE, default=5, help="how many classes to show (5)")
     pr.add_argument("--json", action="store_true", help="print one JSON list")
     pr.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
     pr.set_defaults(func=cmd_predict)
@@ -445,11 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, help="output folder")
     ex.add_argument("--no-figures", action="store_true", help="arrays and JSON only (fast)")
     ex.add_argument("--svg", action="store_true", help="also write every figure as SVG")
-    ex.add_argument("--cmap", default="jet", help="matplotlib colour map of overlays (jet)")
-    ex.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0-1 (0.5)")
+    ex.add_argument("--cmap", type=colour_map, default="jet", help="matplotlib colour map of overlays (jet)")
+    ex.add_argument("--alpha", type=float_in(0, 1), default=0.5, help="overlay opacity 0-1 (0.5)")
     ex.add_argument("--no-deletion", action="store_true", help="skip the token-ablation curves")
     ex.add_argument(
-        "--random-orders", type=int, default=8, help="random deletion orders averaged (8)"
+        "--random-orders", type=POSITIVE, default=8, help="random deletion orders averaged (8)"
     )
     ex.add_argument(
         "--randomisation",
@@ -459,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument(
         "--masks", metavar="DIR", help="foreground masks DIR/<image stem>.png (non-zero = object)"
     )
-    ex.add_argument("--batch-size", type=int, default=64, help="images per batch (64)")
+    ex.add_argument("--batch-size", type=POSITIVE, default=64, help="images per batch (64)")
     ex.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
     ex.set_defaults(func=cmd_explain)
 
@@ -475,10 +543,10 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_argument("checkpoint", help="checkpoint path")
     tk.add_argument("data", help="ImageFolder directory or .tar.gz with the checkpoint's classes")
     tk.add_argument("--out", required=True, help="output folder")
-    tk.add_argument("--batch-size", type=int, default=128, help="images per batch (128)")
+    tk.add_argument("--batch-size", type=POSITIVE, default=128, help="images per batch (128)")
     tk.add_argument(
         "--deletion-images",
-        type=int,
+        type=int_in(0),
         default=0,
         metavar="N",
         help="also average the deletion score over the first N images (default 0)",

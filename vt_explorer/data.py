@@ -17,6 +17,7 @@ import json
 import os
 import tarfile
 import warnings
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -140,27 +141,75 @@ def _iter_folder(root: Path) -> Iterator[tuple[str, str, bytes | None, str]]:
                     yield cls_dir.name, rel, f.read_bytes(), ""
 
 
+_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error)
+
+
+def verified_members(tar: tarfile.TarFile, path: Path) -> list[tarfile.TarInfo]:
+    """Every member of an open archive, read to its very end; DatasetError otherwise.
+
+    Python's ``tarfile`` takes a damaged header after the first member for the end of the
+    archive, so a flipped byte could silently drop every later member. Here the headers are
+    read one by one and whatever follows the last member must be the zero blocks that end a
+    tar; reading up to the end also checks a gzip stream's CRC and length. The error names
+    the archive, the byte offset (in the uncompressed stream) and the last good member.
+    """
+    members: list[tarfile.TarInfo] = []
+    last = "(none: the first header)"
+    try:
+        while (m := tar.next()) is not None:
+            members.append(m)
+            last = repr(m.name)
+        f = tar.fileobj
+        f.seek(tar.offset)
+        pos = tar.offset
+        while chunk := f.read(1 << 20):
+            stripped = chunk.lstrip(b"\0")
+            if stripped:
+                at = pos + len(chunk) - len(stripped)
+                raise DatasetError(
+                    f"{path}: damaged archive: unreadable member header at byte {at} "
+                    f"after member {last}; refusing to use part of it"
+                )
+            pos += len(chunk)
+    except _ARCHIVE_ERRORS as err:
+        raise DatasetError(
+            f"{path}: damaged archive after member {last} ({type(err).__name__}: {err}); "
+            "refusing to use part of it"
+        ) from None
+    return members
+
+
 def _iter_archive(path: Path) -> Iterator[tuple[str, str, bytes | None, str]]:
     try:
         tar = tarfile.open(path, "r:*")  # noqa: SIM115 (closed by the with below)
-    except (tarfile.TarError, OSError) as err:
+    except _ARCHIVE_ERRORS as err:
         raise DatasetError(f"{path}: not a readable tar archive ({err})") from None
     with tar:
-        members = [m for m in tar.getmembers() if m.isfile()]
+        members = [m for m in verified_members(tar, path) if m.isfile()]
         parts = [Path(m.name).parts for m in members]
         if not parts:
             raise DatasetError(f"{path}: the archive holds no files")
         # allow one common top-level folder (train/<class>/...), else <class>/...
         tops = {p[0] for p in parts}
         depth = 1 if len(tops) == 1 and all(len(p) >= 3 for p in parts) else 0
+        yielded = 0
         for m, p in sorted(zip(members, parts, strict=True), key=lambda mp: mp[0].name):
+            yielded += 1
             if len(p) < depth + 2:
                 yield "", m.name, None, "not inside a class folder"
                 continue
-            f = tar.extractfile(m)
-            data = f.read() if f is not None else b""
+            try:
+                f = tar.extractfile(m)
+                data = f.read() if f is not None else b""
+            except _ARCHIVE_ERRORS as err:
+                raise DatasetError(
+                    f"{path}: damaged archive at member {m.name!r} ({err}); refusing to use "
+                    "part of it"
+                ) from None
             hidden = Path(m.name).name.startswith(".")
             yield p[depth], m.name, (None if hidden else data), ("hidden file" if hidden else "")
+        if yielded != len(members):  # pragma: no cover (a bug, not a bad file)
+            raise DatasetError(f"{path}: read {yielded} of {len(members)} members")
 
 
 def source_digest(path: Path) -> str:
@@ -312,19 +361,25 @@ def decode_stream(
             return cls, None, str(err)
 
     first_skip = len(skipped)
+    seen = done = 0
     bar = tqdm(desc=f"decoding {src.name}", unit="img", disable=not progress, leave=False)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for part in _chunks(items, chunk):
             names, arrays = [], []
+            seen += len(part)
             for cls, arr, reason in pool.map(work, part):
                 if arr is None:
                     skipped.append(reason)
                 else:
                     arrays.append(arr)
                     names.append(cls)
+            done += len(names)
             bar.update(len(part))
             yield names, arrays
     bar.close()
+    if done + len(skipped) - first_skip != seen:  # every file is decoded or named as skipped
+        raise DatasetError(f"{src}: {seen} files read but {done} decoded and "
+                           f"{len(skipped) - first_skip} skipped")  # fmt: skip
     for s in skipped[first_skip:]:
         warnings.warn(f"skipped {s}", stacklevel=3)
 

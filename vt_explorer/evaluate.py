@@ -101,14 +101,16 @@ def evaluate_checkpoint(
     batch_size: int = 256,
     flip_tta: bool | None = None,
     progress: bool = False,
+    allow_unfinished: bool = False,
 ) -> dict:
     """Load a checkpoint and evaluate it on a dataset path (or a loaded dataset), resizing
     as its card says. ``flip_tta=None`` uses the card's evaluation setting. This is the one
     code path behind both ``vt-explorer eval`` and the metrics training writes into the
-    card, so the two agree to the last digit on the same kind of device."""
+    card, so the two agree to the last digit on the same kind of device. ``allow_unfinished``
+    lets training evaluate the checkpoint it has just written (its card not yet final)."""
     from .checkpoint import load_checkpoint
 
-    ck = load_checkpoint(checkpoint, device=device)
+    ck = load_checkpoint(checkpoint, device=device, allow_unfinished=allow_unfinished)
     if not isinstance(data, ImageDataset):
         data = load_image_folder(
             data,

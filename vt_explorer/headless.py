@@ -298,8 +298,11 @@ def token_statistics(
     over the class's images), ``mean_mass`` (mean projector weight pixels give it; the
     share for a module without projector), ``dominant`` (how many images of the class the
     token has the largest share in), ``entropy_ratio`` (mean entropy of its map over a
-    uniform map's), ``fires_for`` (each token's share distributed over classes, rows sum
-    to 1). With ``deletion_images`` > 0, the mean deletion score of that many images.
+    uniform map's), ``fires_for`` (each token's mean share distributed over classes:
+    ``fires_for[k][c][l] = mean_share[k][c][l] / sum_c' mean_share[k][c'][l]``; over classes
+    it sums to 1 for a token that wins pixels of some image, and is 0 for every class for a
+    token that never wins a single pixel: such a token fires for no class, which ``never_fires``
+    lists per module). With ``deletion_images`` > 0, the mean deletion score of that many images.
     """
     pre = ck.preprocess
     ds = load_image_folder(
@@ -357,7 +360,8 @@ def token_statistics(
     bar.close()
     n = np.maximum(per_class_n, 1)[None, :, None]
     mean_share = share_sum / n
-    fires = mean_share / np.maximum(mean_share.sum(1, keepdims=True), 1e-12)
+    total = mean_share.sum(1, keepdims=True)  # (M, 1, L)
+    fires = np.where(total > 0, mean_share / np.where(total > 0, total, 1.0), 0.0)
     out = {
         "format": TOKENS_FORMAT,
         "checkpoint": ck.config.name,
@@ -373,6 +377,7 @@ def token_statistics(
         "entropy_ratio_by_class": np.round(ent_sum / n, 6).tolist(),
         "entropy_ratio": np.round(ent_sum.sum(1) / max(1, len(ds)), 6).tolist(),
         "fires_for": np.round(fires, 6).tolist(),
+        "never_fires": [np.flatnonzero(total[k, 0] == 0).tolist() for k in range(len(kinds))],
     }
     if deletion_scores:
         out["deletion_score_mean"] = round(float(np.mean(deletion_scores)), 6)

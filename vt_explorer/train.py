@@ -75,6 +75,7 @@ class TrainArgs:
     compile: bool = False
     threads: int | None = None
     resume: bool = False
+    resume_anyway: bool = False  # with resume: accept a changed recipe (recorded per epoch)
     resize: str = "stretch"  # how images become input_size squares (stretch | center_crop)
     pretrained: bool = True  # start from the config's pretrained backbone weights, if any
     finetune: bool = False  # train a pretrained backbone too (default: frozen, cached features)
@@ -217,6 +218,46 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
+#: TrainArgs fields that say where and how fast a run goes, not what it learns: a resumed
+#: run may change them freely
+RUN_ONLY_FIELDS = frozenset(
+    {"out", "val", "device", "workers", "threads", "compile", "resume", "resume_anyway"}
+)
+
+
+def read_resume_state(path: Path) -> dict[str, Any]:
+    """A resume file written by :func:`train` (tensors and plain data only: loaded with
+    ``weights_only=True``, never unpickled); ValueError with one line otherwise."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError, EOFError, zip errors...
+        raise ValueError(
+            f"{path}: not a resume state written by vt-explorer train ({type(err).__name__}); "
+            "delete it to start from scratch"
+        ) from None
+    need = {"model", "optimizer", "epoch", "args", "history", "elapsed"}
+    if not isinstance(state, dict) or not need <= set(state) or not isinstance(state["args"], dict):
+        raise ValueError(f"{path}: not a resume state written by vt-explorer train")
+    return state
+
+
+def recipe_changes(
+    state: dict[str, Any], args: TrainArgs, classes: tuple[str, ...]
+) -> dict[str, tuple[Any, Any]]:
+    """{setting: (saved, now)} for every recipe setting (and the class list) that differs
+    between a resume state and this run; empty when the run may simply continue."""
+    now = dataclasses.asdict(args)
+    saved = state["args"]
+    changes = {
+        k: (saved.get(k), v)
+        for k, v in now.items()
+        if k not in RUN_ONLY_FIELDS and saved.get(k, v) != v
+    }
+    if "classes" in state and list(state["classes"]) != list(classes):
+        changes["classes"] = (len(state["classes"]), len(classes))
+    return changes
+
+
 def paths_for(out: str | os.PathLike) -> dict[str, Path]:
     """Every file a run writes, keyed by role."""
     stem = Path(out)
@@ -334,19 +375,30 @@ def _train(
         )
     total_steps = steps_per_epoch * args.epochs
     start_epoch, history, elapsed_before = 0, [], 0.0
+    resumed_with: dict[str, Any] = {}  # --resume-anyway: the settings that changed
 
     if args.resume and files["resume"].is_file():
-        state = torch.load(files["resume"], map_location="cpu", weights_only=True)
-        if state["args"]["config"] != args.config or state["args"]["epochs"] != args.epochs:
+        state = read_resume_state(files["resume"])
+        changes = recipe_changes(state, args, classes)
+        if changes and not args.resume_anyway:
             raise ValueError(
-                f"{files['resume']}: saved for config {state['args']['config']} / "
-                f"{state['args']['epochs']} epochs, not {args.config} / {args.epochs}"
+                f"{files['resume']}: --resume with a different recipe ("
+                + "; ".join(f"{k}: {old} -> {new}" for k, (old, new) in changes.items())
+                + "); re-run with the interrupted run's settings, or add --resume-anyway"
             )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        if "classes" in changes:
+            raise ValueError(f"{files['resume']}: saved for other classes; cannot resume")
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            first = str(err).strip().splitlines()[0][:200]
+            raise ValueError(f"{files['resume']}: does not fit this model ({first})") from None
         start_epoch = int(state["epoch"]) + 1
         history = json.loads(state["history"])
         elapsed_before = float(state["elapsed"])
+        if changes:
+            resumed_with = {k: new for k, (_old, new) in changes.items()}
         if main:
             print(f"resuming {files['stem']} after epoch {start_epoch}/{args.epochs}")
     elif args.resume and main:
@@ -403,6 +455,11 @@ def _train(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = fwd(x)
                 loss = loss_fn(logits.float(), y)
+            if not torch.isfinite(loss):
+                raise ValueError(
+                    f"training diverged: the loss is {loss.item()} at epoch {epoch + 1}, step "
+                    f"{step + 1} (lr {lr:.3g}); lower --lr. No checkpoint was written."
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -430,6 +487,8 @@ def _train(
             "images_per_s": round(stats[2].item() / epoch_time, 1),
             "epoch_seconds": round(epoch_time, 2),
         }
+        if resumed_with and epoch == start_epoch:
+            record["recipe_changed"] = resumed_with  # from this epoch on (--resume-anyway)
         if val_ds is not None and main:
             if use_features:
                 record["val_acc"] = _feature_accuracy(model, val_ds, device)
@@ -446,6 +505,7 @@ def _train(
             with open(files["log"], "a") as f:
                 f.write(json.dumps(record) + "\n")
             state = {
+                "classes": list(classes),
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "epoch": epoch,
@@ -471,6 +531,9 @@ def _train(
             "backbone": backbone_info(model),
             "trained_on": "cached trunk features" if use_features else "images",
             "metrics": {},
+            # false until the final evaluation has written its metrics: a run killed in
+            # between leaves a checkpoint that loaders refuse as unfinished
+            "finished": val_ds is None,
             "complexity": cost.to_dict(),
             "history": history,
             "train_seconds": round(wall, 1),
@@ -484,8 +547,11 @@ def _train(
         if val_ds is not None:  # the same code path as `vt-explorer eval`
             # (features, or images at --decode-size: then the checkpoint reads them again)
             data = args.val if use_features or args.decode_size else val_ds
-            metrics = evaluate_checkpoint(str(files["stem"]), data, device, progress=progress)
+            metrics = evaluate_checkpoint(
+                str(files["stem"]), data, device, progress=progress, allow_unfinished=True
+            )
             card["metrics"] = metrics
+            card["finished"] = True
             save_checkpoint(model, files["stem"], card, resize=args.resize)
         files["resume"].unlink(missing_ok=True)
         if metrics:
