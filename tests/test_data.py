@@ -160,13 +160,15 @@ def test_damaged_archives_are_refused_whole_never_read_in_part(tmp_path) -> None
     plain = tmp_path / "train.tar"
     _tar(root, plain, "w")
     raw = bytearray(plain.read_bytes())
-    members = tarfile.open(plain).getmembers()
+    with tarfile.open(plain) as tar:
+        members = tar.getmembers()
     hdr = members[len(members) // 2].offset  # a header in the middle of the archive
     raw[hdr : hdr + 100] = bytes(100)  # the name field zeroed: the header checksum fails
     raw[hdr + 148 : hdr + 156] = b"garbage!"
     bad_header = tmp_path / "header.tar"
     bad_header.write_bytes(bytes(raw))
-    assert len(tarfile.open(bad_header).getmembers()) < len(members)  # tarfile alone: silent
+    with tarfile.open(bad_header) as tar:
+        assert len(tar.getmembers()) < len(members)  # tarfile alone: silently fewer members
     with pytest.raises(DatasetError, match=r"header\.tar: damaged archive.*after member"):
         load_image_folder(bad_header, 32, progress=False)
 

@@ -80,7 +80,9 @@ def _choice(field: str, v: Any, allowed: tuple[str, ...]) -> None:
 
 def _triple(field: str, v: Any, positive: bool) -> None:
     if not isinstance(v, (list, tuple)) or len(v) != 3:
-        raise ValueError(f"{field}: expected a list of 3 numbers (R, G, B), got {json.dumps(v)[:40]}")
+        raise ValueError(
+            f"{field}: expected a list of 3 numbers (R, G, B), got {json.dumps(v)[:40]}"
+        )
     for i, x in enumerate(v):
         _float(f"{field}[{i}]", x, 1e-6 if positive else -10.0, 10.0)
 
@@ -170,7 +172,9 @@ def check_card(card: Any, format_marker: str, format_version: int) -> None:
         raise ValueError("not a vt_explorer model card (no format marker)")
     version = card.get("format_version", 1)
     if not _is_int(version) or version < 1:
-        raise ValueError(f"format_version: expected a positive integer, got {json.dumps(version)[:40]}")
+        raise ValueError(
+            f"format_version: expected a positive integer, got {json.dumps(version)[:40]}"
+        )
     if version > format_version:
         raise ValueError(
             f"format_version: card format {version} is newer than this vt_explorer "
@@ -253,9 +257,7 @@ def check_shapes(
     with the first missing, unexpected or differently shaped tensor."""
     missing = sorted(set(expected) - set(header))
     unexpected = sorted(set(header) - set(expected))
-    wrong = sorted(
-        k for k in set(expected) & set(header) if tuple(expected[k]) != header[k][1]
-    )
+    wrong = sorted(k for k in set(expected) & set(header) if tuple(expected[k]) != header[k][1])
     if missing or unexpected or wrong:
         detail = []
         if missing:
@@ -268,4 +270,6 @@ def check_shapes(
                 f"{len(wrong)} wrong shapes (e.g. {k}: file {header[k][1]}, "
                 f"{card_name} implies {tuple(expected[k])})"
             )
-        raise ValueError(f"weights do not match the architecture in {card_name}: " + "; ".join(detail))
+        raise ValueError(
+            f"weights do not match the architecture in {card_name}: " + "; ".join(detail)
+        )

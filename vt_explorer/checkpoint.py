@@ -217,7 +217,9 @@ def load_checkpoint(
         raise CheckpointError(f"{card_path}: cannot build the model it describes: {err}") from None
     try:  # shapes first, from the header alone: nothing is allocated for a wrong file
         check_shapes(
-            {k: v.shape for k, v in shapes.items()}, safetensors_header(weights_path), card_path.name
+            {k: v.shape for k, v in shapes.items()},
+            safetensors_header(weights_path),
+            card_path.name,
         )
     except OSError as err:
         raise CheckpointError(f"{weights_path}: cannot read the weights ({err.strerror})") from None

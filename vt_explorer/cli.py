@@ -41,7 +41,9 @@ def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def float_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> Callable[[str], float]:
+def float_in(
+    lo: float, hi: float, lo_open: bool = False, hi_open: bool = False
+) -> Callable[[str], float]:
     """argparse type: a finite number in the interval from lo to hi (ends open or closed)."""
 
     def parse(text: str) -> float:
@@ -372,21 +374,38 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, metavar="OUT", help="checkpoint path without suffix")
     tr.add_argument("--epochs", type=POSITIVE, default=15, help="passes over the data (default 15)")
     tr.add_argument("--batch-size", type=POSITIVE, default=128, help="per process (default 128)")
-    tr.add_argument("--lr", type=float_in(0, 100, lo_open=True), default=0.1, help="peak one-cycle learning rate (0.1)")
-    tr.add_argument("--momentum", type=float_in(0, 1, hi_open=True), default=0.9, help="Nesterov momentum (0.9)")
+    tr.add_argument(
+        "--lr",
+        type=float_in(0, 100, lo_open=True),
+        default=0.1,
+        help="peak one-cycle learning rate (0.1)",
+    )
+    tr.add_argument(
+        "--momentum", type=float_in(0, 1, hi_open=True), default=0.9, help="Nesterov momentum (0.9)"
+    )
     tr.add_argument(
         "--optimizer",
         choices=("sgd", "adamw"),
         default="sgd",
         help="SGD with Nesterov momentum (default) or AdamW (try --lr 1e-3 --weight-decay 0.05)",
     )
-    tr.add_argument("--weight-decay", type=float_in(0, 10), default=5e-4, help="on weights only (5e-4)")
-    tr.add_argument("--label-smoothing", type=float_in(0, 1, hi_open=True), default=0.1, help="(default 0.1)")
-    tr.add_argument("--warmup", type=float_in(0, 1), default=0.2, help="warm-up fraction of steps (0.2)")
-    tr.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0, help="seed; CPU runs are deterministic")
+    tr.add_argument(
+        "--weight-decay", type=float_in(0, 10), default=5e-4, help="on weights only (5e-4)"
+    )
+    tr.add_argument(
+        "--label-smoothing", type=float_in(0, 1, hi_open=True), default=0.1, help="(default 0.1)"
+    )
+    tr.add_argument(
+        "--warmup", type=float_in(0, 1), default=0.2, help="warm-up fraction of steps (0.2)"
+    )
+    tr.add_argument(
+        "--seed", type=int_in(0, 2**31 - 1), default=0, help="seed; CPU runs are deterministic"
+    )
     tr.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1...")
     tr.add_argument("--workers", type=int_in(1, 64), default=2, help="image decoding threads (2)")
-    tr.add_argument("--threads", type=int_in(1, 1024), default=None, help="torch CPU threads (default: all)")
+    tr.add_argument(
+        "--threads", type=int_in(1, 1024), default=None, help="torch CPU threads (default: all)"
+    )
     tr.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
     tr.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     tr.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -513,7 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, help="output folder")
     ex.add_argument("--no-figures", action="store_true", help="arrays and JSON only (fast)")
     ex.add_argument("--svg", action="store_true", help="also write every figure as SVG")
-    ex.add_argument("--cmap", type=colour_map, default="jet", help="matplotlib colour map of overlays (jet)")
+    ex.add_argument(
+        "--cmap", type=colour_map, default="jet", help="matplotlib colour map of overlays (jet)"
+    )
     ex.add_argument("--alpha", type=float_in(0, 1), default=0.5, help="overlay opacity 0-1 (0.5)")
     ex.add_argument("--no-deletion", action="store_true", help="skip the token-ablation curves")
     ex.add_argument(
