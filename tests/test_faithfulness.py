@@ -121,3 +121,27 @@ def test_foreground_share_and_entropy_ratio() -> None:
     np.testing.assert_allclose(foreground_share(maps, mask), [1.0, 0.25], atol=1e-6)
     r = entropy_ratio(maps)
     assert np.isclose(r[1], 1.0) and np.isclose(r[0], np.log(4) / np.log(16))
+
+
+def test_randomisation_is_safe_to_run_concurrently_on_one_shared_model() -> None:
+    """Four threads check one shared model at once (as the app's visitors do): every result
+    equals the single-threaded one, the model's weights and torch's global RNG are unchanged,
+    and another seed gives another answer (the seed is used, and only the seed)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = _model()
+    x = torch.randn(1, 3, 32, 32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    alone = randomisation_check(model, x, seed=3).correlation
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda _: randomisation_check(model, x, seed=3).correlation, range(4)))
+        traces = list(pool.map(lambda _: model.trace(x).logits, range(4)))
+    for r in runs:
+        np.testing.assert_array_equal(r, alone)
+    for t in traces:
+        torch.testing.assert_close(t, traces[0])
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), rng)
+    other = randomisation_check(model, x, seed=4).correlation
+    assert not np.array_equal(other[-1], alone[-1])

@@ -14,6 +14,7 @@ fraction of pixels whose strongest claim is that token): what the map says it ex
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,6 +163,39 @@ class RandomisationResult:
 
 
 @torch.no_grad()
+def reinitialise(module: nn.Module, generator: torch.Generator) -> None:
+    """Give ``module``'s own parameters (not its children's) fresh random values drawn from
+    ``generator`` only, with PyTorch's default initialisation of each layer kind: weights
+    kaiming-uniform (a = sqrt(5)), biases uniform in +-1/sqrt(fan_in); norm layers get
+    weight 1, bias 0 and, for BatchNorm, random running statistics (mean ~ N(0, 0.1^2), var
+    ~ U(0.5, 1.5): the reset values 0 and 1 would not be random)."""
+    norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+    if isinstance(module, norms):
+        if getattr(module, "weight", None) is not None:
+            module.weight.fill_(1.0)
+        if getattr(module, "bias", None) is not None:
+            module.bias.zero_()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
+            dev = module.running_mean.device
+            shape = module.running_mean.shape
+            module.running_mean.copy_(torch.randn(shape, generator=generator).mul_(0.1).to(dev))
+            module.running_var.copy_(torch.rand(shape, generator=generator).add_(0.5).to(dev))
+        return
+    params = dict(module.named_parameters(recurse=False))
+    weight = params.get("weight")
+    fan_in = None
+    if weight is not None and weight.dim() >= 2:
+        fan_in = weight[0].numel()
+    for name, p in params.items():
+        if p.dim() >= 2:
+            bound = math.sqrt(6.0 / ((1 + 5) * p[0].numel()))  # kaiming_uniform_(a=sqrt(5))
+        else:
+            bound = 1.0 / math.sqrt(fan_in or p.numel())
+        fresh = torch.rand(p.shape, generator=generator).mul_(2 * bound).sub_(bound)
+        p.copy_(fresh.to(p.device, p.dtype))
+
+
+@torch.no_grad()
 def randomisation_check(
     model: nn.Module, images: Tensor, seed: int = 0, max_steps: int | None = None
 ) -> RandomisationResult:
@@ -170,22 +204,21 @@ def randomisation_check(
     deep; the VT layers come first)."""
     if not hasattr(model, "vt"):
         raise ValueError("the randomisation check needs a VT model")
-    model = model.eval()
+    # everything happens on a private copy with a private generator: the shared model (one
+    # per server process, used by every visitor's thread) and torch's global RNG are never
+    # touched, so the result depends only on (image, model, seed)
+    rand = copy.deepcopy(model).eval()
     ref = [
-        m.tokenizer_attention[0].detach().float().cpu().numpy() for m in model.trace(images).modules
+        m.tokenizer_attention[0].detach().float().cpu().numpy() for m in rand.trace(images).modules
     ]
-    rand = copy.deepcopy(model)
-    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
     steps = randomisation_steps(rand)[:max_steps]
     names, rows = [], []
     for name, prefixes in steps:
         for mod_name, mod in rand.named_modules():
             full = mod_name + "."
-            if any(full.startswith(p) for p in prefixes) and hasattr(mod, "reset_parameters"):
-                mod.reset_parameters()
-                if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-                    mod.running_mean.normal_(0, 0.1)  # reset stats (0 mean, 1 var) are not random
-                    mod.running_var.uniform_(0.5, 1.5)
+            if any(full.startswith(p) for p in prefixes):
+                reinitialise(mod, g)
         maps = [
             m.tokenizer_attention[0].detach().float().cpu().numpy()
             for m in rand.trace(images).modules
