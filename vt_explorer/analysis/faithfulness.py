@@ -186,7 +186,7 @@ def reinitialise(module: nn.Module, generator: torch.Generator) -> None:
     fan_in = None
     if weight is not None and weight.dim() >= 2:
         fan_in = weight[0].numel()
-    for name, p in params.items():
+    for p in params.values():
         if p.dim() >= 2:
             bound = math.sqrt(6.0 / ((1 + 5) * p[0].numel()))  # kaiming_uniform_(a=sqrt(5))
         else:
