@@ -7,10 +7,14 @@ all numbers come from vt_explorer.explore / analysis, all figures from vt_explor
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import json
+import logging
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +27,15 @@ from vt_explorer.analysis import (
     randomisation_check,
     semantic_groups,
 )
-from vt_explorer.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
-from vt_explorer.data import decode_image
+from vt_explorer.checkpoint import (
+    CheckpointError,
+    LoadedCheckpoint,
+    checkpoint_catalog,
+    load_checkpoint,
+    load_checkpoint_bytes,
+    sha256_file,
+)
+from vt_explorer.data import check_viewable, decode_image
 from vt_explorer.device import select_device
 from vt_explorer.examples import example_images
 from vt_explorer.explore import (
@@ -32,7 +43,6 @@ from vt_explorer.explore import (
     analyse,
     analysis_arrays,
     distinct_tokens,
-    list_checkpoints,
     npz_bytes,
 )
 from vt_explorer.headless import parse_token_statistics, read_token_statistics
@@ -51,37 +61,77 @@ from vt_explorer.viz import (
 from vt_explorer.viz import export as fig_export
 
 st.set_page_config(page_title="vt_explorer", layout="wide")
-MAX_UPLOAD_BYTES = 40 * 1024 * 1024
+log = logging.getLogger("vt_explorer.app")
+# one limit for every upload: what .streamlit/config.toml lets the server receive is what
+# the app accepts (checked again here, in case the server runs with another config)
+MAX_UPLOAD_MB = int(st.get_option("server.maxUploadSize"))
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 2**20
 PAGE_SIZE = 4  # images drawn per page (each costs about 0.7 s per rerun)
 CMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "gray"]
+MODEL_CACHE = 8  # checkpoints held in memory per server process (least recently used out)
+OWN = "yours: "  # prefix of a visitor's own uploaded checkpoint, never a shipped name
 
 
-@st.cache_resource(show_spinner="Loading the model...")
-def get_checkpoint(path: str) -> LoadedCheckpoint:
-    """Load a checkpoint once per process, on the GPU when there is one."""
-    return load_checkpoint(path, device=select_device())
+def app_arguments() -> argparse.Namespace:
+    """The app's own flags, after ``--``: ``streamlit run app.py -- --checkpoint-dir DIR``."""
+    parser = argparse.ArgumentParser(prog="app.py", add_help=False)
+    parser.add_argument("--checkpoint-dir", action="append", default=None, metavar="DIR")
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return args
+
+
+def catalog() -> dict[str, str]:
+    """{name: checkpoint stem} of the folders the server's operator chose: ``--checkpoint-dir``
+    (repeatable), else ``$VT_EXPLORER_CHECKPOINTS``, else the shipped ``checkpoints/``.
+    Visitors pick names from it; no path typed in a browser ever reaches the file system."""
+    dirs = app_arguments().checkpoint_dir
+    return checkpoint_catalog([Path(d) for d in dirs] if dirs else None)
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=MODEL_CACHE)
+def load_cached(resolved: str, identity: str) -> LoadedCheckpoint:
+    """One operator checkpoint per (resolved path, weights SHA-256), the least recently
+    used of at most MODEL_CACHE dropped; on the GPU when there is one."""
+    return load_checkpoint(resolved, device=select_device())
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def weights_digest(resolved: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a weights file, recomputed only when its size or time changes."""
+    return sha256_file(resolved + ".safetensors")
+
+
+def get_checkpoint(key: str) -> LoadedCheckpoint:
+    """The loaded checkpoint behind a model key: a catalog stem, or the visitor's upload."""
+    own = st.session_state.get("own_checkpoint")
+    if own is not None and key == own[0]:
+        return own[1]
+    resolved = str(Path(key).resolve())
+    st_ = Path(resolved + ".safetensors").stat()
+    return load_cached(resolved, weights_digest(resolved, st_.st_size, st_.st_mtime_ns))
 
 
 @st.cache_data(show_spinner="Running the model...", max_entries=256)
-def get_analysis(path: str, digest: str, _data: bytes, name: str) -> ImageAnalysis:
-    """Trace one image once per (checkpoint, image bytes)."""
-    return analyse(get_checkpoint(path), decode_image(_data, name), name)
+def get_analysis(key: str, digest: str, _data: bytes, name: str) -> ImageAnalysis:
+    """Trace one image once per (checkpoint, image bytes); an uploaded checkpoint's key
+    holds its weights' hash, so equal keys mean equal models."""
+    return analyse(get_checkpoint(key), decode_image(_data, name), name)
 
 
 @st.cache_data(max_entries=256)
 def image_error(digest: str, _data: bytes, name: str) -> str | None:
-    """Why an upload cannot be shown (None when it decodes), checked once per image."""
+    """Why an upload cannot be shown (None when it decodes and is not too thin)."""
     try:
-        decode_image(_data, name)
+        check_viewable(decode_image(_data, name), name)
     except ValueError as err:
         return str(err)
     return None
 
 
 @st.cache_data(show_spinner="Randomising the model layer by layer...", max_entries=64)
-def get_randomisation(path: str, digest: str, _data: bytes, name: str) -> dict:
+def get_randomisation(key: str, digest: str, _data: bytes, name: str) -> dict:
     """Cascading model-randomisation check of one image (Adebayo et al. 2018)."""
-    ck = get_checkpoint(path)
+    ck = get_checkpoint(key)
     device = next(ck.model.parameters()).device
     x = ck.preprocess(decode_image(_data, name))[None].to(device)
     res = randomisation_check(ck.model, x)
@@ -120,63 +170,117 @@ def downloads(label: str, make: Callable[[str], bytes], stem: str, uid: str) -> 
     )
 
 
-def short(path: str) -> str:
-    return path.replace("\\", "/").rsplit("/", 1)[-1]
+LABELS: dict[str, str] = {}  # model key -> the name shown (filled by the sidebar)
 
 
-# ---- sidebar: models and display ---------------------------------------------------------
-st.sidebar.title("vt_explorer")
-shipped = list_checkpoints()
-custom = st.sidebar.text_input(
-    "Your own checkpoint (path, without suffix)",
-    key="custom_path",
-    help="A checkpoint trained with `vt-explorer train`: PATH.safetensors + PATH.json",
-)
-choices = list(shipped)
-if custom.strip():
+def short(key: str) -> str:
+    """The name a visitor sees for a model key (never a server path)."""
+    return LABELS.get(key) or key.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def own_checkpoint_upload() -> None:
+    """A visitor's own checkpoint (.safetensors + .json), held for this browser tab only."""
+    files = st.sidebar.file_uploader(
+        "Your own checkpoint (NAME.safetensors + NAME.json)",
+        type=["safetensors", "json"],
+        accept_multiple_files=True,
+        key="ck_upload",
+        help="Trained with `vt-explorer train`. Both files at once, at most "
+        f"{MAX_UPLOAD_MB} MB each; kept for this browser tab only, never written to the "
+        "server's checkpoint folders.",
+    )
+    if not files:
+        st.session_state.pop("own_checkpoint", None)
+        return
+    weights = [f for f in files if f.name.lower().endswith(".safetensors")]
+    cards = [f for f in files if f.name.lower().endswith(".json")]
+    if len(weights) != 1 or len(cards) != 1:
+        st.sidebar.error("Upload exactly one NAME.safetensors and one NAME.json together.")
+        return
+    w, c = weights[0].getvalue(), cards[0].getvalue()
+    if max(len(w), len(c)) > MAX_UPLOAD_BYTES:
+        st.sidebar.error(f"Cannot use that checkpoint: a file is over {MAX_UPLOAD_MB} MB.")
+        return
+    name = Path(cards[0].name).stem
+    key = "upload:" + hashlib.sha256(w + b"\0" + c).hexdigest()
+    own = st.session_state.get("own_checkpoint")
+    if own is not None and own[0] == key:
+        return
     try:
-        get_checkpoint(custom.strip())
-        choices.insert(0, custom.strip())
+        ck = load_checkpoint_bytes(w, c, name, device=select_device())
     except CheckpointError as err:
+        st.session_state.pop("own_checkpoint", None)
         st.sidebar.error(f"Cannot use that checkpoint: {err}")
-if not choices:
-    st.error(
-        "No checkpoints found in checkpoints/. Train one with `vt-explorer train` or enter a path."
-    )
-    st.stop()
+        return
+    st.session_state["own_checkpoint"] = (key, ck, OWN + name)
+    st.session_state["model_a"] = key  # selected at once, labelled as the visitor's
 
 
-def default_index(*words: str) -> int:
-    """Index of the first choice whose name contains the first word that matches any."""
-    for word in words:
-        for i, c in enumerate(choices):
-            if word in short(c):
-                return i
-    return 0
+@dataclass
+class Settings:
+    """What the sidebar chose: the model keys to show and how to draw maps."""
+
+    models: list[str]
+    cmap: str
+    alpha: float
 
 
-# default comparison: the ImageNet-pretrained VT-Lite0 pair when shipped (maps at 14x14 of a
-# 224-pixel photo), else the CIFAR-scale pair (16x16 maps of the photo shrunk to 32x32)
-model_a = st.sidebar.selectbox(
-    "Model",
-    choices,
-    index=default_index("lite0-vt-recurrent", "vt-recurrent"),
-    format_func=short,
-    key="model_a",
-)
-compare = st.sidebar.checkbox("Compare with a second model", value=True, key="compare")
-model_b = None
-if compare and len(choices) > 1:
-    model_b = st.sidebar.selectbox(
-        "Second model",
+def sidebar() -> Settings:
+    """Models (operator's catalog + the visitor's own upload) and display settings."""
+    st.sidebar.title("vt_explorer")
+    shipped = catalog()
+    LABELS.clear()
+    LABELS.update({stem: name for name, stem in shipped.items()})
+    own_checkpoint_upload()
+    choices = list(shipped.values())
+    own = st.session_state.get("own_checkpoint")
+    if own is not None:
+        choices.insert(0, own[0])
+        LABELS[own[0]] = own[2]
+    if not choices:
+        st.error(
+            "No checkpoints in the server's checkpoint folders. Train one with "
+            "`vt-explorer train`, or upload your own in the sidebar."
+        )
+        st.stop()
+    if st.session_state.get("model_a") not in choices:
+        st.session_state.pop("model_a", None)
+    if st.session_state.get("model_b") not in choices:
+        st.session_state.pop("model_b", None)
+
+    def default_index(*words: str) -> int:
+        for word in words:
+            for i, c in enumerate(choices):
+                if word in short(c):
+                    return i
+        return 0
+
+    # default comparison: the ImageNet-pretrained VT-Lite0 pair when shipped (maps at 14x14
+    # of a 224-pixel photo), else the CIFAR-scale pair (16x16 maps of a 32x32 thumbnail)
+    model_a = st.sidebar.selectbox(
+        "Model",
         choices,
-        index=default_index("lite0-vt-filter", "vt-filter"),
+        index=default_index("lite0-vt-recurrent", "vt-recurrent"),
         format_func=short,
-        key="model_b",
+        key="model_a",
     )
-cmap = st.sidebar.selectbox("Colour map", CMAPS, key="cmap")
-alpha = st.sidebar.slider("Map opacity", 0.0, 1.0, 0.55, 0.05, key="alpha")
-models = [m for m in (model_a, model_b) if m]
+    compare = st.sidebar.checkbox("Compare with a second model", value=True, key="compare")
+    model_b = None
+    if compare and len(choices) > 1:
+        model_b = st.sidebar.selectbox(
+            "Second model",
+            choices,
+            index=default_index("lite0-vt-filter", "vt-filter"),
+            format_func=short,
+            key="model_b",
+        )
+    cmap = st.sidebar.selectbox("Colour map", CMAPS, key="cmap")
+    alpha = st.sidebar.slider("Map opacity", 0.0, 1.0, 0.55, 0.05, key="alpha")
+    return Settings([m for m in (model_a, model_b) if m], cmap, alpha)
+
+
+settings = sidebar()
+models, cmap, alpha = settings.models, settings.cmap, settings.alpha
 
 
 def show_card(path: str) -> None:
@@ -231,7 +335,7 @@ with st.expander("Model cards: data, accuracy, confusion matrix, training curves
 
 def show_token_statistics(path: str) -> None:
     """Dataset-level token statistics from ``vt-explorer tokens`` (PATH.tokens.json)."""
-    found = Path(path + ".tokens.json")
+    found = None if path.startswith("upload:") else Path(path + ".tokens.json")
     up = st.file_uploader(
         f"tokens.json for {short(path)}",
         type=["json"],
@@ -242,12 +346,12 @@ def show_token_statistics(path: str) -> None:
     try:
         if up is not None:
             stats = parse_token_statistics(up.getvalue(), up.name)
-        elif found.is_file():
+        elif found is not None and found.is_file():
             stats = read_token_statistics(found)
     except ValueError as err:
         st.error(f"Cannot use that file: {err}")
     if stats is None:
-        st.info(f"No statistics for {short(path)} yet: run `vt-explorer tokens {path} DATA "
+        st.info(f"No statistics for {short(path)} yet: run `vt-explorer tokens CHECKPOINT DATA "
                 f"--out DIR` and upload DIR/tokens.json.")  # fmt: skip
         return
     st.caption(
@@ -278,7 +382,7 @@ with st.expander("Dataset statistics per token (from `vt-explorer tokens`)"):
             show_token_statistics(m)
 
 uploads = st.file_uploader(
-    "Images (JPEG, PNG, WebP, BMP, GIF; any size)",
+    f"Images (JPEG, PNG, WebP, BMP, GIF, TIFF; up to {MAX_UPLOAD_MB} MB and 64 megapixels each)",
     type=["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"],
     accept_multiple_files=True,
     key="upload",
@@ -516,11 +620,11 @@ readable: list[tuple[str, bytes, str]] = []
 for name, data in items:
     digest = hashlib.sha256(data).hexdigest()
     if len(data) > MAX_UPLOAD_BYTES:
-        st.error(f"{name}: file is larger than {MAX_UPLOAD_BYTES // 2**20} MB; skipped.")
+        st.error(f"{name}: file is larger than {MAX_UPLOAD_MB} MB; skipped.")
         continue
     error = image_error(digest, data, name)
     if error is not None:
-        st.error(f"Cannot read {error}")
+        st.error(f"Cannot show {error}")
         continue
     readable.append((name, data, digest))
 first = 0
@@ -542,10 +646,21 @@ def show_image(idx: int, name: str, data: bytes, digest: str) -> None:
     st.divider()
     st.subheader(name)
     cols = st.columns(len(models))
-    results = []
+    results: list[ImageAnalysis | None] = []
     for j, (col, path) in enumerate(zip(cols, models, strict=True)):
         with col:
-            results.append(show_model(path, name, data, digest, f"{idx}-{j}"))
+            try:
+                results.append(show_model(path, name, data, digest, f"{idx}-{j}"))
+            except Exception as err:  # one line on the page, the traceback in the server log
+                log.exception("analysing %s with %s", name, path)
+                shown = str(err).splitlines()[0][:300] if isinstance(err, ValueError) else ""
+                st.error(
+                    f"{name}: {short(path)} could not analyse it ({type(err).__name__}"
+                    f"{': ' + shown if shown else ''}); the details are in the server log."
+                )
+                results.append(None)
+    if results[0] is None:
+        return
     if len(results) == 2 and all(results):
         (ca, pa), (cb, pb) = results[0].top, results[1].top
         verdict = "agree" if ca == cb else "disagree"

@@ -133,13 +133,64 @@ def test_upload_photos_and_bad_files(app) -> None:
     assert not at.exception
 
 
-def test_a_file_that_is_not_a_checkpoint_keeps_the_previous_model(app, tmp_path) -> None:
-    (tmp_path / "fake.json").write_text("{not json")
+def _pair(stem: Path) -> list[tuple[str, bytes, str]]:
+    return [
+        (stem.name + ".safetensors", stem.with_suffix(".safetensors").read_bytes(), "application/octet-stream"),
+        (stem.name + ".json", stem.with_suffix(".json").read_bytes(), "application/json"),
+    ]  # fmt: skip
+
+
+def test_no_server_path_from_the_browser_only_the_operators_catalog(app, ckdir) -> None:
+    """The sidebar offers the operator's checkpoints by name: no text box for a path, no
+    server folder in any option or message."""
     at = app.run()
-    at.text_input(key="custom_path").input(str(tmp_path / "fake")).run()
     assert not at.exception
-    assert any("Cannot use that checkpoint" in e.value for e in at.sidebar.error)
-    assert predictions(at)
+    assert len(at.text_input) == 0
+    assert set(at.selectbox(key="model_a").options) == {"cifar10-vt-recurrent", "cifar10-vt-filter"}
+    page = " ".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.error])
+    assert str(ckdir) not in page
+
+
+def test_own_checkpoint_upload_is_selected_and_bad_ones_keep_the_previous_models(
+    app, ckdir, tmp_path
+) -> None:
+    at = app.run()
+    before = predictions(at)
+    # a foreign card: one line naming the uploaded file, never a traceback or a server path
+    (tmp_path / "fake.json").write_text("{not json")
+    (tmp_path / "fake.safetensors").write_bytes(b"\0" * 64)
+    at.file_uploader(key="ck_upload").set_value(_pair(tmp_path / "fake")).run()
+    assert not at.exception
+    errors = [e.value for e in at.sidebar.error]
+    assert (
+        len(errors) == 1 and "Cannot use that checkpoint: fake.json: not a vt_explorer" in errors[0]
+    )
+    assert (
+        "vt-upload-" not in errors[0] and str(tmp_path) not in errors[0] and "\n" not in errors[0]
+    )
+    assert predictions(at) == before
+    # a valid one of the visitor's: selected at once and labelled as theirs
+    save_checkpoint(create_model("vt_resnet20_filter"), tmp_path / "mine")
+    at.file_uploader(key="ck_upload").set_value(_pair(tmp_path / "mine")).run()
+    assert not at.exception and not at.sidebar.error
+    assert at.selectbox(key="model_a").value.startswith("upload:")
+    assert any("**yours: mine** predicts" in p for p in predictions(at))
+    # one file only: asked for both
+    at.file_uploader(key="ck_upload").set_value(_pair(tmp_path / "mine")[:1]).run()
+    assert any("exactly one" in e.value for e in at.sidebar.error)
+
+
+def test_thin_image_is_named_and_the_rest_is_shown(app) -> None:
+    at = app.run()
+    at.checkbox(key="compare").uncheck()
+    files = [
+        ("strip.png", image_bytes(Image.new("RGB", (1000, 2), (200, 10, 10))), "image/png"),
+        ("ok.png", image_bytes(make_image((20, 200, 20), 64)), "image/png"),
+    ]
+    at.file_uploader(key="upload").set_value(files).run()
+    assert not at.exception
+    assert any("strip.png: 1000x2 pixels is too thin" in e.value for e in at.error)
+    assert [s.value for s in at.subheader] == ["ok.png"] and len(predictions(at)) == 1
 
 
 def test_faithfulness_panel_and_randomisation_check(app) -> None:

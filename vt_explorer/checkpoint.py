@@ -240,3 +240,63 @@ def load_checkpoint(
         card.get("interpolation", "bicubic"),
     )
     return LoadedCheckpoint(model=model, card=card, preprocess=pre, config=cfg)
+
+
+def checkpoint_dir() -> Path:
+    """Folder of the shipped checkpoints (the first of :func:`checkpoint_dirs`)."""
+    return checkpoint_dirs()[0]
+
+
+def checkpoint_dirs() -> list[Path]:
+    """The checkpoint folders a server offers: ``$VT_EXPLORER_CHECKPOINTS`` (one folder, or
+    several joined by ``os.pathsep``), else the shipped ``checkpoints/``."""
+    env = os.environ.get("VT_EXPLORER_CHECKPOINTS", "").strip()
+    if env:
+        return [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()]
+    return [Path(__file__).resolve().parent.parent / "checkpoints"]
+
+
+def list_checkpoints(folder: str | os.PathLike | None = None) -> list[str]:
+    """Checkpoint stems (paths without suffix) in ``folder`` that have a card and weights."""
+    root = Path(folder) if folder else checkpoint_dir()
+    if not root.is_dir():
+        return []
+    return sorted(
+        str(p.with_suffix(""))
+        for p in root.glob("*.json")
+        if p.with_suffix(".safetensors").is_file()
+    )
+
+
+def checkpoint_catalog(folders: list[Path] | None = None) -> dict[str, str]:
+    """{name shown to a visitor: checkpoint stem} for every checkpoint in ``folders``
+    (default :func:`checkpoint_dirs`). Names are the file stems; a stem found in two
+    folders is shown as ``name (folder name)``. The app offers only these: a visitor picks
+    a name and never types a server path."""
+    found: list[tuple[str, Path, str]] = []
+    for folder in folders if folders is not None else checkpoint_dirs():
+        found += [(Path(s).name, Path(folder), s) for s in list_checkpoints(folder)]
+    counts: dict[str, int] = {}
+    for name, _, _ in found:
+        counts[name] = counts.get(name, 0) + 1
+    return {
+        (name if counts[name] == 1 else f"{name} ({folder.name})"): stem
+        for name, folder, stem in found
+    }
+
+
+def load_checkpoint_bytes(
+    weights: bytes, card: bytes, name: str, device: str | torch.device = "cpu"
+) -> LoadedCheckpoint:
+    """Load a checkpoint from its two files' bytes (a visitor's upload) with every check of
+    :func:`load_checkpoint`. The files go to a private temporary folder that is removed
+    before returning; messages name ``name`` and never the server's folders."""
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80] or "checkpoint"
+    with tempfile.TemporaryDirectory(prefix="vt-upload-") as tmp:
+        base = Path(tmp) / stem
+        base.with_name(stem + ".safetensors").write_bytes(weights)
+        base.with_name(stem + ".json").write_bytes(card)
+        try:
+            return load_checkpoint(base, device=device)
+        except CheckpointError as err:
+            raise CheckpointError(str(err).replace(tmp + os.sep, "")) from None

@@ -35,6 +35,21 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 Image.MAX_IMAGE_PIXELS = 64_000_000  # larger images raise DecompressionBombError (a bad file)
 
 
+MAX_ASPECT = 20  # longest side / shortest side of an image the app and explain can show
+
+
+def check_viewable(img: Image.Image, name: str = "image") -> None:
+    """ValueError naming ``name`` when an image is too thin to show token maps on: an aspect
+    ratio over :data:`MAX_ASPECT` (a 1000 x 2 strip) leaves no visible rows for a map of
+    16 x 16 cells. Models could still classify it; the views could not show anything."""
+    w, h = img.size
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise ValueError(
+            f"{name}: {w}x{h} pixels is too thin to show (aspect ratio "
+            f"{max(w, h) / min(w, h):.0f}:1; at most {MAX_ASPECT}:1); crop it and upload again"
+        )
+
+
 class DatasetError(ValueError):
     """A dataset path could not be used; the message names the path and the reason."""
 

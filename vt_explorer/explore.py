@@ -8,16 +8,15 @@ module, head, colour map, opacity) never reruns the model.
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .analysis import DeletionResult, TokenStats, deletion_curves, token_stats
-from .checkpoint import LoadedCheckpoint
+from .checkpoint import LoadedCheckpoint, checkpoint_dir, list_checkpoints  # noqa: F401 (re-exported)
+from .data import check_viewable
 from .model.trace import Trace
 
 DISPLAY_SIDE = 448  # longest side of the image the views are drawn on
@@ -76,7 +75,9 @@ def display_image(img: Image.Image, side: int = DISPLAY_SIDE, min_side: int = 0)
 
 
 def analyse(ck: LoadedCheckpoint, img: Image.Image, name: str = "image") -> ImageAnalysis:
-    """Run ``ck``'s model once on ``img`` (preprocessed as its card says) and collect views."""
+    """Run ``ck``'s model once on ``img`` (preprocessed as its card says) and collect views.
+    ValueError naming ``name`` for an image too thin to show (:func:`~vt_explorer.data.check_viewable`)."""
+    check_viewable(img, name)
     device = next(ck.model.parameters()).device
     x = ck.preprocess(img)[None].to(device).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
@@ -161,21 +162,3 @@ def module_views(trace: Trace, i: int, model: torch.nn.Module | None = None) -> 
             )
         )
     return views
-
-
-def checkpoint_dir() -> Path:
-    """Folder of the shipped checkpoints (``$VT_EXPLORER_CHECKPOINTS`` overrides)."""
-    env = os.environ.get("VT_EXPLORER_CHECKPOINTS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "checkpoints"
-
-
-def list_checkpoints(folder: str | os.PathLike | None = None) -> list[str]:
-    """Checkpoint stems (paths without suffix) in ``folder`` that have a card and weights."""
-    root = Path(folder) if folder else checkpoint_dir()
-    if not root.is_dir():
-        return []
-    return sorted(
-        str(p.with_suffix(""))
-        for p in root.glob("*.json")
-        if p.with_suffix(".safetensors").is_file()
-    )
