@@ -219,7 +219,7 @@ def safetensors_header(path: str | os.PathLike) -> dict[str, tuple[str, tuple[in
     with open(path, "rb") as f:
         head = f.read(8)
         if len(head) != 8:
-            raise ValueError("too short to be a safetensors file")
+            raise ValueError("not a readable safetensors file (too short)")
         (n,) = struct.unpack("<Q", head)
         if n > min(MAX_HEADER_BYTES, size - 8):
             raise ValueError("not a readable safetensors file (header length out of range)")

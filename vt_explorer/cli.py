@@ -19,6 +19,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
 
@@ -74,6 +75,14 @@ def colour_map(text: str) -> str:
 
 
 POSITIVE = int_in(1)
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """An argument parser whose refusals are one line on stderr and exit code 2 (argparse
+    prints the whole usage block first); ``--help`` still shows everything."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _fmt_stage(name: str, params: int, macs: int) -> str:
@@ -327,7 +336,7 @@ def cmd_tokens(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (``--help`` documents each flag)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog="vt-explorer",
         description="Explore Visual Transformers (Wu et al. 2020): models, training, analysis.",
     )

@@ -25,6 +25,7 @@ import shlex
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,7 +230,9 @@ def read_resume_state(path: Path) -> dict[str, Any]:
     """A resume file written by :func:`train` (tensors and plain data only: loaded with
     ``weights_only=True``, never unpickled); ValueError with one line otherwise."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pickle-protocol notes about a foreign file
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError, RuntimeError, EOFError, zip errors...
         raise ValueError(
             f"{path}: not a resume state written by vt-explorer train ({type(err).__name__}); "
@@ -310,6 +313,10 @@ def _train(
         cfg = cfg.replace(**args.overrides)
     files = paths_for(args.out)
     main = rank == 0
+    # a resume file is read first: a foreign one fails before minutes of decoding
+    state = (
+        read_resume_state(files["resume"]) if args.resume and files["resume"].is_file() else None
+    )
     interpolation = cfg.extra.get("interpolation", "bicubic")
 
     # the model first (its frozen trunk decides between images and cached features)
@@ -377,8 +384,7 @@ def _train(
     start_epoch, history, elapsed_before = 0, [], 0.0
     resumed_with: dict[str, Any] = {}  # --resume-anyway: the settings that changed
 
-    if args.resume and files["resume"].is_file():
-        state = read_resume_state(files["resume"])
+    if state is not None:
         changes = recipe_changes(state, args, classes)
         if changes and not args.resume_anyway:
             raise ValueError(
