@@ -101,7 +101,7 @@ def test_every_bad_card_field_is_one_line_naming_file_and_field(stem, case, caps
 def test_deeply_nested_and_huge_cards_are_refused(stem) -> None:
     card_path = stem.with_suffix(".json")
     card_path.write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(CheckpointError, match="nested too deeply|invalid JSON"):
+    with pytest.raises(CheckpointError, match=r"nested too deeply|invalid JSON"):
         read_card(stem)
     card_path.write_bytes(b" " * (17 * 2**20))
     with pytest.raises(CheckpointError, match="at most"):
@@ -266,7 +266,7 @@ def test_a_run_killed_in_its_final_evaluation_is_unfinished_until_resumed(
         train(_args(data, out, epochs=1, batch_size=8), progress=False)
     monkeypatch.undo()
     assert read_card(out)["finished"] is False
-    with pytest.raises(CheckpointError, match="unfinished: .* --resume"):
+    with pytest.raises(CheckpointError, match=r"unfinished: .* --resume"):
         load_checkpoint(out)
     assert main(["eval", str(out), str(data)]) == 2
     assert "unfinished" in capsys.readouterr().err
@@ -278,6 +278,6 @@ def test_a_run_killed_in_its_final_evaluation_is_unfinished_until_resumed(
 def test_a_diverging_run_stops_without_a_checkpoint(tmp_path) -> None:
     data = make_dataset(tmp_path / "data", per_class=8)
     out = tmp_path / "run"
-    with pytest.raises(ValueError, match="training diverged: the loss is (nan|inf)"):
+    with pytest.raises(ValueError, match=r"training diverged: the loss is (nan|inf)"):
         train(_args(data, out, epochs=1, batch_size=8, lr=1e30, warmup=0.0), progress=False)
     assert not out.with_suffix(".json").exists()
