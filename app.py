@@ -257,23 +257,19 @@ def sidebar() -> Settings:
 
     # default comparison: the ImageNet-pretrained VT-Lite0 pair when shipped (maps at 14x14
     # of a 224-pixel photo), else the CIFAR-scale pair (16x16 maps of a 32x32 thumbnail)
-    model_a = st.sidebar.selectbox(
-        "Model",
-        choices,
-        index=default_index("lite0-vt-recurrent", "vt-recurrent"),
-        format_func=short,
-        key="model_a",
+    # defaults go through session state (a widget given both an index and a state value
+    # warns); an uploaded checkpoint sets model_a itself
+    st.session_state.setdefault(
+        "model_a", choices[default_index("lite0-vt-recurrent", "vt-recurrent")]
     )
+    model_a = st.sidebar.selectbox("Model", choices, format_func=short, key="model_a")
     compare = st.sidebar.checkbox("Compare with a second model", value=True, key="compare")
     model_b = None
     if compare and len(choices) > 1:
-        model_b = st.sidebar.selectbox(
-            "Second model",
-            choices,
-            index=default_index("lite0-vt-filter", "vt-filter"),
-            format_func=short,
-            key="model_b",
+        st.session_state.setdefault(
+            "model_b", choices[default_index("lite0-vt-filter", "vt-filter")]
         )
+        model_b = st.sidebar.selectbox("Second model", choices, format_func=short, key="model_b")
     cmap = st.sidebar.selectbox("Colour map", CMAPS, key="cmap")
     alpha = st.sidebar.slider("Map opacity", 0.0, 1.0, 0.55, 0.05, key="alpha")
     return Settings([m for m in (model_a, model_b) if m], cmap, alpha)

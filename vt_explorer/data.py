@@ -378,20 +378,22 @@ def decode_stream(
     first_skip = len(skipped)
     seen = done = 0
     bar = tqdm(desc=f"decoding {src.name}", unit="img", disable=not progress, leave=False)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for part in _chunks(items, chunk):
-            names, arrays = [], []
-            seen += len(part)
-            for cls, arr, reason in pool.map(work, part):
-                if arr is None:
-                    skipped.append(reason)
-                else:
-                    arrays.append(arr)
-                    names.append(cls)
-            done += len(names)
-            bar.update(len(part))
-            yield names, arrays
-    bar.close()
+    try:  # the bar is cleared even when a damaged archive stops the stream
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            for part in _chunks(items, chunk):
+                names, arrays = [], []
+                seen += len(part)
+                for cls, arr, reason in pool.map(work, part):
+                    if arr is None:
+                        skipped.append(reason)
+                    else:
+                        arrays.append(arr)
+                        names.append(cls)
+                done += len(names)
+                bar.update(len(part))
+                yield names, arrays
+    finally:
+        bar.close()
     if done + len(skipped) - first_skip != seen:  # every file is decoded or named as skipped
         raise DatasetError(f"{src}: {seen} files read but {done} decoded and "
                            f"{len(skipped) - first_skip} skipped")  # fmt: skip

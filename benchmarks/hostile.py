@@ -1,0 +1,274 @@
+"""Replay issue 13's attacks against this checkout and print one line per attack.
+
+    python benchmarks/hostile.py [--uploads 50]
+
+Each line says HOLDS or FAILS and what was seen: damaged CIFAR archives given to `eval`,
+a thin image and a hostile card uploaded through the app (Streamlit's AppTest), no
+server path reachable from the browser, hand-edited cards, concurrent randomisation
+checks, resume and flag edges, the upload limit, and the memory of one browser session
+that uploads ``--uploads`` different checkpoints in a row (the app keeps one per tab).
+Exit code 1 when any attack is not held. Takes about two minutes on the 2-core VM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from vt_explorer.analysis import randomisation_check  # noqa: E402
+from vt_explorer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
+from vt_explorer.cli import main  # noqa: E402
+from vt_explorer.model import create_model  # noqa: E402
+
+CIFAR_TEST = ROOT.parent / "shared" / "data" / "cifar10" / "test.tar.gz"
+APP = str(ROOT / "app.py")
+RESULTS: list[bool] = []
+
+
+def report(name: str, ok: bool, seen: str) -> None:
+    RESULTS.append(ok)
+    print(f"{'HOLDS' if ok else 'FAILS'}  {name}: {seen}", flush=True)
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now (Linux /proc), in MB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def cli(*argv: str) -> tuple[int, list[str]]:
+    """Run the CLI in a subprocess: (exit code, stderr lines that are not progress bars)."""
+    p = subprocess.run(
+        [sys.executable, "-m", "vt_explorer", *argv], capture_output=True, text=True, cwd=ROOT
+    )
+    parts = p.stderr.replace("\r", "\n").splitlines()  # progress bars end in \r
+    lines = [x for x in parts if x.strip() and "img/s" not in x and "%|" not in x]
+    return p.returncode, lines
+
+
+def one_line(code: int, lines: list[str]) -> bool:
+    return code == 2 and len(lines) == 1 and "Traceback" not in lines[0]
+
+
+def archives(tmp: Path, ck: str) -> None:
+    if not CIFAR_TEST.is_file():
+        report("damaged archives", False, f"{CIFAR_TEST} not found")
+        return
+    data = CIFAR_TEST.read_bytes()
+    flipped = bytearray(data)
+    for i in range(len(data) // 2, len(data) // 2 + 64):
+        flipped[i] ^= 0xFF
+    (tmp / "flipped.tar.gz").write_bytes(bytes(flipped))
+    (tmp / "truncated.tar.gz").write_bytes(data[: len(data) // 2])
+    for name in ("flipped.tar.gz", "truncated.tar.gz"):
+        code, lines = cli("eval", ck, str(tmp / name))
+        ok = one_line(code, lines) and f"{name}: damaged archive" in lines[0]
+        report(
+            f"eval on a {name.split('.')[0]} CIFAR test archive",
+            ok,
+            (lines or ["(nothing)"])[-1][-150:],
+        )
+
+
+def cards(tmp: Path) -> None:
+    stem = tmp / "card"
+    save_checkpoint(create_model("vt_resnet20"), stem)
+    good = json.loads(stem.with_suffix(".json").read_text())
+    edits = {
+        "classes: 10": ("classes", 10),
+        'format_version: "9"': ("format_version", "9"),
+        "mean: [0.5]": ("mean", [0.5]),
+        'resize: "zoom"': ("resize", "zoom"),
+        "tokens: -5": ("config.vt.tokens", -5),
+        'input_size: "abc"': ("input_size", "abc"),
+        "token_dim: 60000": ("config.vt.token_dim", 60000),
+        "token_dim: 16000 (in range, wrong shapes)": ("config.vt.token_dim", 16000),
+    }
+    for label, (path, value) in edits.items():
+        card = json.loads(json.dumps(good))
+        d = card
+        *parents, last = path.split(".")
+        for p in parents:
+            d = d[p]
+        d[last] = value
+        card.pop("weights_sha256")
+        stem.with_suffix(".json").write_text(json.dumps(card))
+        before = rss_mb()
+        try:
+            load_checkpoint(stem)
+            report(f"card {label}", False, "loaded")
+        except CheckpointError as err:
+            grew = rss_mb() - before
+            ok = "\n" not in str(err) and "card.json" in str(err) and grew < 100
+            report(
+                f"card {label}", ok, f"{str(err).split('card.json: ')[-1][:110]} (+{grew:.0f} MB)"
+            )
+    stem.with_suffix(".json").write_text("[" * 100_000 + "]" * 100_000)
+    try:
+        load_checkpoint(stem)
+        report("card nested 100,000 deep", False, "loaded")
+    except CheckpointError as err:
+        report("card nested 100,000 deep", True, str(err).split("card.json: ")[-1])
+    from vt_explorer.preprocess import Preprocess
+
+    before = rss_mb()
+    x = Preprocess(224, (0.5,) * 3, (0.5,) * 3, "center_crop")(Image.new("RGB", (60_000, 1)))
+    report("center_crop of a 60000x1 image", x.shape == (3, 224, 224),
+           f"{tuple(x.shape)}, +{rss_mb() - before:.0f} MB")  # fmt: skip
+
+
+def concurrency() -> None:
+    torch.manual_seed(0)
+    model = create_model("vt_resnet20").eval()
+    x = torch.randn(1, 3, 32, 32)
+    out: list[np.ndarray] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        r = randomisation_check(model, x, seed=0).correlation
+        with lock:
+            out.append(r)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spread = max(float(np.abs(r - out[0]).max()) for r in out)
+    report("4 concurrent randomisation checks", spread == 0.0, f"max difference {spread}")
+
+
+def flags(tmp: Path, ck: str) -> None:
+    argvs = [
+        ["predict", ck, "x.png", "--top", "-1"],
+        ["train", "--config", "vt_resnet20", "--train", "D", "--out", "O", "--batch-size", "0"],
+        ["train", "--config", "vt_resnet20", "--train", "D", "--out", "O", "--lr", "nan"],
+        [
+            "train",
+            "--config",
+            "vt_resnet20",
+            "--train",
+            str(tmp),
+            "--out",
+            "O",
+            "--set",
+            "tokens=-3",
+        ],
+        ["explain", "x.png", "-c", ck, "--out", "O", "--cmap", "nosuchmap"],
+        ["info", "--input-size", "0"],
+        ["tokens", ck, "D", "--out", "O", "--batch-size", "0"],
+    ]
+    for argv in argvs:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as e:
+                code = int(e.code or 0)
+        lines = err.getvalue().strip().splitlines()
+        report(
+            " ".join(argv[:1] + argv[-2:]),
+            one_line(code, lines),
+            (lines or ["(nothing)"])[-1][-110:],
+        )
+    (tmp / "empty").mkdir(exist_ok=True)
+    code, lines = cli("predict", ck, str(tmp / "empty"))
+    report("predict on an empty folder", one_line(code, lines), (lines or ["(nothing)"])[-1][-110:])
+    (tmp / "run.resume.pt").write_bytes(b"\x80\x04\x95" + b"cos\nsystem\n" * 4)
+    code, lines = cli("train", "--config", "vt_resnet20", "--train", str(tmp), "--out",
+                      str(tmp / "run"), "--resume")  # fmt: skip
+    ok = one_line(code, lines) and "weights_only" not in lines[0]
+    report("--resume with a pickled file", ok, (lines or ["(nothing)"])[-1][-110:])
+
+
+def app(tmp: Path, uploads: int) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    os.chdir(ROOT)  # .streamlit/config.toml
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    report("no free-text path in the sidebar", len(at.text_input) == 0,
+           f"{len(at.text_input)} text inputs; models offered by name: "
+           f"{', '.join(at.selectbox(key='model_a').options[:3])}...")  # fmt: skip
+    import streamlit as st
+
+    limit = st.get_option("server.maxUploadSize")
+    label = at.file_uploader(key="upload").label
+    report("upload limit", limit == 64 and f"{limit} MB" in label, f"server {limit} MB; {label}")
+    at.checkbox(key="compare").uncheck()
+    at.checkbox(key="examples").uncheck()
+    strip = io.BytesIO()
+    Image.new("RGB", (1000, 2), (200, 0, 0)).save(strip, "PNG")
+    photo = io.BytesIO()
+    Image.new("RGB", (64, 64), (0, 120, 0)).save(photo, "PNG")
+    at.file_uploader(key="upload").set_value(
+        [("strip.png", strip.getvalue(), "image/png"), ("ok.png", photo.getvalue(), "image/png")]
+    ).run()
+    errs = [e.value for e in at.error]
+    ok = not at.exception and any("too thin" in e for e in errs) and len(at.subheader) == 1
+    report("a 1000x2 PNG beside a photo", ok, (errs or ["-"])[0][:110])
+    # one session uploads many different checkpoints: it holds only the last one
+    stem = tmp / "mine"
+    rss = []
+    for i in range(uploads):
+        torch.manual_seed(i)
+        save_checkpoint(create_model("vt_resnet20"), stem)
+        files = [(f"mine.{s}", stem.with_suffix(f".{s}").read_bytes(), "application/json")
+                 for s in ("safetensors", "json")]  # fmt: skip
+        at.file_uploader(key="ck_upload").set_value(files).run()
+        rss.append(rss_mb())
+    ok = not at.exception and at.selectbox(key="model_a").value.startswith("upload:")
+    grow = rss[-1] - rss[min(9, len(rss) - 1)]
+    report(f"{uploads} checkpoints uploaded in one tab", ok and grow < 150,
+           f"RSS {rss[0]:.0f} MB after the first, {rss[min(9, len(rss) - 1)]:.0f} MB after 10, "
+           f"{rss[-1]:.0f} MB after {uploads}")  # fmt: skip
+    bad = json.loads(stem.with_suffix(".json").read_text())
+    bad["config"]["vt"]["tokens"] = -5
+    files = [("evil.safetensors", stem.with_suffix(".safetensors").read_bytes(), "x"),
+             ("evil.json", json.dumps(bad).encode(), "application/json")]  # fmt: skip
+    at.file_uploader(key="ck_upload").set_value(files).run()
+    errs = [e.value for e in at.sidebar.error]
+    ok = (
+        not at.exception
+        and len(errs) == 1
+        and "vt-upload" not in errs[0]
+        and str(tmp) not in errs[0]
+    )
+    report("a hostile card uploaded in the app", ok, (errs or ["-"])[0][:120])
+
+
+def main_() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--uploads", type=int, default=50, help="checkpoints uploaded in one tab")
+    args = parser.parse_args()
+    ck = str(ROOT / "checkpoints" / "cifar10-vt-recurrent")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        os.environ["VT_EXPLORER_CACHE"] = str(tmp / "cache")
+        archives(tmp, ck)
+        cards(tmp)
+        concurrency()
+        flags(tmp, ck)
+        app(tmp, args.uploads)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{sum(RESULTS)} of {len(RESULTS)} attacks held; peak RSS {peak:.0f} MB")
+    return 0 if all(RESULTS) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main_())
