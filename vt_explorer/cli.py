@@ -161,6 +161,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    """Distil the Lite0 ImageNet classifier into a VT student (see vt_explorer.distill)."""
+    from .data import DatasetError
+    from .distill import DistillArgs, distill, parse_sources
+    from .model import get_config
+
+    try:
+        get_config(args.student)
+        fields = {f.name for f in dataclasses.fields(DistillArgs)}
+        dargs = DistillArgs(**{k: v for k, v in vars(args).items() if k in fields})
+        dargs.data = parse_sources(args.data)
+        dargs.holdout = parse_sources(args.holdout or [])
+        distill(dargs)
+    except KeyError as err:
+        print(f"error: {err.args[0]}", file=sys.stderr)
+        return 2
+    except (DatasetError, ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _parse_overrides(items: list[str]) -> dict:
     """``["tokens=32", "recurrent_norm=true"]`` -> {"tokens": 32, "recurrent_norm": True}
     (values are read as JSON when they parse, else kept as strings)."""
@@ -481,6 +503,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="no random mirroring of cached feature maps (the augmentation of head training)",
     )
     tr.set_defaults(func=cmd_train)
+
+    di = sub.add_parser(
+        "distill",
+        help="distil ImageNet's 1000 classes from the Lite0 classifier into a VT student",
+        description="Function matching on the student's own frozen trunk features: every "
+        "training sample is a fresh random-resized crop (and flip, MixUp/CutMix) of a pool "
+        "photo's feature map, labelled by the teacher (Lite0's blocks 11-15 and head). "
+        "Held-out sources are evaluated every --eval-every samples (agreement with the "
+        "teacher; top-1/top-5 where folders are wnids): the card's learning curve.",
+    )
+    di.add_argument("--data", nargs="+", required=True, metavar="PATH",
+                    help="pool photos: folders or .tar.gz of class folders (wnid folders "
+                    "give hard labels for --ce-weight; other folder names are unlabelled)")  # fmt: skip
+    di.add_argument("--holdout", nargs="*", metavar="PATH",
+                    help="sources never trained on, evaluated along the way")  # fmt: skip
+    di.add_argument("--out", required=True, help="checkpoint path without suffix")
+    di.add_argument("--student", default="vt_lite0_imagenet",
+                    help="student config (vt_lite0_imagenet or vt_lite0_imagenet_filter)")  # fmt: skip
+    di.add_argument("--wnids", metavar="FILE",
+                    help="the 1000 wnids in class order (default: imagenet_wnids.txt beside "
+                    "a data source)")  # fmt: skip
+    di.add_argument("--samples", type=POSITIVE, default=300_000, help="training views (300000)")
+    di.add_argument("--batch-size", type=POSITIVE, default=128, help="(default 128)")
+    di.add_argument("--lr", type=float_in(0, 1, lo_open=True), default=2e-3,
+                    help="AdamW peak learning rate, one-cycle (2e-3)")  # fmt: skip
+    di.add_argument("--weight-decay", type=float_in(0, 10), default=0.05, help="(0.05)")
+    di.add_argument("--warmup", type=float_in(0, 1), default=0.05, help="warm-up fraction (0.05)")
+    di.add_argument("--temperature", type=float_in(0, 100, lo_open=True), default=1.0,
+                    help="softening of both outputs in the KL term (1)")  # fmt: skip
+    di.add_argument("--ce-weight", type=float_in(0, 100), default=0.0,
+                    help="weight of cross-entropy on wnid folder labels (0: KL only)")  # fmt: skip
+    di.add_argument("--bank-size", type=int_in(64, 1024), default=288,
+                    help="photos enter the trunk at this size once; views are crops of "
+                    "the resulting map (288: 18x18)")  # fmt: skip
+    di.add_argument("--min-scale", type=float_in(0.01, 1), default=0.08,
+                    help="smallest crop area as a fraction of the map (0.08)")  # fmt: skip
+    di.add_argument("--mix", type=float_in(0, 1), default=0.5,
+                    help="probability that a batch is mixed, MixUp or CutMix (0.5)")  # fmt: skip
+    di.add_argument("--eval-every", type=POSITIVE, default=50_000,
+                    help="samples between held-out evaluations and resume states (50000)")  # fmt: skip
+    di.add_argument("--holdout-limit", type=POSITIVE, default=2000,
+                    help="images per held-out source, a fixed sample (2000)")  # fmt: skip
+    di.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0, help="seed (0)")
+    di.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
+    di.add_argument("--threads", type=int_in(1, 1024), default=None, help="torch CPU threads")
+    di.add_argument("--resume", action="store_true", help="continue from OUT.resume.pt")
+    di.set_defaults(func=cmd_distill)
 
     ev = sub.add_parser(
         "eval",

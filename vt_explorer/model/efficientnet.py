@@ -231,6 +231,17 @@ class EfficientNetLite0(_Lite0Trunk):
         x = self.act(self._bn1(self._conv_head(self.features(images))))
         return Trace(logits=self._fc(self._dropout(x.mean(dim=(2, 3)))))
 
+    def tail(self, features: Tensor) -> Tensor:
+        """Logits from the stride-16 features that VT-Lite0 keeps: blocks 11-15, the 1x1
+        head conv, average pool and ``_fc`` (the part a VT stage replaces; a distillation
+        teacher runs it on the student's own trunk features).
+        (B, 112, h, w) -> (B, num_classes)."""
+        x = features
+        for block in self._blocks[stride16_blocks() :]:
+            x = block(x)
+        x = self.act(self._bn1(self._conv_head(x)))
+        return self._fc(x.mean(dim=(2, 3)))
+
     def stage_modules(self) -> dict[str, list[str]]:
         """Top-level children grouped by stage, for per-stage parameter and FLOP counts."""
         return {"trunk": ["_conv_stem", "_bn0", "_blocks"], "head": ["_conv_head", "_bn1", "_fc"]}

@@ -214,3 +214,18 @@ for _variant, _what in (("recurrent", "filter, recurrent"), ("filter", "filter x
             f"stride 16, 14x14 at 224x224 ({_what})",
         )
     )
+# ImageNet students distilled from the Lite0 classifier (vt-explorer distill): the same
+# trunk and VT stage as VT-Lite0, with ImageNet's 1000 classes
+for _variant, _what in (("recurrent", "filter, recurrent"), ("filter", "filter x2")):
+    register(
+        ModelConfig(
+            name="vt_lite0_imagenet" + ("" if _variant == "recurrent" else "_filter"),
+            vt=VTConfig(**{**_LITE0_VT.__dict__, "variant": _variant}),
+            num_classes=1000,
+            classes=imagenet_classes(),
+            extra={**_LITE0_EXTRA, "freeze_backbone": True},
+            **_LITE0,
+            description=f"VT-Lite0 for ImageNet's 1000 classes ({_what}), distilled from the "
+            "Lite0 classifier's blocks 11-15 and head on its own frozen trunk",
+        )
+    )

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Distil ImageNet's 1000 classes from the Lite0 classifier into both VT students on a CPU
+# (vt-explorer distill), resumable: re-running continues each run after its last
+# evaluation. Usage: bash scripts/distill_cpu.sh [SAMPLES] [POOL]
+#   SAMPLES  training views per student (default 300000)
+#   POOL     the imagenet-pool folder (default ../shared/data/imagenet-pool)
+# Trains on Imagenette-train and Tiny-ImageNet-train; never on the held-out Imagenette-val,
+# Tiny-ImageNet-val (2000-image fixed samples) and Caltech-101 (unlabelled: agreement only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SAMPLES=${1:-300000}
+POOL=${2:-../shared/data/imagenet-pool}
+OUT=${OUT:-checkpoints}
+for student in vt_lite0_imagenet vt_lite0_imagenet_filter; do
+  name=imagenet-lite0-vt-recurrent
+  [ "$student" = vt_lite0_imagenet_filter ] && name=imagenet-lite0-vt-filter
+  resume=""
+  [ -f "$OUT/$name.resume.pt" ] && resume="--resume"
+  if [ -f "$OUT/$name.json" ] && [ -z "$resume" ]; then
+    echo "[distill] $OUT/$name exists; delete it to train again"; continue
+  fi
+  .venv/bin/python -m vt_explorer distill --student "$student" \
+    --data "$POOL/imagenette-train.tar.gz" "$POOL/tiny-imagenet-train.tar.gz" \
+    --holdout "$POOL/imagenette-val.tar.gz" "$POOL/tiny-imagenet-val.tar.gz" "$POOL/caltech101.tar.gz" \
+    --samples "$SAMPLES" --eval-every 50000 --out "$OUT/$name" $resume
+done

@@ -1,0 +1,110 @@
+"""ImageNet distillation at toy scale: a run, its card and learning curve, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vt_explorer.checkpoint import load_checkpoint
+from vt_explorer.cli import main
+from vt_explorer.distill import DistillArgs, distill, kd_loss, mix_views, random_views
+from vt_explorer.train import TrainInterrupted
+
+from .imagegen import make_image
+
+WNIDS = [f"n{i:08d}" for i in range(1000)]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VT_EXPLORER_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def pool(tmp_path) -> Path:
+    """Two wnid folders and one unlabelled folder of 64 px images, with the wnid list."""
+    root = tmp_path / "pool"
+    for c, (name, color) in enumerate(
+        [("n00000001", (200, 20, 20)), ("n00000007", (20, 200, 20)), ("misc", (20, 20, 200))]
+    ):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            make_image(color, 64, seed=10 * c + i).save(root / name / f"{i}.png")
+    (tmp_path / "imagenet_wnids.txt").write_text("\n".join(WNIDS))
+    return root
+
+
+def _args(pool: Path, out: Path, **kw) -> DistillArgs:
+    base = dict(data=[str(pool)], holdout=[str(pool)], out=str(out), samples=96, batch_size=16,
+                eval_every=48, bank_size=64, threads=2)  # fmt: skip
+    return DistillArgs(**(base | kw))
+
+
+def test_views_mixes_and_loss_against_plain_computations() -> None:
+    g = torch.Generator().manual_seed(0)
+    bank = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6).half()
+    v = random_views(bank, torch.tensor([0, 1, 1]), 4, 1.0, g)  # area 1: the whole map
+    assert v.shape == (3, 3, 4, 4)
+    whole = torch.nn.functional.interpolate(bank[[0]].float(), size=4, mode="bilinear",
+                                            align_corners=False, antialias=False)  # fmt: skip
+    # roi_align averages 2x2 samples per cell: close to a bilinear resize of the whole map
+    assert torch.allclose(v[0], whole[0], atol=1.0) or torch.allclose(
+        v[0], whole[0].flip(2), atol=1.0
+    )
+    x = torch.randn(4, 2, 5, 5)
+    m = mix_views(x, torch.Generator().manual_seed(1))
+    assert m.shape == x.shape and not torch.equal(m, x)
+    s, t = torch.randn(3, 7), torch.randn(3, 7)
+    ref = (torch.softmax(t, 1) * (torch.log_softmax(t, 1) - torch.log_softmax(s, 1))).sum(1).mean()
+    torch.testing.assert_close(kd_loss(s, t, 1.0), ref)
+    assert float(kd_loss(t, t, 2.0)) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_distill_writes_a_1000_class_card_with_a_learning_curve_and_resumes(pool, tmp_path) -> None:
+    ref = distill(_args(pool, tmp_path / "ref"), progress=False)
+    curve = ref["learning_curve"]
+    assert [p["samples"] for p in curve] == [48, 96]
+    hold = curve[-1]["pool"]
+    assert 0 <= hold["agreement"] <= 1 and hold["n"] == 18 and hold["top1"] is not None
+    ck = load_checkpoint(tmp_path / "ref")
+    assert len(ck.classes) == 1000 and ck.card["wnids"] == WNIDS
+    assert ck.preprocess.resize == "center_crop" and ck.card["finished"] is True
+
+    def kill(step: int) -> None:
+        if step == 4:
+            raise TrainInterrupted("simulated kill")
+
+    out = tmp_path / "killed"
+    with pytest.raises(TrainInterrupted):  # after the first state (3 steps of 16 = 48 samples)
+        distill(_args(pool, out), on_step=kill, progress=False)
+    assert (tmp_path / "killed.resume.pt").exists()
+    with pytest.raises(ValueError, match=r"different recipe \(lr: 0.002 -> 0.01\)"):
+        distill(_args(pool, out, resume=True, lr=0.01), progress=False)
+    done = distill(_args(pool, out, resume=True), progress=False)
+
+    def timeless(c):
+        return [{k: v for k, v in p.items() if k != "seconds"} for p in c]
+
+    assert timeless(done["learning_curve"]) == timeless(curve)
+    a, b = load_checkpoint(tmp_path / "ref").model, load_checkpoint(out).model
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(va, vb, msg=k)
+
+
+def test_distill_bad_input_is_one_line(pool, tmp_path, capsys) -> None:
+    (pool / "n99999999").mkdir()
+    make_image((1, 2, 3), 64).save(pool / "n99999999" / "a.png")
+    argv = ["distill", "--data", str(pool), "--out", str(tmp_path / "o"), "--samples", "16"]
+    assert main([*argv, "--bank-size", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "wnid folders not among the 1000 classes: ['n99999999']" in err
+    assert main(["distill", "--data", str(tmp_path / "nope"), "--out", "o"]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+    (tmp_path / "imagenet_wnids.txt").write_text("n1\nn2")
+    assert main([*argv]) == 2
+    assert "expected 1000 distinct ImageNet wnids" in capsys.readouterr().err
+    assert json.loads(json.dumps({})) == {}

@@ -1,0 +1,400 @@
+"""Distil ImageNet's 1000 classes from the EfficientNet-Lite0 classifier into VT heads.
+
+There is no ImageNet training set here, but there is an ImageNet teacher. The student
+(``vt_lite0_imagenet``: Lite0's frozen blocks 0-10, then VT modules) and the teacher
+(Lite0's blocks 11-15 and head) read the *same* stride-16 trunk features, so one trunk pass
+serves both and the student learns exactly the part the paper replaces: the last stage.
+
+The recipe is "patient and consistent" function matching (Beyer et al., CVPR 2022):
+
+1. **Feature bank.** Every pool photo goes through the frozen trunk once, at a larger
+   size than the model's (``bank_size``, default 288 px: an 18x18 map), and is cached
+   (float16, ``$VT_EXPLORER_CACHE/features``).
+2. **Fresh views, in feature space.** Each training sample is a random-resized crop of a
+   bank map (area 8%-100%, aspect 3/4-4/3, bilinear, ``torchvision.ops.roi_align``) to the
+   model's 14x14, mirrored at random, and with probability ``mix`` mixed with another
+   sample (MixUp or CutMix on the maps). Crops of the feature map stand in for crops of the
+   photo (the trunk's receptive field makes them close, not equal); what matters for
+   function matching is that teacher and student see the same map.
+3. **Teacher on every view.** The teacher's tail labels each (mixed) map; the loss is the KL
+   divergence from its temperature-softened outputs, ``T^2 KL(p_T || p_S)``, plus
+   ``ce_weight`` x cross-entropy on the hard label where the photo's folder is a wnid and
+   the map is not mixed.
+
+Measured on held-out sources (wnid folders never trained on): top-1 agreement with the
+teacher, top-1 and top-5 against the folder labels, every ``eval_every`` samples: the
+learning curve the card records. Resumable (``--resume``): the state after the last
+evaluation is kept in ``OUT.resume.pt`` (tensors only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import roi_align
+from tqdm.auto import tqdm
+
+from .checkpoint import _atomic_write, save_checkpoint
+from .data import DatasetError
+from .device import select_device
+from .features import FeatureSet, compute_features
+from .model import create_model, get_config
+from .model.efficientnet import EfficientNetLite0
+
+TEACHER = "efficientnet_lite0"
+
+
+@dataclass
+class DistillArgs:
+    """One distillation run (``vt-explorer distill --help`` documents each field)."""
+
+    data: list[str]  # pool sources: folders or archives, labelled (wnid folders) or not
+    out: str
+    holdout: list[str] = field(default_factory=list)  # sources never trained on (wnid folders
+    # also give top-1/top-5; other folders give agreement with the teacher only)
+    holdout_limit: int = 2000  # at most this many images per held-out source (fixed sample)
+    student: str = "vt_lite0_imagenet"
+    wnids: str | None = None  # file with the 1000 wnids in class order
+    samples: int = 300_000  # training views in all
+    batch_size: int = 128
+    lr: float = 2e-3  # AdamW peak, one-cycle
+    weight_decay: float = 0.05
+    warmup: float = 0.05
+    temperature: float = 1.0  # softening of teacher and student outputs in the KL term
+    ce_weight: float = 0.0  # hard-label cross-entropy where a folder is a wnid
+    bank_size: int = 288  # photos enter the trunk at this size (18x18 maps)
+    min_scale: float = 0.08  # smallest crop area, as a fraction of the map
+    mix: float = 0.5  # probability that a batch is mixed (half MixUp, half CutMix)
+    eval_every: int = 50_000  # samples between held-out evaluations (and resume states)
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    resume: bool = False
+
+
+def read_wnids(path: str | os.PathLike) -> list[str]:
+    """The 1000 ImageNet wnids in class-index order, one per line; ValueError otherwise."""
+    p = Path(path)
+    try:
+        wnids = [w.strip() for w in p.read_text().split() if w.strip()]
+    except OSError as err:
+        raise ValueError(f"{p}: cannot read the wnid list ({err.strerror})") from None
+    if len(wnids) != 1000 or len(set(wnids)) != 1000 or not all(w.startswith("n") for w in wnids):
+        raise ValueError(f"{p}: expected 1000 distinct ImageNet wnids (n01440764 ...)")
+    return wnids
+
+
+def find_wnids(args: DistillArgs) -> list[str]:
+    """``args.wnids``, else an ``imagenet_wnids.txt`` beside one of the data sources."""
+    if args.wnids:
+        return read_wnids(args.wnids)
+    for src in [*args.data, *args.holdout]:
+        cand = Path(src).expanduser().resolve().parent / "imagenet_wnids.txt"
+        if cand.is_file():
+            return read_wnids(cand)
+    raise ValueError("no imagenet_wnids.txt beside the data: pass --wnids FILE")
+
+
+def teacher_model(device: torch.device) -> EfficientNetLite0:
+    """The full Lite0 ImageNet classifier (pretrained, eval mode)."""
+    teacher = create_model(TEACHER)
+    teacher.load_pretrained()
+    return teacher.eval().to(device)
+
+
+def wnid_labels(fs: FeatureSet, wnids: list[str]) -> Tensor:
+    """Each sample's ImageNet class index from its folder name, -1 for a folder that is not a
+    wnid (unlabelled: Caltech-101's categories, say). A folder named like a wnid that is not
+    one of the 1000 is a DatasetError naming it."""
+    index = {w: i for i, w in enumerate(wnids)}
+    if any(c.startswith("n") and c[1:].isdigit() and c not in index for c in fs.classes):
+        bad = [c for c in fs.classes if c.startswith("n") and c[1:].isdigit() and c not in index]
+        raise DatasetError(f"{fs.source}: wnid folders not among the 1000 classes: {bad[:5]}")
+    per_class = torch.tensor([index.get(c, -1) for c in fs.classes])
+    return per_class[fs.labels]
+
+
+def random_views(
+    bank: Tensor, idx: Tensor, out: int, min_scale: float, g: torch.Generator
+) -> Tensor:
+    """Random-resized crops of bank maps: (B, C, out, out) float32.
+
+    For each index a crop of area ``U(min_scale, 1)`` x the map and aspect ratio log-uniform
+    in [3/4, 4/3] at a uniform position is resized bilinearly (``roi_align``, aligned, 2x2
+    samples per output cell) to ``out`` x ``out``; half of the crops are mirrored.
+    """
+    B = len(idx)
+    H, W = bank.shape[-2:]
+    area = torch.empty(B).uniform_(min_scale, 1.0, generator=g)
+    ratio = torch.exp(torch.empty(B).uniform_(math.log(3 / 4), math.log(4 / 3), generator=g))
+    w = (torch.sqrt(area * ratio) * W).clamp(1.0, W)
+    h = (torch.sqrt(area / ratio) * H).clamp(1.0, H)
+    x0 = torch.rand(B, generator=g) * (W - w)
+    y0 = torch.rand(B, generator=g) * (H - h)
+    boxes = torch.stack([torch.arange(B, dtype=torch.float32), x0, y0, x0 + w, y0 + h], 1)
+    x = roi_align(bank[idx].float(), boxes, out, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    flip = torch.rand(B, generator=g) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def mix_views(x: Tensor, g: torch.Generator) -> Tensor:
+    """MixUp (lambda ~ U(0, 1)) or CutMix (a random box of area 1 - lambda) between each map
+    and the batch rolled by one. (B, C, h, w) -> same shape."""
+    lam = float(torch.rand((), generator=g))
+    other = x.roll(1, 0)
+    if float(torch.rand((), generator=g)) < 0.5:
+        return lam * x + (1 - lam) * other
+    h, w = x.shape[-2:]
+    ch, cw = round(h * math.sqrt(1 - lam)), round(w * math.sqrt(1 - lam))
+    top = int(torch.randint(0, h - ch + 1, (), generator=g))
+    left = int(torch.randint(0, w - cw + 1, (), generator=g))
+    out = x.clone()
+    out[..., top : top + ch, left : left + cw] = other[..., top : top + ch, left : left + cw]
+    return out
+
+
+def kd_loss(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    """``T^2 KL(softmax(t / T) || softmax(s / T))``, mean over the batch."""
+    t = F.log_softmax(teacher / temperature, -1)
+    s = F.log_softmax(student / temperature, -1)
+    return F.kl_div(s, t, log_target=True, reduction="batchmean") * temperature**2
+
+
+@torch.no_grad()
+def holdout_metrics(
+    student: nn.Module, teacher: EfficientNetLite0, fs: FeatureSet, labels: Tensor, device, bs=256
+) -> dict[str, float | None]:
+    """Top-1 agreement with the teacher, and top-1 / top-5 of both against the wnid folder
+    labels (None for an unlabelled source), on a held-out feature set (centre view)."""
+    student.eval()
+    agree = s1 = s5 = t1 = t5 = 0
+    for i in range(0, len(fs), bs):
+        x = fs.features[i : i + bs].to(device).float()
+        y = labels[i : i + bs].to(device)
+        s = student.head(x).logits
+        t = teacher.tail(x)
+        agree += int((s.argmax(1) == t.argmax(1)).sum())
+        s_top = s.topk(5, 1).indices
+        t_top = t.topk(5, 1).indices
+        s1 += int((s_top[:, 0] == y).sum())
+        t1 += int((t_top[:, 0] == y).sum())
+        s5 += int((s_top == y[:, None]).any(1).sum())
+        t5 += int((t_top == y[:, None]).any(1).sum())
+    student.train()
+    out: dict[str, float | None] = {"n": len(fs), "agreement": round(agree / max(1, len(fs)), 6)}
+    labelled = int((labels >= 0).sum())
+    for k, v in (("top1", s1), ("top5", s5), ("teacher_top1", t1), ("teacher_top5", t5)):
+        out[k] = round(v / labelled, 6) if labelled else None  # unlabelled sources: agreement only
+    return out
+
+
+def _subset(fs: FeatureSet, limit: int) -> FeatureSet:
+    """At most ``limit`` samples of ``fs``, a fixed random sample (seed 0) in dataset order."""
+    if len(fs) <= limit:
+        return fs
+    keep = torch.randperm(len(fs), generator=torch.Generator().manual_seed(0))[:limit].sort().values
+    return dataclasses.replace(fs, features=fs.features[keep], labels=fs.labels[keep])
+
+
+def _features(model: nn.Module, src: str, size: int, device, progress: bool) -> FeatureSet:
+    """Trunk features of one source at ``size`` px (centre crop), cached."""
+    cfg = model.cfg.replace(input_size=size)
+    sized = create_model(cfg)
+    sized.load_state_dict(model.state_dict())
+    return compute_features(sized, src, "center_crop", device, progress=progress)
+
+
+def distill(
+    args: DistillArgs,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Run a distillation; returns the card written beside ``args.out`` (see module doc)."""
+    t_start = time.time()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = select_device(args.device)
+    wnids = find_wnids(args)
+    cfg = get_config(args.student)
+    if cfg.num_classes != 1000:
+        raise ValueError(f"{args.student}: a student needs 1000 outputs, not {cfg.num_classes}")
+    stem = Path(args.out)
+    resume_path = stem.with_name(stem.name + ".resume.pt")
+    log_path = stem.with_name(stem.name + ".log.jsonl")
+
+    torch.manual_seed(args.seed)
+    student = create_model(cfg)
+    student.load_pretrained()
+    teacher = teacher_model(device)
+    # the pool's maps at bank size, the held-out sources' at the model's own input size
+    bank_sets = [_features(student, s, args.bank_size, device, progress) for s in args.data]
+    bank = torch.cat([fs.features for fs in bank_sets])
+    hard = torch.cat([wnid_labels(fs, wnids) for fs in bank_sets])
+    holdouts = []
+    for src in args.holdout:
+        fs = _subset(_features(student, src, cfg.input_size, device, progress), args.holdout_limit)
+        holdouts.append((src, fs, wnid_labels(fs, wnids)))
+    student.to(device).train()
+    params = [p for p in student.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    steps = max(1, args.samples // args.batch_size)
+    step, curve, elapsed_before = 0, [], 0.0
+    loss_avg: float | None = None
+    g = torch.Generator().manual_seed(args.seed)
+    if args.resume and resume_path.is_file():
+        state = _read_state(resume_path, args)
+        student.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        g.set_state(state["generator"])
+        step, curve = int(state["step"]), json.loads(state["curve"])
+        elapsed_before = float(state["elapsed"])
+        loss_avg = float(state["loss_avg"])
+        if progress:
+            print(f"resuming {stem} after {step * args.batch_size} samples")
+
+    eval_steps = max(1, args.eval_every // args.batch_size)
+    bar = tqdm(total=steps, initial=step, desc="distill", unit="step", disable=not progress)
+    side = cfg.input_size // 16
+    while step < steps:
+        if on_step is not None:
+            on_step(step)
+        lr = _one_cycle(step, steps, args.lr, args.warmup)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(0, len(bank), (args.batch_size,), generator=g)
+        x = random_views(bank, idx, side, args.min_scale, g)
+        mixed = float(torch.rand((), generator=g)) < args.mix
+        if mixed:
+            x = mix_views(x, g)
+        x = x.to(device)
+        with torch.no_grad():
+            t_logits = teacher.tail(x)
+        s_logits = student.head(x).logits
+        loss = kd_loss(s_logits, t_logits, args.temperature)
+        y = hard[idx].to(device)
+        if args.ce_weight > 0 and not mixed and (y >= 0).any():
+            loss = loss + args.ce_weight * F.cross_entropy(s_logits[y >= 0], y[y >= 0])
+        if not torch.isfinite(loss):
+            raise ValueError(
+                f"distillation diverged: loss {loss.item()} at step {step}; lower --lr"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
+        bar.update(1)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{loss_avg:.3f}", lr=f"{lr:.2g}")
+        if step % eval_steps == 0 or step == steps:
+            point = {"samples": step * args.batch_size, "loss": round(loss_avg, 5)}
+            point["seconds"] = round(elapsed_before + time.time() - t_start, 1)
+            for src, fs, labels in holdouts:
+                point[Path(src).name] = holdout_metrics(student, teacher, fs, labels, device)
+            curve.append(point)
+            with open(log_path, "a") as f:
+                f.write(json.dumps(point) + "\n")
+            if progress:
+                shown = {k: v["agreement"] for k, v in point.items() if isinstance(v, dict)}
+                tqdm.write(f"{point['samples']} samples: loss {loss_avg:.3f}, agreement {shown}")
+            state = {
+                "model": student.state_dict(),
+                "optimizer": opt.state_dict(),
+                "generator": g.get_state(),
+                "step": step,
+                "curve": json.dumps(curve),
+                "elapsed": elapsed_before + time.time() - t_start,
+                "loss_avg": loss_avg,
+                "args": json.dumps(dataclasses.asdict(args)),
+            }
+            _atomic_write(resume_path, lambda tmp, s=state: torch.save(s, tmp))
+    bar.close()
+    return _write_card(args, student, wnids, bank_sets, holdouts, curve, t_start, elapsed_before)
+
+
+def _one_cycle(step: int, total: int, peak: float, warmup: float) -> float:
+    w = max(1, int(total * warmup))
+    if step < w:
+        return peak * (step + 1) / w
+    t = (step - w) / max(1, total - w)
+    return peak * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _read_state(path: Path, args: DistillArgs) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(
+            f"{path}: not a distillation resume state ({type(err).__name__})"
+        ) from None
+    saved = json.loads(state.get("args", "{}"))
+    run_only = {"device", "threads", "resume", "eval_every"}
+    diff = {k: (saved.get(k), v) for k, v in dataclasses.asdict(args).items()
+            if k not in run_only and saved.get(k, v) != v}  # fmt: skip
+    if diff:
+        raise ValueError(
+            f"{path}: --resume with a different recipe ("
+            + "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in diff.items())
+            + ")"
+        )
+    return state
+
+
+def _write_card(args, student, wnids, bank_sets, holdouts, curve, t_start, elapsed_before):
+    from .train import code_version, hardware
+
+    wall = elapsed_before + time.time() - t_start
+    metrics = curve[-1] if curve else {}
+    card = {
+        "teacher": {
+            "model": TEACHER,
+            "package": student.cfg.extra.get("pretrained"),
+            "part": "blocks 11-15 + head, on the student's own trunk features",
+        },
+        "wnids": wnids,
+        "dataset": {
+            "pool": [fs.describe() for fs in bank_sets],
+            "holdout": [fs.describe() for _, fs, _ in holdouts],
+        },
+        "distillation": {
+            "temperature": args.temperature,
+            "ce_weight": args.ce_weight,
+            "views": "random-resized crops of the trunk's feature map (area "
+            f"{args.min_scale}-1, aspect 3/4-4/3) + flips, MixUp/CutMix with p={args.mix}",
+            "samples": (curve[-1]["samples"] if curve else 0),
+            "bank_size": args.bank_size,
+        },
+        "recipe": dataclasses.asdict(args),
+        "learning_curve": curve,
+        "metrics": {"holdout": {k: v for k, v in metrics.items() if isinstance(v, dict)}},
+        "eval": {"flip_tta": False},
+        "finished": True,
+        "train_seconds": round(wall, 1),
+        "hardware": hardware(),
+        "command": shlex.join(["vt-explorer", *sys.argv[1:]]),
+        "code_version": code_version(),
+        "torch_version": torch.__version__,
+    }
+    save_checkpoint(student.to("cpu").eval(), args.out, card, resize="center_crop")
+    Path(args.out).with_name(Path(args.out).name + ".resume.pt").unlink(missing_ok=True)
+    return card
+
+
+def parse_sources(values: Sequence[str]) -> list[str]:
+    """Check each source path exists (folders or archives); DatasetError naming a missing one."""
+    from .data import check_source
+
+    return [str(check_source(v)) for v in values]
