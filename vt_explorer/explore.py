@@ -14,7 +14,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .analysis import DeletionResult, TokenStats, deletion_curves, token_stats
+from .analysis import (
+    DeletionResult,
+    TokenStats,
+    ablation_applies,
+    deletion_curves,
+    token_stats,
+)
 from .checkpoint import LoadedCheckpoint, checkpoint_dir, list_checkpoints  # noqa: F401 (re-exported)
 from .data import check_viewable
 from .model.trace import Trace
@@ -85,7 +91,7 @@ def analyse(ck: LoadedCheckpoint, img: Image.Image, name: str = "image") -> Imag
     probs = trace.probabilities[0].cpu().numpy()
     views = module_views(trace, 0, ck.model)
     deletion = None
-    if views and hasattr(ck.model, "head_norm") and not trace.class_token:
+    if views and ablation_applies(ck.model, trace):
         deletion = deletion_curves(ck.model, trace, 0)
     return ImageAnalysis(
         name,

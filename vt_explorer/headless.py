@@ -20,6 +20,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .analysis import (
+    ablation_applies,
     deletion_curves,
     entropy_ratio,
     foreground_share,
@@ -253,7 +254,7 @@ def _explain_one(
         fg = foreground_share(v.maps, mask) if mask is not None else None
         summary["modules"].append({"kind": v.kind, "tokens": _token_rows(v, fg)})
     deletion = None
-    if views and opts.deletion and hasattr(ck.model, "head_norm") and not trace.class_token:
+    if views and opts.deletion and ablation_applies(ck.model, trace):
         deletion = deletion_curves(ck.model, trace, i, random_orders=opts.random_orders)
         summary["faithfulness"] = {
             "deletion_score": round(deletion.score, 6),

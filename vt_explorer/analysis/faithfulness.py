@@ -25,10 +25,16 @@ from ..model.trace import Trace
 from .maps import semantic_groups, token_entropy, upsample
 
 
+def ablation_applies(model: nn.Module, trace: Trace) -> bool:
+    """Whether token ablation means something for this model and trace: VT modules, a
+    token-average classifier (the model's ``token_ablation``), no class token."""
+    return bool(trace.modules) and not trace.class_token and getattr(model, "token_ablation", False)
+
+
 def _check_ablatable(model: nn.Module, trace: Trace) -> None:
     if not trace.modules:
         raise ValueError("token ablation needs a VT model (this model has no visual tokens)")
-    if trace.class_token or not hasattr(model, "head_norm") or not hasattr(model, "vt"):
+    if not ablation_applies(model, trace):
         raise ValueError("token ablation needs a token-average classifier (VT-ResNet, VT-Lite0)")
 
 
@@ -44,7 +50,6 @@ def ablated_probabilities(
     _check_ablatable(model, trace)
     if keep.ndim != 2 or not bool(keep.any(1).all()):
         raise ValueError("keep must be (R, L) with at least one kept token per row")
-    module = model.vt.blocks[-1]
     tokens_in = trace.modules[-1].tokens_in[i].detach().float()  # (L, C_T)
     keep = keep.to(tokens_in.device)
     out = torch.empty(len(keep))
@@ -52,8 +57,7 @@ def ablated_probabilities(
     for n in counts.unique().tolist():  # rows keeping the same number of tokens run as a batch
         rows = (counts == n).nonzero().flatten()
         idx = torch.stack([r.nonzero().flatten() for r in keep[rows]])  # (R', n)
-        t, _ = module.transformer(tokens_in[idx])
-        logits = model.fc(model.head_norm(t.mean(1)))
+        logits = model.logits_from_last_tokens_in(tokens_in[idx])
         out[rows.cpu()] = torch.softmax(logits.float(), -1)[:, class_index].cpu()
     return out
 
@@ -126,24 +130,11 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def randomisation_steps(model: nn.Module) -> list[tuple[str, list[str]]]:
-    """Layers in the order the cascading randomisation resets them: top (classifier) first,
-    then each VT module from the last, its parts from the projector down, then the trunk
-    from its last stage down. Each step is (name, parameter-name prefixes)."""
-    steps: list[tuple[str, list[str]]] = [("classifier", ["fc.", "head_norm."])]
-    for k in reversed(range(len(model.vt.blocks))):
-        for part in ("projector", "transformer", "tokenizer"):
-            if getattr(model.vt.blocks[k], part, None) is not None:
-                steps.append((f"vt{k}.{part}", [f"vt.blocks.{k}.{part}."]))
-    names = [n for n, _ in model.named_parameters()]
-    if any(n.startswith("_blocks.") for n in names):  # Lite0 trunk
-        nblocks = len(model._blocks)
-        steps += [(f"block{b}", [f"_blocks.{b}."]) for b in reversed(range(nblocks))]
-        steps.append(("stem", ["_conv_stem.", "_bn0."]))
-    else:  # ResNet trunk
-        layers = sorted({n.split(".")[0] for n in names if n.startswith("layer")}, reverse=True)
-        steps += [(layer, [f"{layer}."]) for layer in layers]
-        steps.append(("stem", ["conv1.", "bn1."]))
-    return steps
+    """Layers in the order the cascading randomisation resets them, from the model's own
+    ``randomisation_groups()``: top (classifier) first, then each VT module from the last,
+    its parts from the projector down, then the trunk from its last stage down. Each step
+    is (name, parameter-name prefixes)."""
+    return model.randomisation_groups()
 
 
 @dataclass
@@ -202,15 +193,17 @@ def randomisation_check(
     """Cascade-randomise a copy of ``model`` from the top down and correlate its maps with
     the trained model's on ``images`` (1, 3, S, S). ``max_steps`` stops early (trunks are
     deep; the VT layers come first)."""
-    if not hasattr(model, "vt"):
-        raise ValueError("the randomisation check needs a VT model")
     # everything happens on a private copy with a private generator: the shared model (one
     # per server process, used by every visitor's thread) and torch's global RNG are never
     # touched, so the result depends only on (image, model, seed)
+    if not hasattr(model, "trace"):
+        raise ValueError("the randomisation check needs a traced VT classifier")
     rand = copy.deepcopy(model).eval()
     ref = [
         m.tokenizer_attention[0].detach().float().cpu().numpy() for m in rand.trace(images).modules
     ]
+    if not ref:
+        raise ValueError("the randomisation check needs a VT model (no token maps to compare)")
     g = torch.Generator().manual_seed(seed)
     steps = randomisation_steps(rand)[:max_steps]
     names, rows = [], []

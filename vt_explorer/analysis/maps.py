@@ -68,10 +68,13 @@ def token_contributions(model: nn.Module, tokens: torch.Tensor, class_index: int
     """
     with torch.no_grad():
         t = tokens.float()
-        full = model.fc(model.head_norm(t.mean(0)))[class_index]
         n = t.shape[0]
-        rest = (t.sum(0, keepdim=True) - t) / max(n - 1, 1)  # mean of the others, per token
-        ablated = model.fc(model.head_norm(rest))[:, class_index]
+        full = model.forward_head(t[None])[0, class_index]
+        if n == 1:
+            return np.zeros(1, dtype=np.float32)
+        keep = ~torch.eye(n, dtype=torch.bool, device=t.device)  # row l: every token but l
+        others = t[None].expand(n, n, -1)[keep].view(n, n - 1, -1)
+        ablated = model.forward_head(others)[:, class_index]
         return (full - ablated).cpu().numpy()
 
 
@@ -103,7 +106,12 @@ def token_stats(
     ent, uni = token_entropy(maps)
     contrib = None
     last = module == len(trace.modules) - 1
-    if model is not None and last and hasattr(model, "head_norm") and not trace.class_token:
+    if (
+        model is not None
+        and last
+        and getattr(model, "token_ablation", False)
+        and not trace.class_token
+    ):
         pred = int(trace.logits[i].detach().argmax())
         contrib = token_contributions(model, m.tokens[i].detach(), pred)
     return TokenStats(share, mass, ent, uni, contrib)

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .classifier import TokenAverageHead, TracedClassifier, init_weights
 from .config import ModelConfig
-from .resnet import TracedClassifier
 from .trace import Trace
 from .vt import VTStage
 
@@ -193,6 +193,16 @@ class _Lite0Trunk(TracedClassifier):
             x = block(x)
         return x
 
+    def _init_weights(self) -> None:
+        """torchvision's initialisation (:func:`~vt_explorer.model.classifier.init_weights`)."""
+        init_weights(self)
+
+    def _trunk_randomisation_groups(self) -> list[tuple[str, list[str]]]:
+        """The MBConv blocks from the last down, then the stem."""
+        n = len(self._blocks)
+        blocks = [(f"block{b}", [f"_blocks.{b}."]) for b in reversed(range(n))]
+        return [*blocks, ("stem", ["_conv_stem.", "_bn0."])]
+
     def trunk_keys(self) -> list[str]:
         """State-dict keys of the stem and the kept blocks (the part pretrained weights fill)."""
         return [k for k in self.state_dict() if k.startswith(("_conv_stem", "_bn0", "_blocks"))]
@@ -247,7 +257,7 @@ class EfficientNetLite0(_Lite0Trunk):
         return {"trunk": ["_conv_stem", "_bn0", "_blocks"], "head": ["_conv_head", "_bn1", "_fc"]}
 
 
-class VTLite0(_Lite0Trunk):
+class VTLite0(TokenAverageHead, _Lite0Trunk):
     """VT-Lite0: Lite0's stem and blocks 0-10 (stride 16, C = 112), then a VT stage
     (filter tokenizer, then ``cfg.vt.variant``), then the token-average classifier.
 
@@ -301,8 +311,15 @@ class VTLite0(_Lite0Trunk):
     def head(self, features: Tensor, need_weights: bool = False) -> Trace:
         """The VT stage and classifier on trunk features (B, C, H, W) (cached or fresh)."""
         _, tokens, traces = self.vt(self.feature_norm(features), need_weights)
-        logits = self.fc(self.head_norm(tokens.mean(dim=1)))
-        return Trace(logits=logits, modules=traces)
+        return Trace(logits=self.forward_head(tokens), modules=traces)
+
+    def randomisation_groups(self) -> list[tuple[str, list[str]]]:
+        """Classifier, VT modules from the last (parts from the projector down), the
+        feature BatchNorm, the trunk's blocks from the last, stem."""
+        groups = self.vt_randomisation_groups()
+        if isinstance(self.feature_norm, nn.BatchNorm2d):
+            groups.append(("feature_norm", ["feature_norm."]))
+        return [*groups, *self._trunk_randomisation_groups()]
 
     def _run(self, images: Tensor, need_weights: bool) -> Trace:
         return self.head(self.features(images), need_weights)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .classifier import TokenAverageHead, TracedClassifier, init_weights
 from .config import ModelConfig
 from .trace import Trace
 from .vt import VTStage
@@ -120,13 +121,8 @@ class ResNetTrunk(nn.Module):
         return cin
 
     def _init_weights(self) -> None:
-        """torchvision's initialisation: Kaiming (fan-out) convs, BN weight 1 / bias 0."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        """torchvision's initialisation (:func:`~vt_explorer.model.classifier.init_weights`)."""
+        init_weights(self)
 
     def _run_trunk(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -140,24 +136,13 @@ class ResNetTrunk(nn.Module):
             stages[f"layer{i + 1}"] = [f"layer{i + 1}"]
         return stages
 
-
-class TracedClassifier(ResNetTrunk):
-    """A classifier whose ``_run(images, need_weights)`` returns a :class:`Trace`:
-    ``forward`` takes the fused path and returns logits, ``trace`` the explicit one."""
-
-    def _run(self, images: Tensor, need_weights: bool) -> Trace:
-        raise NotImplementedError
-
-    def forward(self, images: Tensor) -> Tensor:
-        """(B, 3, S, S) normalised images -> (B, num_classes) logits (fused attention)."""
-        return self._run(images, need_weights=False).logits
-
-    def trace(self, images: Tensor) -> Trace:
-        """Forward pass that also returns every attention map it computed (explicit softmax)."""
-        return self._run(images, need_weights=True)
+    def _trunk_randomisation_groups(self) -> list[tuple[str, list[str]]]:
+        """The conv stages from the last down, then the stem."""
+        layers = [(f"layer{i}", [f"layer{i}."]) for i in range(self.num_stages, 0, -1)]
+        return [*layers, ("stem", ["conv1.", "bn1."])]
 
 
-class VTResNet(TracedClassifier):
+class VTResNet(TokenAverageHead, ResNetTrunk, TracedClassifier):
     """ResNet classifier; with ``cfg.vt`` its last stage is a VT stage (VT_PAPER.md section 5).
 
     Shapes: images (B, 3, S, S) -> logits (B, num_classes). Conv: features after the last
@@ -187,8 +172,14 @@ class VTResNet(TracedClassifier):
         if self.cfg.vt is None:
             return Trace(logits=self.fc(self.avgpool(x).flatten(1)))
         _, tokens, traces = self.vt(x, need_weights)
-        logits = self.fc(self.head_norm(tokens.mean(dim=1)))
-        return Trace(logits=logits, modules=traces)
+        return Trace(logits=self.forward_head(tokens), modules=traces)
+
+    def randomisation_groups(self) -> list[tuple[str, list[str]]]:
+        """Classifier, VT modules from the last (parts from the projector down), conv
+        stages from the last, stem."""
+        if self.cfg.vt is None:
+            return [("classifier", ["fc."]), *self._trunk_randomisation_groups()]
+        return [*self.vt_randomisation_groups(), *self._trunk_randomisation_groups()]
 
     def stage_modules(self) -> dict[str, list[str]]:
         """Top-level children grouped by stage, for per-stage parameter and FLOP counts."""

@@ -13,14 +13,15 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from .classifier import TracedClassifier
 from .config import ModelConfig
-from .resnet import ResNetTrunk, TracedClassifier
+from .resnet import ResNetTrunk
 from .tokenizer import FilterTokenizer
 from .trace import Trace, VTModuleTrace
 from .transformer import TokenTransformer
 
 
-class SeedViTResNet(TracedClassifier):
+class SeedViTResNet(ResNetTrunk, TracedClassifier):
     """The seed design with shared tokenizer weights (any batch size, one image included).
 
     Shapes: images (B, 3, 32, 32) -> X (B, 64, 8, 8) -> tokens (B, L, C_T) ->
@@ -59,6 +60,15 @@ class SeedViTResNet(TracedClassifier):
             return Trace(logits=logits)
         mod = VTModuleTrace("filter", attn, token_attn, None, tokens0, t)
         return Trace(logits=logits, modules=[mod], class_token=True)
+
+    def randomisation_groups(self) -> list[tuple[str, list[str]]]:
+        """Classifier, transformer (with class token and positions), tokenizer, trunk."""
+        return [
+            ("classifier", ["fc."]),
+            ("transformer", ["transformer.", "cls_token", "pos_embedding"]),
+            ("tokenizer", ["tokenizer."]),
+            *self._trunk_randomisation_groups(),
+        ]
 
     def stage_modules(self) -> dict[str, list[str]]:
         """Top-level children grouped by stage."""
