@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -22,10 +21,7 @@ import pandas as pd
 import streamlit as st
 
 from vt_explorer.analysis import (
-    projector_groups,
-    propagated_maps,
     randomisation_check,
-    semantic_groups,
 )
 from vt_explorer.checkpoint import (
     CheckpointError,
@@ -41,8 +37,6 @@ from vt_explorer.examples import example_images
 from vt_explorer.explore import (
     ImageAnalysis,
     analyse,
-    analysis_arrays,
-    distinct_tokens,
     npz_bytes,
 )
 from vt_explorer.headless import parse_token_statistics, read_token_statistics
@@ -435,7 +429,7 @@ def show_module(a: ImageAnalysis, k: int, uid: str) -> None:
             f"maps-{uid}",
         )
     with t_groups:
-        labels, share = semantic_groups(maps)
+        labels, share = v.groups, v.stats.share
         st.caption("Each pixel coloured by the token that claims it most (relative to its peak).")
         st.image(grouped(a.image, labels), width=360)
         pal = palette(n)
@@ -458,7 +452,7 @@ def show_module(a: ImageAnalysis, k: int, uid: str) -> None:
         if v.projector is None:
             st.info("This module has no projector: the classifier reads its tokens directly.")
         else:
-            plabels, mass = projector_groups(v.projector)
+            plabels, mass = v.projector_labels, v.stats.mass
             st.caption(
                 "For each pixel, the token it reads back from most (eq. 5 softmax over tokens)."
             )
@@ -496,10 +490,7 @@ def show_module(a: ImageAnalysis, k: int, uid: str) -> None:
         )  # fmt: skip
     with t_prop:
         st.caption("Maps after the transformer mixes them: A_hat[l] = sum_l' W[l, l'] A[l'].")
-        att = v.token_attention[-1]
-        if a.class_token:
-            att = att[:, 1:, 1:] / att[:, 1:, 1:].sum(-1, keepdims=True)
-        prop = propagated_maps(maps, att)
+        prop = v.propagated
         cols = st.columns(8)
         for i in range(n):
             cols[i % 8].image(
@@ -546,7 +537,7 @@ def show_faithfulness(a: ImageAnalysis, path: str, name: str, data: bytes, diges
         "predicted class's probability; compare with random orders. A score above 0 means "
         "the tokens the map calls important matter more than chance."
     )
-    counts = [distinct_tokens(m.maps) for m in a.modules]
+    counts = [m.distinct for m in a.modules]
     cols = st.columns(len(counts))
     for i, (col, c) in enumerate(zip(cols, counts, strict=True)):
         col.metric(f"distinct maps, module {i + 1}", f"{c} of {len(a.modules[i].maps)}")
@@ -604,9 +595,7 @@ def show_model(path: str, name: str, data: bytes, digest: str, uid: str) -> Imag
     with st.expander("Filter vs recurrent: every module's semantic groups side by side"):
         cols = st.columns(len(a.modules))
         for i, (col, m) in enumerate(zip(cols, a.modules, strict=True)):
-            col.image(
-                grouped(a.image, semantic_groups(m.maps)[0]), caption=labels[i], width="stretch"
-            )
+            col.image(grouped(a.image, m.groups), caption=labels[i], width="stretch")
     return a
 
 
@@ -663,45 +652,35 @@ def show_image(idx: int, name: str, data: bytes, digest: str) -> None:
         st.caption(
             f"The two models {verdict}: {short(models[0])} says {ca} ({pa:.1%}), {short(models[1])} says {cb} ({pb:.1%})."
         )
-    a0 = results[0]
+    for j, (path, a) in enumerate(zip(models, results, strict=True)):
+        if a is not None:
+            image_downloads(a, short(path), f"{idx}-{j}")
+
+
+def image_downloads(a: ImageAnalysis, model: str, uid: str) -> None:
+    """NPZ, JSON and report of one image under one model, named after both."""
+    stem = f"{Path(a.name).stem}-{model}"
     c1, c2, c3 = st.columns(3)
     c1.download_button(
-        "Arrays of this image (NPZ)",
-        lambda a=a0: npz_bytes(analysis_arrays(a.probs, a.modules, a.image, a.deletion)),
-        file_name=f"{name}-{short(models[0])}.npz",
+        f"Arrays, {model} (NPZ)",
+        lambda: npz_bytes(a.to_arrays()),
+        file_name=f"{stem}.npz",
         mime="application/octet-stream",
-        key=f"dl-npz-{idx}",
+        key=f"dl-npz-{uid}",
     )
     c2.download_button(
-        "Arrays of this image (JSON)",
-        lambda a=a0: json.dumps(
-            {
-                k: v.tolist()
-                for k, v in analysis_arrays(a.probs, a.modules, None, a.deletion).items()
-            }
-            | {"classes": a.classes, "kinds": [m.kind for m in a.modules]}
-        ),
-        file_name=f"{name}-{short(models[0])}.json",
+        f"Arrays, {model} (JSON)",
+        a.json_bytes,
+        file_name=f"{stem}.json",
         mime="application/json",
-        key=f"dl-json-{idx}",
+        key=f"dl-json-{uid}",
     )
     c3.download_button(
-        "One-page report (PNG)",
-        lambda a=a0: fig_export.report_figure(
-            f"{a.name} - {short(models[0])}",
-            a.image,
-            a.classes,
-            a.probs,
-            [m.maps for m in a.modules],
-            [m.token_attention[0] if m.token_attention else np.zeros(0) for m in a.modules],
-            [m.kind for m in a.modules],
-            cmap,
-            alpha,
-            a.deletion,
-        ),
-        file_name=f"{name}-{short(models[0])}-report.png",
+        f"One-page report, {model} (PNG)",
+        lambda: a.report(f"{a.name} - {model}", cmap, alpha),
+        file_name=f"{stem}-report.png",
         mime="image/png",
-        key=f"dl-report-{idx}",
+        key=f"dl-report-{uid}",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -127,18 +128,48 @@ def test_distinct_tokens_counts_collapsed_maps_once() -> None:
 
 def test_analysis_arrays_round_trip_through_npz() -> None:
     from vt_explorer.checkpoint import LoadedCheckpoint
-    from vt_explorer.explore import analysis_arrays, npz_bytes
+    from vt_explorer.explore import npz_bytes
 
     model = create_model("vt_resnet20").eval()
     pre = Preprocess(32, model.cfg.mean, model.cfg.std)
     ck = LoadedCheckpoint(model=model, card={"classes": list("abcdefghij")}, preprocess=pre,
                           config=model.cfg)  # fmt: skip
     a = analyse(ck, make_image((10, 200, 10), 64))
-    arrays = analysis_arrays(a.probs, a.modules, a.image, a.deletion)
+    arrays = a.to_arrays()
     import io
 
     back = np.load(io.BytesIO(npz_bytes(arrays)))
     assert set(back.files) == set(arrays)
     np.testing.assert_array_equal(back["m1_maps"], a.modules[1].maps)
     assert "m2_projector" not in back.files and "deletion_curve" in back.files
-    assert a.tile.shape[0] <= 224 and a.image.shape[:2] == (64, 64)
+    # views are drawn on the image enlarged (nearest) to about 224 px; grids on <= 224 px
+    assert a.tile.shape[0] <= 224 and a.image.shape[:2] == (192, 192)
+
+
+@pytest.mark.parametrize(
+    "config,overrides", [("vt_resnet20", {"depth": 2}), ("vit_resnet_seed", {})]
+)
+def test_what_the_app_shows_is_what_explain_writes(tmp_path, config, overrides) -> None:
+    """The drift test: for one image, every array of the app's analysis equals the array
+    `vt-explorer explain` writes, for a module with two transformer layers and for the seed
+    design's class token (propagated maps included: one rule, the last layer)."""
+    from vt_explorer.checkpoint import load_checkpoint, save_checkpoint
+    from vt_explorer.cli import main
+
+    save_checkpoint(create_model(config, **overrides), tmp_path / "ck")
+    ck = load_checkpoint(tmp_path / "ck")
+    (tmp_path / "imgs").mkdir()
+    make_image((200, 40, 10), 48, seed=5).save(tmp_path / "imgs" / "one.png")
+    out = tmp_path / "out"
+    argv = ["explain", str(tmp_path / "imgs"), "-c", str(tmp_path / "ck"), "--out", str(out)]
+    assert main([*argv, "--no-figures"]) == 0
+    written = np.load(out / "one" / "ck" / "arrays.npz")
+    from PIL import Image
+
+    shown = analyse(ck, Image.open(tmp_path / "imgs" / "one.png"), "one").to_arrays()
+    assert set(written.files) == set(shown)
+    for k, v in shown.items():
+        np.testing.assert_array_equal(written[k], v, err_msg=k)
+    assert any(k.endswith("_propagated") for k in shown)
+    if overrides.get("depth") == 2:
+        assert "m1_token_attention_l1" in shown

@@ -1,14 +1,26 @@
-"""What the app shows for one image and one checkpoint, computed once (no Streamlit here).
+"""One image under one checkpoint: every number and array any view shows, computed once.
 
-``analyse(checkpoint, image)`` runs the model's trace a single time and turns everything
-the views need into numpy arrays; the app caches the result, so changing a view (token,
-module, head, colour map, opacity) never reruns the model.
+``analyse(checkpoint, image)`` traces the image a single time and builds an
+:class:`ImageAnalysis`; ``analyse_batch`` does the same for many images in batched traces
+(``vt-explorer explain``). The app and the CLI only draw from it, so what a user exports
+is what they saw, by construction: :meth:`ImageAnalysis.to_arrays` (NPZ),
+:meth:`ImageAnalysis.to_json` and :meth:`ImageAnalysis.report` are the exports of both.
+
+Module numbering is 0-based everywhere a machine reads it (``m0_maps`` in arrays, module
+0 in JSON) and shown 1-based to people ("module 1" in the app and figures).
+
+Propagated maps (the paper's Fig. 6, second row), one rule: the maps are mixed by the
+attention of the module's **last** transformer layer (the one whose output the module
+passes on), averaged over heads; with a class token its row and column are dropped and the
+rows renormalised over the visual tokens.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +31,9 @@ from .analysis import (
     TokenStats,
     ablation_applies,
     deletion_curves,
+    projector_groups,
+    propagated_maps,
+    semantic_groups,
     token_stats,
 )
 from .checkpoint import LoadedCheckpoint, checkpoint_dir, list_checkpoints  # noqa: F401 (re-exported)
@@ -26,26 +41,43 @@ from .data import check_viewable
 from .model.trace import Trace
 
 DISPLAY_SIDE = 448  # longest side of the image the views are drawn on
+MIN_DISPLAY_SIDE = 224  # smaller images are enlarged (nearest neighbour) to about this
 TILE_SIDE = 224  # longest side of the small copies the grids of 16 overlays are drawn on
 
 
 @dataclass
 class ModuleView:
-    """One VT module's arrays for one image (shapes as in VTModuleTrace, batch removed)."""
+    """One VT module's arrays for one image (shapes as in VTModuleTrace, batch removed).
+
+    Attributes:
+        kind: "filter" or "recurrent" tokenizer.
+        maps: (L, h, w) tokenizer attention (eq. 1/2 softmax over pixels).
+        token_attention: per transformer layer (heads, L', L'); L' = L + 1 with a class token.
+        projector: (L, h, w) eq. 5 weights (sum to 1 over L per pixel), or None.
+        stats: per-token share, mass, entropy and contribution.
+        groups: (h, w) int, the token that claims each pixel (semantic groups).
+        projector_labels: (h, w) int, the token each pixel reads back from most, or None.
+        propagated: (L, h, w) maps after the transformer (module docstring's rule), or None.
+        distinct: how many of the L maps differ (:func:`distinct_tokens`).
+    """
 
     kind: str
-    maps: np.ndarray  # (L, h, w) tokenizer attention
-    token_attention: list[np.ndarray]  # per layer (heads, L', L')
-    projector: np.ndarray | None  # (L, h, w) or None
+    maps: np.ndarray
+    token_attention: list[np.ndarray]
+    projector: np.ndarray | None
     stats: TokenStats
+    groups: np.ndarray
+    projector_labels: np.ndarray | None
+    propagated: np.ndarray | None
+    distinct: int
 
 
 @dataclass
 class ImageAnalysis:
-    """Everything the views of one image under one checkpoint need."""
+    """Everything the views and exports of one image under one checkpoint need."""
 
     name: str
-    image: np.ndarray  # (H, W, 3) uint8, downscaled for display
+    image: np.ndarray  # (H, W, 3) uint8: at most DISPLAY_SIDE, at least ~MIN_DISPLAY_SIDE
     classes: list[str]
     probs: np.ndarray  # (K,)
     modules: list[ModuleView] = field(default_factory=list)
@@ -64,6 +96,114 @@ class ImageAnalysis:
         i = int(self.probs.argmax())
         return self.classes[i], float(self.probs[i])
 
+    def to_arrays(self, image: bool = True) -> dict[str, np.ndarray]:
+        """Every array of the analysis, named for an ``.npz`` file: ``probabilities``; per
+        module k (0-based) ``m{k}_maps``, ``m{k}_token_attention_l{j}``, ``m{k}_projector``,
+        ``m{k}_groups``, ``m{k}_projector_groups``, ``m{k}_propagated``, ``m{k}_share``,
+        ``m{k}_mass``, ``m{k}_entropy``, ``m{k}_contribution``; the deletion curves; and
+        (``image``) the image the views are drawn on."""
+        arrays: dict[str, np.ndarray] = {"probabilities": self.probs}
+        for k, v in enumerate(self.modules):
+            arrays[f"m{k}_maps"] = v.maps
+            for j, att in enumerate(v.token_attention):
+                arrays[f"m{k}_token_attention_l{j}"] = att
+            arrays[f"m{k}_groups"] = v.groups
+            if v.projector is not None:
+                arrays[f"m{k}_projector"] = v.projector
+                arrays[f"m{k}_projector_groups"] = v.projector_labels
+            if v.propagated is not None:
+                arrays[f"m{k}_propagated"] = v.propagated
+            arrays[f"m{k}_share"] = v.stats.share
+            arrays[f"m{k}_mass"] = v.stats.mass
+            arrays[f"m{k}_entropy"] = v.stats.entropy
+            if v.stats.contribution is not None:
+                arrays[f"m{k}_contribution"] = v.stats.contribution
+        if self.deletion is not None:
+            arrays["deletion_curve"] = self.deletion.curve
+            arrays["deletion_random_curve"] = self.deletion.random_curve
+            arrays["deletion_single_token_drop"] = self.deletion.single
+        if image:
+            arrays["image"] = self.image
+        return arrays
+
+    def to_json(self, top: int = 5) -> dict[str, Any]:
+        """The numbers of the analysis as JSON-ready data: the top predictions, per module
+        (0-based) its kind, distinct maps and per-token rows, and the deletion result."""
+        order = np.argsort(-self.probs)[:top]
+        out: dict[str, Any] = {
+            "image": self.name,
+            "classes": list(self.classes),
+            "predictions": [
+                {"class": self.classes[j], "probability": round(float(self.probs[j]), 6)}
+                for j in order
+            ],
+            "modules": [
+                {
+                    "module": k,
+                    "kind": v.kind,
+                    "distinct_maps": v.distinct,
+                    "tokens": token_rows(v.stats),
+                }
+                for k, v in enumerate(self.modules)
+            ],
+        }
+        d = self.deletion
+        if d is not None:
+            out["faithfulness"] = {
+                "deletion_score": round(d.score, 6),
+                "importance_order": d.order.tolist(),
+                "deletion_curve": np.round(d.curve, 6).tolist(),
+                "random_curve": np.round(d.random_curve, 6).tolist(),
+                "single_token_drop": np.round(d.single, 6).tolist(),
+            }
+        return out
+
+    def json_bytes(self) -> bytes:
+        """:meth:`to_json` plus every array as lists (the app's JSON download)."""
+        data = self.to_json()
+        data["arrays"] = {k: v.tolist() for k, v in self.to_arrays(image=False).items()}
+        return json.dumps(data).encode()
+
+    def report(self, title: str, cmap: str = "jet", alpha: float = 0.5, fmt: str = "png") -> bytes:
+        """The one-page report of this analysis (``vt_explorer.viz.export.report_figure``)."""
+        from .viz.export import report_figure
+
+        return report_figure(
+            title,
+            self.image,
+            self.classes,
+            self.probs,
+            [v.maps for v in self.modules],
+            [v.propagated for v in self.modules],
+            [(v.groups, v.stats.share) for v in self.modules],
+            [v.kind for v in self.modules],
+            cmap,
+            alpha,
+            self.deletion,
+            fmt,
+        )
+
+
+def token_rows(st: TokenStats, fg: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """One JSON row per token: share, mass, entropy (and over uniform), contribution and,
+    with ``fg``, its foreground share."""
+    ratio = st.entropy / st.uniform_entropy if st.uniform_entropy > 0 else st.entropy
+    rows = []
+    for t in range(len(st.share)):
+        row = {
+            "token": t,
+            "share": round(float(st.share[t]), 6),
+            "mass": round(float(st.mass[t]), 6),
+            "entropy": round(float(st.entropy[t]), 6),
+            "entropy_ratio": round(float(ratio[t]), 6),
+        }
+        if st.contribution is not None:
+            row["contribution"] = round(float(st.contribution[t]), 6)
+        if fg is not None:
+            row["foreground_share"] = round(float(fg[t]), 6)
+        rows.append(row)
+    return rows
+
 
 def display_image(img: Image.Image, side: int = DISPLAY_SIDE, min_side: int = 0) -> np.ndarray:
     """(H, W, 3) uint8 copy whose longest side is at most ``side`` pixels; an image whose
@@ -80,57 +220,98 @@ def display_image(img: Image.Image, side: int = DISPLAY_SIDE, min_side: int = 0)
     return np.asarray(im, dtype=np.uint8).copy()
 
 
-def analyse(ck: LoadedCheckpoint, img: Image.Image, name: str = "image") -> ImageAnalysis:
-    """Run ``ck``'s model once on ``img`` (preprocessed as its card says) and collect views.
-    ValueError naming ``name`` for an image too thin to show (:func:`~vt_explorer.data.check_viewable`)."""
-    check_viewable(img, name)
-    device = next(ck.model.parameters()).device
-    x = ck.preprocess(img)[None].to(device).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        trace = ck.model.trace(x)
-    probs = trace.probabilities[0].cpu().numpy()
-    views = module_views(trace, 0, ck.model)
-    deletion = None
-    if views and ablation_applies(ck.model, trace):
-        deletion = deletion_curves(ck.model, trace, 0)
+def mixing_matrix(token_attention: list[np.ndarray], class_token: bool) -> np.ndarray | None:
+    """The (L, L) matrix the propagated maps use (module docstring): the last layer's
+    attention averaged over heads, without a class token's row and column, rows
+    renormalised. None for a module without token attention."""
+    if not token_attention:
+        return None
+    w = token_attention[-1].mean(0)
+    if class_token:
+        w = w[1:, 1:]
+        w = w / np.maximum(w.sum(-1, keepdims=True), 1e-12)
+    return w
+
+
+def module_views(trace: Trace, i: int, model: torch.nn.Module | None = None) -> list[ModuleView]:
+    """Image ``i`` of a (batched) trace as one :class:`ModuleView` per VT module."""
+    views = []
+    for k, m in enumerate(trace.modules):
+        maps = m.tokenizer_attention[i].detach().float().cpu().numpy()
+        attention = [a[i].detach().float().cpu().numpy() for a in m.token_attention]
+        projector = None
+        if m.projector_attention is not None:
+            projector = m.projector_attention[i].detach().float().cpu().numpy()
+        w = mixing_matrix(attention, trace.class_token)
+        views.append(
+            ModuleView(
+                kind=m.kind,
+                maps=maps,
+                token_attention=attention,
+                projector=projector,
+                stats=token_stats(trace, k, i, model),
+                groups=semantic_groups(maps)[0],
+                projector_labels=None if projector is None else projector_groups(projector)[0],
+                propagated=None if w is None else propagated_maps(maps, w),
+                distinct=distinct_tokens(maps),
+            )
+        )
+    return views
+
+
+def analyse_trace(
+    ck: LoadedCheckpoint,
+    trace: Trace,
+    i: int,
+    img: Image.Image,
+    name: str = "image",
+    deletion: bool = True,
+    random_orders: int = 8,
+) -> ImageAnalysis:
+    """The analysis of image ``i`` of an existing (batched) trace: the one constructor of
+    :class:`ImageAnalysis` that :func:`analyse` and :func:`analyse_batch` share."""
+    views = module_views(trace, i, ck.model)
+    curves = None
+    if deletion and views and ablation_applies(ck.model, trace):
+        curves = deletion_curves(ck.model, trace, i, random_orders=random_orders)
     return ImageAnalysis(
         name,
-        display_image(img),
-        ck.classes,
-        probs,
+        display_image(img, min_side=MIN_DISPLAY_SIDE),
+        list(ck.classes),
+        trace.probabilities[i].detach().float().cpu().numpy(),
         views,
         trace.class_token,
-        deletion,
+        curves,
         display_image(img, TILE_SIDE),
     )
 
 
-def analysis_arrays(
-    probs: np.ndarray,
-    views: list[ModuleView],
-    image: np.ndarray | None = None,
-    deletion: DeletionResult | None = None,
-) -> dict[str, np.ndarray]:
-    """Every array of one image's analysis, named for an ``.npz`` file: ``probabilities``,
-    per module k ``m{k}_maps``, ``m{k}_token_attention_l{j}``, ``m{k}_projector``,
-    ``m{k}_share``, ``m{k}_mass``, ``m{k}_entropy``, and the deletion curves and image."""
-    arrays: dict[str, np.ndarray] = {"probabilities": probs}
-    for k, v in enumerate(views):
-        arrays[f"m{k}_maps"] = v.maps
-        for j, att in enumerate(v.token_attention):
-            arrays[f"m{k}_token_attention_l{j}"] = att
-        if v.projector is not None:
-            arrays[f"m{k}_projector"] = v.projector
-        arrays[f"m{k}_share"] = v.stats.share
-        arrays[f"m{k}_mass"] = v.stats.mass
-        arrays[f"m{k}_entropy"] = v.stats.entropy
-    if deletion is not None:
-        arrays["deletion_curve"] = deletion.curve
-        arrays["deletion_random_curve"] = deletion.random_curve
-        arrays["deletion_single_token_drop"] = deletion.single
-    if image is not None:
-        arrays["image"] = image
-    return arrays
+def analyse(ck: LoadedCheckpoint, img: Image.Image, name: str = "image") -> ImageAnalysis:
+    """Run ``ck``'s model once on ``img`` (preprocessed as its card says) and collect views.
+    ValueError naming ``name`` for an image too thin to show (:func:`~vt_explorer.data.check_viewable`)."""
+    return analyse_batch(ck, [(name, img)])[0]
+
+
+def analyse_batch(
+    ck: LoadedCheckpoint,
+    images: list[tuple[str, Image.Image]],
+    batch_size: int = 64,
+    deletion: bool = True,
+    random_orders: int = 8,
+) -> list[ImageAnalysis]:
+    """:func:`analyse` for many (name, image) pairs, traced ``batch_size`` at a time."""
+    for name, img in images:
+        check_viewable(img, name)
+    device = next(ck.model.parameters()).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        part = images[start : start + batch_size]
+        x = torch.stack([ck.preprocess(img) for _, img in part]).to(device)
+        with torch.inference_mode():
+            trace = ck.model.trace(x.contiguous(memory_format=torch.channels_last))
+        for i, (name, img) in enumerate(part):
+            out.append(analyse_trace(ck, trace, i, img, name, deletion, random_orders))
+    return out
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -150,21 +331,3 @@ def distinct_tokens(maps: np.ndarray, tol: float = 1e-3) -> int:
         if all(np.abs(row - r).max() > tol * scale for r in reps):
             reps.append(row)
     return len(reps)
-
-
-def module_views(trace: Trace, i: int, model: torch.nn.Module | None = None) -> list[ModuleView]:
-    """Image ``i`` of a (batched) trace as one :class:`ModuleView` per VT module."""
-    views = []
-    for k, m in enumerate(trace.modules):
-        views.append(
-            ModuleView(
-                kind=m.kind,
-                maps=m.tokenizer_attention[i].detach().float().cpu().numpy(),
-                token_attention=[a[i].detach().float().cpu().numpy() for a in m.token_attention],
-                projector=None
-                if m.projector_attention is None
-                else m.projector_attention[i].detach().float().cpu().numpy(),
-                stats=token_stats(trace, k, i, model),
-            )
-        )
-    return views

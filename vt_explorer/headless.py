@@ -20,18 +20,16 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .analysis import (
-    ablation_applies,
     deletion_curves,
     entropy_ratio,
     foreground_share,
     projector_groups,
-    propagated_maps,
     randomisation_check,
     semantic_groups,
 )
 from .checkpoint import LoadedCheckpoint, load_checkpoint
-from .data import IMAGE_EXTENSIONS, decode_image, load_image_folder, normalize
-from .explore import ModuleView, analysis_arrays, display_image, module_views
+from .data import IMAGE_EXTENSIONS, check_viewable, decode_image, load_image_folder, normalize
+from .explore import ImageAnalysis, analyse_batch, token_rows
 
 TOKENS_FORMAT = "vt_explorer.tokens/1"
 
@@ -80,26 +78,6 @@ class ExplainOptions:
     batch_size: int = 64
 
 
-def _token_rows(view: ModuleView, fg: np.ndarray | None) -> list[dict[str, Any]]:
-    st = view.stats
-    ratio = st.entropy / st.uniform_entropy if st.uniform_entropy > 0 else st.entropy
-    rows = []
-    for t in range(len(st.share)):
-        row = {
-            "token": t,
-            "share": round(float(st.share[t]), 6),
-            "mass": round(float(st.mass[t]), 6),
-            "entropy": round(float(st.entropy[t]), 6),
-            "entropy_ratio": round(float(ratio[t]), 6),
-        }
-        if st.contribution is not None:
-            row["contribution"] = round(float(st.contribution[t]), 6)
-        if fg is not None:
-            row["foreground_share"] = round(float(fg[t]), 6)
-        rows.append(row)
-    return rows
-
-
 def _load_mask(folder: Path | None, stem: str) -> np.ndarray | None:
     if folder is None:
         return None
@@ -110,65 +88,42 @@ def _load_mask(folder: Path | None, stem: str) -> np.ndarray | None:
     return None
 
 
-def _write_figures(
-    folder: Path, ck_name: str, name: str, image: np.ndarray, probs: np.ndarray,
-    classes: list[str], views: list[ModuleView], deletion, opts: ExplainOptions,
-) -> list[str]:  # fmt: skip
-    from .viz.export import (
-        deletion_figure,
-        groups_figure,
-        heatmap_figure,
-        predictions_figure,
-        report_figure,
-    )
+def _write_figures(folder: Path, ck_name: str, a: ImageAnalysis, opts: ExplainOptions) -> list[str]:
+    """Every figure of one analysis, drawn from its arrays only (the app draws the same)."""
+    from .viz.export import deletion_figure, groups_figure, heatmap_figure, predictions_figure
     from .viz.figures import token_grid_png
 
     written = []
     fmts = ["png", "svg"] if opts.svg else ["png"]
     for fmt in fmts:
         files: dict[str, bytes] = {
-            f"predictions.{fmt}": predictions_figure(classes, probs, title=name, fmt=fmt)
+            f"predictions.{fmt}": predictions_figure(a.classes, a.probs, title=a.name, fmt=fmt)
         }
-        for k, v in enumerate(views):
-            title = f"{ck_name}, module {k} ({v.kind})"
+        for k, v in enumerate(a.modules):
+            title = f"{ck_name}, module {k + 1} ({v.kind})"
             files[f"m{k}_tokens.{fmt}"] = token_grid_png(
-                image, v.maps, opts.cmap, opts.alpha, title=title, fmt=fmt
+                a.image, v.maps, opts.cmap, opts.alpha, title=title, fmt=fmt
             )
-            labels, share = semantic_groups(v.maps)
             files[f"m{k}_groups.{fmt}"] = groups_figure(
-                image, labels, share, f"semantic groups, {title}", fmt
+                a.image, v.groups, v.stats.share, f"semantic groups, {title}", fmt
             )
-            if v.projector is not None:
-                plabels, pmass = projector_groups(v.projector)
+            if v.projector_labels is not None:
                 files[f"m{k}_projector.{fmt}"] = groups_figure(
-                    image, plabels, pmass, f"projector view, {title}", fmt
+                    a.image, v.projector_labels, v.stats.mass, f"projector view, {title}", fmt
                 )
             for j, att in enumerate(v.token_attention):
                 files[f"m{k}_attention_l{j}.{fmt}"] = heatmap_figure(
                     att.mean(0), f"token attention (mean of {len(att)} heads), {title}", fmt=fmt
                 )
-            if v.token_attention and v.token_attention[0].shape[-1] == len(v.maps):
-                prop = propagated_maps(v.maps, v.token_attention[0])
+            if v.propagated is not None:
                 files[f"m{k}_propagated.{fmt}"] = token_grid_png(
-                    image, prop, opts.cmap, opts.alpha, title=f"after the transformer, {title}",
-                    fmt=fmt,
+                    a.image, v.propagated, opts.cmap, opts.alpha,
+                    title=f"after the transformer, {title}", fmt=fmt,
                 )  # fmt: skip
-        if deletion is not None:
-            cls = classes[deletion.predicted]
-            files[f"deletion.{fmt}"] = deletion_figure(deletion, cls, fmt)
-        files[f"report.{fmt}"] = report_figure(
-            f"{name} - {ck_name}",
-            image,
-            classes,
-            probs,
-            [v.maps for v in views],
-            [v.token_attention[0] if v.token_attention else np.zeros((0,)) for v in views],
-            [v.kind for v in views],
-            opts.cmap,
-            opts.alpha,
-            deletion,
-            fmt,
-        )
+        if a.deletion is not None:
+            cls = a.classes[a.deletion.predicted]
+            files[f"deletion.{fmt}"] = deletion_figure(a.deletion, cls, fmt)
+        files[f"report.{fmt}"] = a.report(f"{a.name} - {ck_name}", opts.cmap, opts.alpha, fmt)
         for fname, data in files.items():
             (folder / fname).write_bytes(data)
             written.append(fname)
@@ -206,6 +161,7 @@ def explain(
     for f in files:
         try:
             img = decode_image(f.read_bytes(), str(f))
+            check_viewable(img, str(f))
         except (OSError, ValueError) as err:
             errors.append(str(err))
             continue
@@ -215,17 +171,13 @@ def explain(
     results = []
     bar = tqdm(total=len(images) * len(cks), desc="explain", unit="img", disable=not progress)
     for ck, ck_name in zip(cks, names, strict=True):
-        model = ck.model
-        dev = next(model.parameters()).device
         for start in range(0, len(images), opts.batch_size):
             batch = images[start : start + opts.batch_size]
-            x = torch.stack([ck.preprocess(im) for _, im in batch]).to(dev)
-            with torch.inference_mode():
-                trace = model.trace(x.contiguous(memory_format=torch.channels_last))
-            probs = trace.probabilities.cpu().numpy()
-            for i, (stem, img) in enumerate(batch):
-                res = _explain_one(ck, ck_name, stem, img, trace, i, probs[i], x[i], out, opts)
-                results.append(res)
+            analyses = analyse_batch(
+                ck, batch, len(batch), deletion=opts.deletion, random_orders=opts.random_orders
+            )
+            for a, (_, img) in zip(analyses, batch, strict=True):
+                results.append(_explain_one(ck, ck_name, a, img, out, opts))
                 bar.update(1)
     bar.close()
     summary = {"images": results, "errors": errors, "checkpoints": names}
@@ -234,48 +186,30 @@ def explain(
 
 
 def _explain_one(
-    ck: LoadedCheckpoint, ck_name: str, stem: str, img: Image.Image, trace, i: int,
-    probs: np.ndarray, x: torch.Tensor, out: Path, opts: ExplainOptions,
+    ck: LoadedCheckpoint, ck_name: str, a: ImageAnalysis, img: Image.Image, out: Path,
+    opts: ExplainOptions,
 ) -> dict[str, Any]:  # fmt: skip
-    views = module_views(trace, i, ck.model)
-    mask = _load_mask(opts.masks, stem)
-    folder = out / stem / _slug(ck_name)
+    """Write one analysis: summary.json (its to_json, plus foreground shares and the
+    randomisation check when asked), arrays.npz (its to_arrays), the figures."""
+    mask = _load_mask(opts.masks, a.name)
+    folder = out / a.name / _slug(ck_name)
     folder.mkdir(parents=True, exist_ok=True)
-    order = np.argsort(-probs)[:5]
-    summary: dict[str, Any] = {
-        "image": stem,
-        "checkpoint": ck_name,
-        "predictions": [
-            {"class": ck.classes[j], "probability": round(float(probs[j]), 6)} for j in order
-        ],
-        "modules": [],
-    }
-    for v in views:
-        fg = foreground_share(v.maps, mask) if mask is not None else None
-        summary["modules"].append({"kind": v.kind, "tokens": _token_rows(v, fg)})
-    deletion = None
-    if views and opts.deletion and ablation_applies(ck.model, trace):
-        deletion = deletion_curves(ck.model, trace, i, random_orders=opts.random_orders)
-        summary["faithfulness"] = {
-            "deletion_score": round(deletion.score, 6),
-            "importance_order": deletion.order.tolist(),
-            "deletion_curve": np.round(deletion.curve, 6).tolist(),
-            "random_curve": np.round(deletion.random_curve, 6).tolist(),
-            "single_token_drop": np.round(deletion.single, 6).tolist(),
-        }
-    if opts.randomisation and views:
-        rc = randomisation_check(ck.model, x[None])
+    summary = a.to_json()
+    summary["checkpoint"] = ck_name
+    del summary["classes"]
+    if mask is not None:
+        for row, v in zip(summary["modules"], a.modules, strict=True):
+            row["tokens"] = token_rows(v.stats, foreground_share(v.maps, mask))
+    if opts.randomisation and a.modules:
+        dev = next(ck.model.parameters()).device
+        rc = randomisation_check(ck.model, ck.preprocess(img)[None].to(dev))
         summary.setdefault("faithfulness", {})["randomisation"] = {
             "steps": rc.steps,
             "rank_correlation": np.round(rc.correlation, 6).tolist(),
         }
-    image = display_image(img, min_side=224)
-    arrays = analysis_arrays(probs, views, image, deletion)
-    np.savez_compressed(folder / "arrays.npz", **arrays)
+    np.savez_compressed(folder / "arrays.npz", **a.to_arrays())
     if opts.figures:
-        summary["figures"] = _write_figures(
-            folder, ck_name, stem, image, probs, ck.classes, views, deletion, opts
-        )
+        summary["figures"] = _write_figures(folder, ck_name, a, opts)
     (folder / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 

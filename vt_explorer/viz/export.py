@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from ..analysis import DeletionResult, propagated_maps
+from ..analysis import DeletionResult
 from .figures import group_image, overlay, palette
 
 FORMATS = ("png", "svg")
@@ -131,7 +131,8 @@ def report_figure(
     classes: list[str],
     probs: np.ndarray,
     maps: list[np.ndarray],
-    token_attention: list[np.ndarray],
+    propagated: list[np.ndarray | None],
+    groups: list[tuple[np.ndarray, np.ndarray]],
     kinds: list[str],
     cmap: str = "jet",
     alpha: float = 0.5,
@@ -140,13 +141,12 @@ def report_figure(
 ) -> bytes:
     """One page of an image's analysis: the image and its top-5, every module's token maps
     (first row: tokenizer maps; second: after the token transformer, Fig. 6) and
-    semantic groups, and the deletion curve when given.
+    semantic groups, and the deletion curve when given. Draws arrays only
+    (``ImageAnalysis.report`` passes its own).
 
-    maps: per module (L, h, w); token_attention: per module the first layer's
-    (heads, L, L); kinds: per module "filter"/"recurrent".
+    maps: per module (L, h, w); propagated: per module (L, h, w) or None; groups: per
+    module (labels (h, w), share (L,)); kinds: per module "filter"/"recurrent".
     """
-    from ..analysis import semantic_groups
-
     n_mod = len(maps)
     L = maps[0].shape[0] if maps else 0
     cols = max(L, 4)
@@ -173,8 +173,8 @@ def report_figure(
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6)
     for m in range(n_mod):
-        prop = propagated_maps(maps[m], token_attention[m]) if len(token_attention[m]) else None
-        labels, share = semantic_groups(maps[m])
+        prop = propagated[m]
+        labels, share = groups[m]
         # one axes per row of L tiles (not L axes): matplotlib's cost is per axes
         rows_maps = [(1, maps[m])] + ([(2, prop)] if prop is not None else [])
         for r, row_maps in rows_maps:
@@ -184,7 +184,9 @@ def report_figure(
             if r == 1:
                 w = image.shape[1] + _GAP
                 for t in range(L):
-                    ax.text(t * w + w / 2, -2, f"m{m} t{t}", fontsize=6, ha="center", va="bottom")
+                    ax.text(
+                        t * w + w / 2, -2, f"m{m + 1} t{t}", fontsize=6, ha="center", va="bottom"
+                    )
         ax = fig.add_subplot(grid[3 + 3 * m, :2])
         ax.imshow(group_image(image, labels))
         ax.axis("off")
@@ -194,7 +196,7 @@ def report_figure(
         ax.text(
             0,
             0.5,
-            f"module {m} ({kinds[m]} tokenizer): row 1 token maps, row 2 after the token "
+            f"module {m + 1} ({kinds[m]} tokenizer): row 1 token maps, row 2 after the token "
             "transformer (Fig. 6)\nlargest semantic groups: "
             + ", ".join(f"t{i} {share[i]:.0%}" for i in top),
             fontsize=7,
