@@ -284,15 +284,22 @@ def show_card(path: str) -> None:
         f"{len(card['classes'])} classes; trained on {card.get('hardware', 'unknown hardware')} "
         f"in {card.get('train_seconds', '?')} s; code {card.get('code_version', '?')}."
     )
-    if met:
-        st.metric(
-            "Top-1",
-            f"{met['accuracy']:.2%}",
-            help=f"on {met['n']} images of {card['dataset']['val']['source']}",
-        )
+    if "accuracy" in met:
+        source = ((card.get("dataset") or {}).get("val") or {}).get("source", "its test set")
+        st.metric("Top-1", f"{met['accuracy']:.2%}", help=f"on {met['n']} images of {source}")
         per = met.get("per_class") or {}
-        st.dataframe(pd.DataFrame({"accuracy": per}).T, key=f"per-{path}")
-        st.plotly_chart(confusion_heatmap(met["confusion"], met["classes"]), key=f"conf-{path}")
+        if len(per) <= 20:
+            st.dataframe(pd.DataFrame({"accuracy": per}).T, key=f"per-{path}")
+        if met.get("confusion") is not None and len(met["confusion"]) <= 20:
+            st.plotly_chart(confusion_heatmap(met["confusion"], met["classes"]), key=f"conf-{path}")
+    for source, h in (met.get("holdout") or {}).items():
+        top1 = (
+            ""
+            if h.get("top1") is None
+            else f", top-1 {h['top1']:.1%} (teacher {h['teacher_top1']:.1%})"
+        )
+        st.write(f"Held out **{source}** ({h['n']} images): agreement with the teacher "
+                 f"{h['agreement']:.1%}{top1}.")  # fmt: skip
     if card.get("history"):
         st.plotly_chart(curves_figure(card["history"]), key=f"curves-{path}")
     stages = (card.get("complexity") or {}).get("stages") or {}

@@ -108,3 +108,26 @@ def test_distill_bad_input_is_one_line(pool, tmp_path, capsys) -> None:
     assert main([*argv]) == 2
     assert "expected 1000 distinct ImageNet wnids" in capsys.readouterr().err
     assert json.loads(json.dumps({})) == {}
+
+
+def test_eval_and_tokens_accept_imagenet_wnid_folders(pool, tmp_path, capsys) -> None:
+    """An ImageNet-layout folder (wnid names) covering a subset of the 1000 classes is
+    scored 1000-way against each folder's class; a folder that is neither a class name nor
+    a wnid is named."""
+    from vt_explorer.checkpoint import save_checkpoint
+    from vt_explorer.model import create_model
+
+    save_checkpoint(create_model("vt_lite0_imagenet"), tmp_path / "im", card={"wnids": WNIDS})
+    assert main(["eval", str(tmp_path / "im"), str(pool), "--json"]) == 2
+    assert "not the model's class names or ImageNet wnids: misc" in capsys.readouterr().err
+    for f in (pool / "misc").iterdir():
+        f.unlink()
+    (pool / "misc").rmdir()
+    assert main(["eval", str(tmp_path / "im"), str(pool), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["n"] == 12 and m["subset_of"] == 1000 and m["confusion"] is None
+    assert set(m["per_class"]) == {"n00000001", "n00000007"} and 0 <= m["top5"] <= 1
+    out = tmp_path / "tok"
+    assert main(["tokens", str(tmp_path / "im"), str(pool), "--out", str(out)]) == 0
+    stats = json.loads((out / "tokens.json").read_text())
+    assert stats["classes"] == ["n00000001", "n00000007"] and len(stats["mean_share"][0]) == 2

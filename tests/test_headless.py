@@ -153,4 +153,4 @@ def test_tokens_rejects_foreign_files_and_mismatched_classes(tmp_path, ck3, caps
     (other / "purple").mkdir()
     make_image((120, 0, 120)).save(other / "purple" / "a.png")
     assert main(["tokens", str(ck3), str(other), "--out", str(tmp_path / "o")]) == 2
-    assert "differ from the checkpoint" in capsys.readouterr().err
+    assert "class folders that are not the model's class names: purple" in capsys.readouterr().err

@@ -226,13 +226,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(m))
         return 0
-    print(f"{args.checkpoint} on {args.data}: top-1 {m['accuracy']:.4f} ({m['correct']}/{m['n']})")
+    top5 = f", top-5 {m['top5']:.4f}" if "top5" in m else ""
+    scope = f" ({len(m['classes'])} of its {m['subset_of']} classes)" if m.get("subset_of") else ""
+    print(f"{args.checkpoint} on {args.data}{scope}: top-1 {m['accuracy']:.4f} "
+          f"({m['correct']}/{m['n']}){top5}")  # fmt: skip
     width = max(len(c) for c in m["classes"])
     for c, acc in m["per_class"].items():
         print(f"  {c:<{width}}  {'-' if acc is None else f'{acc:.4f}'}")
-    print("confusion matrix (rows: true class, columns: predicted):")
-    for c, row in zip(m["classes"], m["confusion"], strict=True):
-        print(f"  {c:<{width}}  " + " ".join(f"{v:5d}" for v in row))
+    if m.get("confusion") is not None:
+        print("confusion matrix (rows: true class, columns: predicted):")
+        for c, row in zip(m["classes"], m["confusion"], strict=True):
+            print(f"  {c:<{width}}  " + " ".join(f"{v:5d}" for v in row))
     return 0
 
 

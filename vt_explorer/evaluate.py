@@ -65,6 +65,29 @@ def metrics_from_predictions(pred: torch.Tensor, labels: torch.Tensor, classes: 
     }
 
 
+def label_map(
+    folders: list[str], classes: list[str], wnids: list[str] | None = None, source: str = ""
+) -> tuple[torch.Tensor, bool]:
+    """Each dataset folder's index among the model's classes, and whether the folders are a
+    subset of them. Folders match class names or, for ImageNet models whose card lists
+    ``wnids``, ImageNet synset ids (ImageNet's own val layout: ``n01440764/...``). The same
+    set as the classes is a full evaluation; any subset (Imagenette's 10, Tiny-ImageNet's
+    200) is scored against each folder's class with the prediction still over every class.
+    Folders that match neither raise a ValueError naming them."""
+    by_name = {c: i for i, c in enumerate(classes)}
+    by_wnid = {w: i for i, w in enumerate(wnids or [])}
+    unknown = [f for f in folders if f not in by_name and f not in by_wnid]
+    if unknown:
+        what = "class names or ImageNet wnids" if wnids else "class names"
+        raise ValueError(
+            f"{source}: class folders that are not the model's {what}: "
+            + ", ".join(unknown[:8])
+            + (f" (and {len(unknown) - 8} more)" if len(unknown) > 8 else "")
+        )
+    idx = [by_name[f] if f in by_name else by_wnid[f] for f in folders]
+    return torch.tensor(idx), len(set(idx)) < len(classes)
+
+
 def evaluate(
     model: nn.Module,
     data: ImageDataset,
@@ -76,22 +99,42 @@ def evaluate(
     flip_tta: bool = False,
     progress: bool = False,
     resize_to: int | None = None,
+    wnids: list[str] | None = None,
 ) -> dict:
     """Evaluate ``model`` on ``data``. ``class_order`` gives the model's class names; the
-    dataset's labels are mapped onto it by name (they must be the same set); ``resize_to``
-    as in :func:`predict`."""
-    classes = class_order or data.classes
-    if set(classes) != set(data.classes):
-        raise ValueError(
-            f"{data.source}: class folders {sorted(data.classes)} differ from the model's "
-            f"classes {sorted(classes)}"
-        )
-    remap = torch.tensor([classes.index(c) for c in data.classes])
+    dataset's folders are mapped onto them by name or wnid (:func:`label_map`); ``resize_to``
+    as in :func:`predict`. With every class present: accuracy, per-class accuracy and the
+    confusion matrix; with a subset of the classes: accuracy, top-5 and per-class accuracy
+    of the folders present (no confusion matrix: the prediction is over every class)."""
+    classes = list(class_order or data.classes)
+    remap, subset = label_map(data.classes, classes, wnids, data.source)
     labels = remap[data.labels]
     logits = predict(
         model, data.images, mean, std, device, batch_size, flip_tta, progress, resize_to
     )
-    return metrics_from_predictions(logits.argmax(1), labels, list(classes))
+    pred = logits.argmax(1)
+    if not subset:
+        out = metrics_from_predictions(pred, labels, classes)
+    else:
+        per_class = {}
+        for f, i in zip(data.classes, remap.tolist(), strict=True):
+            rows = labels == i
+            per_class[f] = round(float((pred[rows] == i).float().mean()), 6) if rows.any() else None
+        correct = int((pred == labels).sum())
+        n = int(labels.numel())
+        out = {
+            "accuracy": round(correct / n, 6) if n else 0.0,
+            "correct": correct,
+            "n": n,
+            "per_class": per_class,
+            "confusion": None,
+            "classes": list(data.classes),
+            "subset_of": len(classes),
+        }
+    if logits.shape[1] >= 5 and len(labels):
+        top5 = (logits.topk(5, 1).indices == labels[:, None]).any(1)
+        out["top5"] = round(float(top5.float().mean()), 6)
+    return out
 
 
 def evaluate_checkpoint(
@@ -134,6 +177,7 @@ def evaluate_checkpoint(
         batch_size,
         flip_tta=tta,
         progress=progress,
+        wnids=ck.card.get("wnids"),
     )
     m["flip_tta"] = tta
     m["device"] = str(device)

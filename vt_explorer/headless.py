@@ -29,6 +29,7 @@ from .analysis import (
 )
 from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .data import IMAGE_EXTENSIONS, check_viewable, decode_image, load_image_folder, normalize
+from .evaluate import label_map
 from .explore import ImageAnalysis, analyse_batch, token_rows
 
 TOKENS_FORMAT = "vt_explorer.tokens/1"
@@ -243,13 +244,12 @@ def token_statistics(
     ds = load_image_folder(
         data, pre.input_size, pre.resize, progress=progress, interpolation=pre.interpolation
     )
-    classes = list(ck.classes)
-    if set(ds.classes) != set(classes):
-        raise ValueError(
-            f"{ds.source}: class folders {sorted(ds.classes)} differ from the checkpoint's "
-            f"classes {sorted(classes)}"
-        )
-    labels = torch.tensor([classes.index(c) for c in ds.classes])[ds.labels]
+    # folders are the checkpoint's classes, or (ImageNet models) any subset of its wnids:
+    # statistics are then per folder present, accuracy over all the model's classes
+    remap, subset = label_map(ds.classes, list(ck.classes), ck.card.get("wnids"), ds.source)
+    classes = list(ds.classes) if subset else list(ck.classes)
+    truth = remap[ds.labels]  # index among the model's outputs
+    labels = ds.labels if subset else truth  # index among ``classes``
     model = ck.model
     dev = next(model.parameters()).device
     K = len(classes)
@@ -265,7 +265,7 @@ def token_statistics(
         trace = model.trace(x)
         if not trace.modules:
             raise ValueError(f"{ck.config.name} has no VT modules: no token statistics")
-        correct += int((trace.logits.argmax(1).cpu().numpy() == y).sum())
+        correct += int((trace.logits.argmax(1).cpu() == truth[start : start + batch_size]).sum())
         if share_sum is None:
             M, L = len(trace.modules), trace.modules[0].num_tokens
             kinds = [m.kind for m in trace.modules]
