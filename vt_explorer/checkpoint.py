@@ -35,6 +35,7 @@ from .cardcheck import (
     read_json_bounded,
     safetensors_header,
 )
+from .flags import UserError
 from .model import ModelConfig, build_model
 from .preprocess import Preprocess
 
@@ -42,7 +43,7 @@ FORMAT = "vt_explorer.checkpoint"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint could not be read; the message names the file and the reason."""
 
 

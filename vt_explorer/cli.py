@@ -12,77 +12,23 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import math
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from . import __version__
-
-
-def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
-    """argparse type: an integer in [lo, hi] (hi None: no upper bound); a refusal is exit
-    code 2 with one line naming the flag."""
-
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if v < lo or (hi is not None and v > hi):
-            bound = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
-            raise argparse.ArgumentTypeError(f"{v} must be {bound}")
-        return v
-
-    parse.__name__ = "integer"
-    return parse
-
-
-def float_in(
-    lo: float, hi: float, lo_open: bool = False, hi_open: bool = False
-) -> Callable[[str], float]:
-    """argparse type: a finite number in the interval from lo to hi (ends open or closed)."""
-
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        low_ok = v > lo if lo_open else v >= lo
-        high_ok = v < hi if hi_open else v <= hi
-        if not math.isfinite(v) or not (low_ok and high_ok):
-            interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-            raise argparse.ArgumentTypeError(f"{text} must be a finite number in {interval}")
-        return v
-
-    parse.__name__ = "number"
-    return parse
-
-
-def colour_map(text: str) -> str:
-    """argparse type: a matplotlib colour map name."""
-    from matplotlib import colormaps
-
-    if text not in colormaps:
-        raise argparse.ArgumentTypeError(
-            f"unknown colour map {text!r} (e.g. jet, viridis, inferno, magma, turbo, gray)"
-        )
-    return text
-
-
-POSITIVE = int_in(1)
-
-
-class OneLineErrors(argparse.ArgumentParser):
-    """An argument parser whose refusals are one line on stderr and exit code 2 (argparse
-    prints the whole usage block first); ``--help`` still shows everything."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+from .flags import (
+    POSITIVE,
+    OneLineErrors,
+    UserError,
+    add_flags,
+    colour_map,
+    float_in,
+    from_namespace,
+    int_in,
+)
 
 
 def _fmt_stage(name: str, params: int, macs: int) -> str:
@@ -127,6 +73,34 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_info(sub: argparse._SubParsersAction) -> None:
+    """The ``info`` subcommand's flags."""
+    info = sub.add_parser(
+        "info",
+        help="parameters and FLOPs of every registered model config",
+        description="Count parameters and FLOPs (total and per stage) for one image at each "
+        "config's default input size, with torch.utils.flop_counter.",
+    )
+    info.add_argument(
+        "--model",
+        "-m",
+        action="append",
+        metavar="NAME",
+        help="only this registered config (repeatable); default: all",
+    )
+    info.add_argument(
+        "--input-size",
+        type=int_in(8, 4096),
+        default=None,
+        metavar="S",
+        help="square input side in pixels; default: each config's own input size",
+    )
+    info.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of a table"
+    )
+    info.set_defaults(func=cmd_info)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (see vt_explorer.train)."""
     from .cardcheck import check_config
@@ -139,26 +113,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     except KeyError as err:
         print(f"error: {err.args[0]}", file=sys.stderr)
         return 2
-    negated = {"flip_tta": "no_tta", "amp": "no_amp", "pretrained": "no_pretrained"}
-    negated["feature_flip"] = "no_feature_flip"
     try:
         overrides = _parse_overrides(args.set or [])
         check_config(json.loads(json.dumps(get_config(args.config).replace(**overrides).to_dict())))
     except (ValueError, TypeError) as err:
         print(f"error: --set: {err}", file=sys.stderr)
         return 2
-    names = {f.name for f in dataclasses.fields(TrainArgs)} - set(negated) - {"overrides"}
-    targs = TrainArgs(
-        **{n: getattr(args, n) for n in names},
-        **{field: not getattr(args, flag) for field, flag in negated.items()},
-        overrides=overrides,
-    )
+    targs = from_namespace(TrainArgs, args, overrides=overrides)
     try:
         train(targs)
     except (DatasetError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    """The ``train`` subcommand: one flag per :class:`~vt_explorer.train.TrainArgs` field, plus ``--set``."""
+    tr = sub.add_parser(
+        "train",
+        help="train a model on an ImageFolder directory or .tar.gz",
+        description="Train a registered config on your data (ImageFolder layout: "
+        "ROOT/<class>/<image>, as a folder or a .tar.gz of one). Single process, or "
+        "multi-GPU / multi-node with torchrun (DistributedDataParallel). Writes "
+        "OUT.safetensors + OUT.json (checkpoint and model card), OUT.log.jsonl (one line per "
+        "epoch) and OUT.resume.pt (deleted when training finishes).",
+    )
+    from .train import TrainArgs
+
+    add_flags(tr, TrainArgs)
+    tr.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="change a field of the config (repeatable), e.g. --set tokens=32 --set "
+        "recurrent_norm=true; the card records the resulting architecture",
+    )
+    tr.set_defaults(func=cmd_train)
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
@@ -169,10 +160,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     try:
         get_config(args.student)
-        fields = {f.name for f in dataclasses.fields(DistillArgs)}
-        dargs = DistillArgs(**{k: v for k, v in vars(args).items() if k in fields})
-        dargs.data = parse_sources(args.data)
-        dargs.holdout = parse_sources(args.holdout or [])
+        dargs = from_namespace(
+            DistillArgs, args, data=parse_sources(args.data), holdout=parse_sources(args.holdout)
+        )
         distill(dargs)
     except KeyError as err:
         print(f"error: {err.args[0]}", file=sys.stderr)
@@ -181,6 +171,23 @@ def cmd_distill(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def add_distill(sub: argparse._SubParsersAction) -> None:
+    """The ``distill`` subcommand: one flag per :class:`~vt_explorer.distill.DistillArgs` field."""
+    di = sub.add_parser(
+        "distill",
+        help="distil ImageNet's 1000 classes from the Lite0 classifier into a VT student",
+        description="Function matching on the student's own frozen trunk features: every "
+        "training sample is a fresh random-resized crop (and flip, MixUp/CutMix) of a pool "
+        "photo's feature map, labelled by the teacher (Lite0's blocks 11-15 and head). "
+        "Held-out sources are evaluated every --eval-every samples (agreement with the "
+        "teacher; top-1/top-5 where folders are wnids): the card's learning curve.",
+    )
+    from .distill import DistillArgs
+
+    add_flags(di, DistillArgs)
+    di.set_defaults(func=cmd_distill)
 
 
 def _parse_overrides(items: list[str]) -> dict:
@@ -240,6 +247,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_eval(sub: argparse._SubParsersAction) -> None:
+    """The ``eval`` subcommand's flags."""
+    ev = sub.add_parser(
+        "eval",
+        help="accuracy of a checkpoint on a dataset",
+        description="Top-1, per-class accuracy and confusion matrix. DATA is any ImageFolder "
+        "folder or archive whose class folders are the checkpoint's classes; images of any "
+        "size and format are resized as the checkpoint's card says.",
+    )
+    ev.add_argument("checkpoint", help="checkpoint path (with or without .safetensors/.json)")
+    ev.add_argument("data", help="ImageFolder directory or .tar.gz")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--batch-size", type=POSITIVE, default=256, help="(default 256)")
+    ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
+    ev.add_argument(
+        "--write-card",
+        action="store_true",
+        help="store the result as the card's metrics (the top-1 of earlier devices is kept "
+        "under metrics_by_device); for a checkpoint trained on a GPU and verified on a CPU",
+    )
+    tta = ev.add_mutually_exclusive_group()
+    tta.add_argument("--tta", dest="tta", action="store_true", default=None, help="flip TTA on")
+    tta.add_argument("--no-tta", dest="tta", action="store_false", help="flip TTA off")
+    ev.set_defaults(func=cmd_eval)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Print the top-k predictions of a checkpoint for each image."""
     import torch
@@ -285,6 +318,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def add_predict(sub: argparse._SubParsersAction) -> None:
+    """The ``predict`` subcommand's flags."""
+    pr = sub.add_parser(
+        "predict",
+        help="top-k predictions for images",
+        description="Classify image files (any size or format; resized as the checkpoint's "
+        "card says). Folders are searched for images. Unreadable files are reported and "
+        "skipped (exit status 1).",
+    )
+    pr.add_argument("checkpoint", help="checkpoint path (with or without .safetensors/.json)")
+    pr.add_argument("images", nargs="+", help="image files or folders")
+    pr.add_argument("--top", type=POSITIVE, default=5, help="how many classes to show (5)")
+    pr.add_argument("--json", action="store_true", help="print one JSON list")
+    pr.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
+    pr.set_defaults(func=cmd_predict)
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """Write figures, arrays and a JSON summary per image and checkpoint."""
     from .checkpoint import CheckpointError
@@ -328,270 +378,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 1 if summary["errors"] else 0
 
 
-def cmd_tokens(args: argparse.Namespace) -> int:
-    """Dataset-level token statistics of one checkpoint."""
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .data import DatasetError
-    from .device import select_device
-    from .headless import token_statistics, write_token_statistics
-
-    try:
-        ck = load_checkpoint(args.checkpoint, device=select_device(args.device))
-        stats = token_statistics(
-            ck, args.data, args.batch_size, deletion_images=args.deletion_images
-        )
-    except (CheckpointError, DatasetError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    files = write_token_statistics(stats, args.out)
-    print(f"{stats['n']} images, top-1 {stats['accuracy']:.4f}")
-    for k, kind in enumerate(stats["module_kinds"]):
-        dom = stats["dominant"][k]
-        wins = [sum(row[t] for row in dom) for t in range(len(dom[0]))]
-        ent = stats["entropy_ratio"][k]
-        print(
-            f"module {k} ({kind}): entropy/uniform mean {sum(ent) / len(ent):.3f}; "
-            f"largest group most often: token {wins.index(max(wins))} ({max(wins)} images)"
-        )
-    if "deletion_score_mean" in stats:
-        print(f"mean deletion score over {stats['deletion_images']} images: "
-              f"{stats['deletion_score_mean']:+.4f}")  # fmt: skip
-    print("wrote " + ", ".join(str(f) for f in files))
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand (``--help`` documents each flag)."""
-    parser = OneLineErrors(
-        prog="vt-explorer",
-        description="Explore Visual Transformers (Wu et al. 2020): models, training, analysis.",
-    )
-    parser.add_argument("--version", action="version", version=f"vt_explorer {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    info = sub.add_parser(
-        "info",
-        help="parameters and FLOPs of every registered model config",
-        description="Count parameters and FLOPs (total and per stage) for one image at each "
-        "config's default input size, with torch.utils.flop_counter.",
-    )
-    info.add_argument(
-        "--model",
-        "-m",
-        action="append",
-        metavar="NAME",
-        help="only this registered config (repeatable); default: all",
-    )
-    info.add_argument(
-        "--input-size",
-        type=int_in(8, 4096),
-        default=None,
-        metavar="S",
-        help="square input side in pixels; default: each config's own input size",
-    )
-    info.add_argument(
-        "--json", action="store_true", help="print one JSON object instead of a table"
-    )
-    info.set_defaults(func=cmd_info)
-
-    tr = sub.add_parser(
-        "train",
-        help="train a model on an ImageFolder directory or .tar.gz",
-        description="Train a registered config on your data (ImageFolder layout: "
-        "ROOT/<class>/<image>, as a folder or a .tar.gz of one). Single process, or "
-        "multi-GPU / multi-node with torchrun (DistributedDataParallel). Writes "
-        "OUT.safetensors + OUT.json (checkpoint and model card), OUT.log.jsonl (one line per "
-        "epoch) and OUT.resume.pt (deleted when training finishes).",
-    )
-    tr.add_argument("--config", required=True, help="registered model config (vt-explorer info)")
-    tr.add_argument("--train", required=True, metavar="PATH", help="training images")
-    tr.add_argument("--val", metavar="PATH", help="evaluation images (same class folders)")
-    tr.add_argument("--out", required=True, metavar="OUT", help="checkpoint path without suffix")
-    tr.add_argument("--epochs", type=POSITIVE, default=15, help="passes over the data (default 15)")
-    tr.add_argument("--batch-size", type=POSITIVE, default=128, help="per process (default 128)")
-    tr.add_argument(
-        "--lr",
-        type=float_in(0, 100, lo_open=True),
-        default=0.1,
-        help="peak one-cycle learning rate (0.1)",
-    )
-    tr.add_argument(
-        "--momentum", type=float_in(0, 1, hi_open=True), default=0.9, help="Nesterov momentum (0.9)"
-    )
-    tr.add_argument(
-        "--optimizer",
-        choices=("sgd", "adamw"),
-        default="sgd",
-        help="SGD with Nesterov momentum (default) or AdamW (try --lr 1e-3 --weight-decay 0.05)",
-    )
-    tr.add_argument(
-        "--weight-decay", type=float_in(0, 10), default=5e-4, help="on weights only (5e-4)"
-    )
-    tr.add_argument(
-        "--label-smoothing", type=float_in(0, 1, hi_open=True), default=0.1, help="(default 0.1)"
-    )
-    tr.add_argument(
-        "--warmup", type=float_in(0, 1), default=0.2, help="warm-up fraction of steps (0.2)"
-    )
-    tr.add_argument(
-        "--seed", type=int_in(0, 2**31 - 1), default=0, help="seed; CPU runs are deterministic"
-    )
-    tr.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1...")
-    tr.add_argument("--workers", type=int_in(1, 64), default=2, help="image decoding threads (2)")
-    tr.add_argument(
-        "--threads", type=int_in(1, 1024), default=None, help="torch CPU threads (default: all)"
-    )
-    tr.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
-    tr.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
-    tr.add_argument("--compile", action="store_true", help="torch.compile the model")
-    tr.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from OUT.resume.pt; refused when the recipe or the classes differ "
-        "from the interrupted run's (the refusal lists what differs)",
-    )
-    tr.add_argument(
-        "--resume-anyway",
-        action="store_true",
-        help="with --resume: accept a changed recipe; the card then records, per epoch, "
-        "which settings changed from which epoch on",
-    )
-    tr.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="change a field of the config (repeatable), e.g. --set tokens=32 --set "
-        "recurrent_norm=true; the card records the resulting architecture",
-    )
-    tr.add_argument(
-        "--resize",
-        choices=("stretch", "center_crop"),
-        default="stretch",
-        help="how images become the config's input square: the whole image (stretch, "
-        "default) or short side to 8/7 of it and the centre cut out (center_crop); the "
-        "checkpoint's card records it, so eval, predict and the app do the same",
-    )
-    tr.add_argument(
-        "--no-pretrained",
-        action="store_true",
-        help="start a config with a pretrained backbone (vt_lite0...) from random weights",
-    )
-    tr.add_argument(
-        "--finetune",
-        action="store_true",
-        help="train the pretrained backbone too (slow on a CPU; default: frozen, its features "
-        "computed once and cached, and only the VT head trained)",
-    )
-    tr.add_argument(
-        "--backbone-lr-scale",
-        type=float_in(0, 100),
-        default=1.0,
-        metavar="F",
-        help="with --finetune: the pretrained trunk learns at F x the schedule's rate "
-        "(default 1; 0.1 keeps ImageNet features while a new head learns fast)",
-    )
-    tr.add_argument(
-        "--decode-size",
-        type=int_in(8, 4096),
-        default=None,
-        metavar="N",
-        help="decode training images at NxN and enlarge each batch to the input size on the "
-        "device (bilinear configs; training on images, or computing a frozen trunk's cached "
-        "features): for small sources like CIFAR's 32x32 it skips decoding 224x224 copies "
-        "(minutes, 7.5 GB for CIFAR-10 train); the final evaluation still decodes as eval "
-        "does",
-    )
-    tr.add_argument(
-        "--no-feature-flip",
-        action="store_true",
-        help="no random mirroring of cached feature maps (the augmentation of head training)",
-    )
-    tr.set_defaults(func=cmd_train)
-
-    di = sub.add_parser(
-        "distill",
-        help="distil ImageNet's 1000 classes from the Lite0 classifier into a VT student",
-        description="Function matching on the student's own frozen trunk features: every "
-        "training sample is a fresh random-resized crop (and flip, MixUp/CutMix) of a pool "
-        "photo's feature map, labelled by the teacher (Lite0's blocks 11-15 and head). "
-        "Held-out sources are evaluated every --eval-every samples (agreement with the "
-        "teacher; top-1/top-5 where folders are wnids): the card's learning curve.",
-    )
-    di.add_argument("--data", nargs="+", required=True, metavar="PATH",
-                    help="pool photos: folders or .tar.gz of class folders (wnid folders "
-                    "give hard labels for --ce-weight; other folder names are unlabelled)")  # fmt: skip
-    di.add_argument("--holdout", nargs="*", metavar="PATH",
-                    help="sources never trained on, evaluated along the way")  # fmt: skip
-    di.add_argument("--out", required=True, help="checkpoint path without suffix")
-    di.add_argument("--student", default="vt_lite0_imagenet",
-                    help="student config (vt_lite0_imagenet or vt_lite0_imagenet_filter)")  # fmt: skip
-    di.add_argument("--wnids", metavar="FILE",
-                    help="the 1000 wnids in class order (default: imagenet_wnids.txt beside "
-                    "a data source)")  # fmt: skip
-    di.add_argument("--samples", type=POSITIVE, default=300_000, help="training views (300000)")
-    di.add_argument("--batch-size", type=POSITIVE, default=128, help="(default 128)")
-    di.add_argument("--lr", type=float_in(0, 1, lo_open=True), default=2e-3,
-                    help="AdamW peak learning rate, one-cycle (2e-3)")  # fmt: skip
-    di.add_argument("--weight-decay", type=float_in(0, 10), default=0.05, help="(0.05)")
-    di.add_argument("--warmup", type=float_in(0, 1), default=0.05, help="warm-up fraction (0.05)")
-    di.add_argument("--temperature", type=float_in(0, 100, lo_open=True), default=1.0,
-                    help="softening of both outputs in the KL term (1)")  # fmt: skip
-    di.add_argument("--ce-weight", type=float_in(0, 100), default=0.0,
-                    help="weight of cross-entropy on wnid folder labels (0: KL only)")  # fmt: skip
-    di.add_argument("--bank-size", type=int_in(64, 1024), default=288,
-                    help="photos enter the trunk at this size once; views are crops of "
-                    "the resulting map (288: 18x18)")  # fmt: skip
-    di.add_argument("--min-scale", type=float_in(0.01, 1), default=0.08,
-                    help="smallest crop area as a fraction of the map (0.08)")  # fmt: skip
-    di.add_argument("--mix", type=float_in(0, 1), default=0.5,
-                    help="probability that a batch is mixed, MixUp or CutMix (0.5)")  # fmt: skip
-    di.add_argument("--eval-every", type=POSITIVE, default=50_000,
-                    help="samples between held-out evaluations and resume states (50000)")  # fmt: skip
-    di.add_argument("--holdout-limit", type=POSITIVE, default=2000,
-                    help="images per held-out source, a fixed sample (2000)")  # fmt: skip
-    di.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0, help="seed (0)")
-    di.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
-    di.add_argument("--threads", type=int_in(1, 1024), default=None, help="torch CPU threads")
-    di.add_argument("--resume", action="store_true", help="continue from OUT.resume.pt")
-    di.set_defaults(func=cmd_distill)
-
-    ev = sub.add_parser(
-        "eval",
-        help="accuracy of a checkpoint on a dataset",
-        description="Top-1, per-class accuracy and confusion matrix. DATA is any ImageFolder "
-        "folder or archive whose class folders are the checkpoint's classes; images of any "
-        "size and format are resized as the checkpoint's card says.",
-    )
-    ev.add_argument("checkpoint", help="checkpoint path (with or without .safetensors/.json)")
-    ev.add_argument("data", help="ImageFolder directory or .tar.gz")
-    ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.add_argument("--batch-size", type=POSITIVE, default=256, help="(default 256)")
-    ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
-    ev.add_argument(
-        "--write-card",
-        action="store_true",
-        help="store the result as the card's metrics (the top-1 of earlier devices is kept "
-        "under metrics_by_device); for a checkpoint trained on a GPU and verified on a CPU",
-    )
-    tta = ev.add_mutually_exclusive_group()
-    tta.add_argument("--tta", dest="tta", action="store_true", default=None, help="flip TTA on")
-    tta.add_argument("--no-tta", dest="tta", action="store_false", help="flip TTA off")
-    ev.set_defaults(func=cmd_eval)
-
-    pr = sub.add_parser(
-        "predict",
-        help="top-k predictions for images",
-        description="Classify image files (any size or format; resized as the checkpoint's "
-        "card says). Folders are searched for images. Unreadable files are reported and "
-        "skipped (exit status 1).",
-    )
-    pr.add_argument("checkpoint", help="checkpoint path (with or without .safetensors/.json)")
-    pr.add_argument("images", nargs="+", help="image files or folders")
-    pr.add_argument("--top", type=POSITIVE, default=5, help="how many classes to show (5)")
-    pr.add_argument("--json", action="store_true", help="print one JSON list")
-    pr.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
-    pr.set_defaults(func=cmd_predict)
-
+def add_explain(sub: argparse._SubParsersAction) -> None:
+    """The ``explain`` subcommand's flags."""
     ex = sub.add_parser(
         "explain",
         help="the app's figures, arrays and numbers for images, without a browser",
@@ -634,6 +422,41 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
     ex.set_defaults(func=cmd_explain)
 
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    """Dataset-level token statistics of one checkpoint."""
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .data import DatasetError
+    from .device import select_device
+    from .headless import token_statistics, write_token_statistics
+
+    try:
+        ck = load_checkpoint(args.checkpoint, device=select_device(args.device))
+        stats = token_statistics(
+            ck, args.data, args.batch_size, deletion_images=args.deletion_images
+        )
+    except (CheckpointError, DatasetError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    files = write_token_statistics(stats, args.out)
+    print(f"{stats['n']} images, top-1 {stats['accuracy']:.4f}")
+    for k, kind in enumerate(stats["module_kinds"]):
+        dom = stats["dominant"][k]
+        wins = [sum(row[t] for row in dom) for t in range(len(dom[0]))]
+        ent = stats["entropy_ratio"][k]
+        print(
+            f"module {k} ({kind}): entropy/uniform mean {sum(ent) / len(ent):.3f}; "
+            f"largest group most often: token {wins.index(max(wins))} ({max(wins)} images)"
+        )
+    if "deletion_score_mean" in stats:
+        print(f"mean deletion score over {stats['deletion_images']} images: "
+              f"{stats['deletion_score_mean']:+.4f}")  # fmt: skip
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def add_tokens(sub: argparse._SubParsersAction) -> None:
+    """The ``tokens`` subcommand's flags."""
     tk = sub.add_parser(
         "tokens",
         help="dataset-level statistics per token and class",
@@ -656,6 +479,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tk.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
     tk.set_defaults(func=cmd_tokens)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand (``--help`` documents each flag)."""
+    parser = OneLineErrors(
+        prog="vt-explorer",
+        description="Explore Visual Transformers (Wu et al. 2020): models, training, analysis.",
+    )
+    parser.add_argument("--version", action="version", version=f"vt_explorer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (add_info, add_train, add_distill, add_eval, add_predict, add_explain, add_tokens):
+        add(sub)
     return parser
 
 
@@ -666,7 +501,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except UserError as err:  # bad input anywhere below: one line; real bugs keep tracebacks
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 def entry() -> None:

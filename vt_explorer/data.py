@@ -30,6 +30,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from .flags import UserError
+
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 Image.MAX_IMAGE_PIXELS = 64_000_000  # larger images raise DecompressionBombError (a bad file)
@@ -50,7 +52,7 @@ def check_viewable(img: Image.Image, name: str = "image") -> None:
         )
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset path could not be used; the message names the path and the reason."""
 
 

@@ -37,7 +37,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from .checkpoint import _atomic_write, save_checkpoint
 from .data import DatasetError
 from .device import select_device
 from .features import FeatureSet, compute_features
+from .flags import POSITIVE, REQUIRED, flag, float_in, int_in
 from .model import create_model, get_config
 from .model.efficientnet import EfficientNetLite0
 
@@ -59,30 +60,42 @@ TEACHER = "efficientnet_lite0"
 
 @dataclass
 class DistillArgs:
-    """One distillation run (``vt-explorer distill --help`` documents each field)."""
+    """One distillation run. Each field is a ``vt-explorer distill`` flag: its default and
+    help are written here once (:func:`vt_explorer.flags.flag`)."""
 
-    data: list[str]  # pool sources: folders or archives, labelled (wnid folders) or not
-    out: str
-    holdout: list[str] = field(default_factory=list)  # sources never trained on (wnid folders
-    # also give top-1/top-5; other folders give agreement with the teacher only)
-    holdout_limit: int = 2000  # at most this many images per held-out source (fixed sample)
-    student: str = "vt_lite0_imagenet"
-    wnids: str | None = None  # file with the 1000 wnids in class order
-    samples: int = 300_000  # training views in all
-    batch_size: int = 128
-    lr: float = 2e-3  # AdamW peak, one-cycle
-    weight_decay: float = 0.05
-    warmup: float = 0.05
-    temperature: float = 1.0  # softening of teacher and student outputs in the KL term
-    ce_weight: float = 0.0  # hard-label cross-entropy where a folder is a wnid
-    bank_size: int = 288  # photos enter the trunk at this size (18x18 maps)
-    min_scale: float = 0.08  # smallest crop area, as a fraction of the map
-    mix: float = 0.5  # probability that a batch is mixed (half MixUp, half CutMix)
-    eval_every: int = 50_000  # samples between held-out evaluations (and resume states)
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    resume: bool = False
+    data: list[str] = flag(REQUIRED, "pool photos: folders or .tar.gz of class folders (wnid "
+                           "folders give hard labels for --ce-weight; other folder names are "
+                           "unlabelled)", nargs="+", metavar="PATH")  # fmt: skip
+    out: str = flag(REQUIRED, "checkpoint path without suffix", metavar="OUT")
+    holdout: list[str] = flag(None, "sources never trained on, evaluated along the way (wnid "
+                              "folders also give top-1/top-5; others agreement only)",
+                              nargs="*", metavar="PATH", default_factory=list)  # fmt: skip
+    holdout_limit: int = flag(2000, "images per held-out source, a fixed sample", type=POSITIVE)
+    student: str = flag("vt_lite0_imagenet", "student config (vt_lite0_imagenet or "
+                        "vt_lite0_imagenet_filter)")  # fmt: skip
+    wnids: str | None = flag(None, "the 1000 wnids in class order (default: "
+                             "imagenet_wnids.txt beside a data source)", metavar="FILE")  # fmt: skip
+    samples: int = flag(300_000, "training views in all", type=POSITIVE)
+    batch_size: int = flag(128, "views per step", type=POSITIVE)
+    lr: float = flag(2e-3, "AdamW peak learning rate, one-cycle", type=float_in(0, 1, lo_open=True))
+    weight_decay: float = flag(0.05, "AdamW weight decay", type=float_in(0, 10))
+    warmup: float = flag(0.05, "warm-up fraction of steps", type=float_in(0, 1))
+    temperature: float = flag(1.0, "softening of both outputs in the KL term",
+                              type=float_in(0, 100, lo_open=True))  # fmt: skip
+    ce_weight: float = flag(0.0, "weight of cross-entropy on wnid folder labels (0: KL only)",
+                            type=float_in(0, 100))  # fmt: skip
+    bank_size: int = flag(288, "photos enter the trunk at this size once; views are crops of "
+                          "the resulting map (288: 18x18)", type=int_in(64, 1024))  # fmt: skip
+    min_scale: float = flag(0.08, "smallest crop area as a fraction of the map",
+                            type=float_in(0.01, 1))  # fmt: skip
+    mix: float = flag(0.5, "probability that a batch is mixed (half MixUp, half CutMix)",
+                      type=float_in(0, 1))  # fmt: skip
+    eval_every: int = flag(50_000, "samples between held-out evaluations and resume states",
+                           type=POSITIVE)  # fmt: skip
+    seed: int = flag(0, "seed", type=int_in(0, 2**31 - 1))
+    device: str = flag("auto", "auto (CUDA, MPS, CPU), cpu, cuda...")
+    threads: int | None = flag(None, "torch CPU threads (default: all)", type=int_in(1, 1024))
+    resume: bool = flag(False, "continue from OUT.resume.pt (the same recipe)")
 
 
 def read_wnids(path: str | os.PathLike) -> list[str]:
