@@ -173,3 +173,30 @@ def test_what_the_app_shows_is_what_explain_writes(tmp_path, config, overrides) 
     assert any(k.endswith("_propagated") for k in shown)
     if overrides.get("depth") == 2:
         assert "m1_token_attention_l1" in shown
+
+
+def test_diversity_measures_on_constructed_maps() -> None:
+    """Identical maps, one spot with noise (the collapse the distinct count misses) and
+    disjoint maps, each against what the measure must say."""
+    from vt_explorer.analysis import diversity, effective_groups, map_similarity, peak_spread
+    from vt_explorer.explore import distinct_tokens
+
+    L, h, w = 16, 8, 8
+    same = np.full((L, h, w), 1 / (h * w))
+    d = diversity(same)
+    assert d.effective_groups == 1.0 and np.isclose(d.similarity, 1) and d.verdict == "collapsed"
+    rng = np.random.default_rng(0)
+    spot = rng.uniform(0, 0.01, (L, h, w))
+    spot[:, 3, 4] = 1.0
+    spot /= spot.reshape(L, -1).sum(1)[:, None, None]
+    assert distinct_tokens(spot) == L  # the old count calls these 16 distinct maps
+    d = diversity(spot)
+    assert d.similarity > 0.99 and d.peak_spread == 0.0 and d.verdict == "collapsed"
+    disjoint = np.zeros((L, h, w))
+    for t in range(L):
+        disjoint[t, (t // 4) * 2 : (t // 4) * 2 + 2, (t % 4) * 2 : (t % 4) * 2 + 2] = 0.25
+    d = diversity(disjoint)
+    assert np.isclose(d.effective_groups, L) and d.similarity == 0.0 and d.verdict == "diverse"
+    assert peak_spread(disjoint) > 0.3
+    assert np.isclose(effective_groups(np.array([0.5, 0.5, 0, 0])), 2.0)
+    assert np.isclose(map_similarity(np.stack([same[0], same[0]])), 1.0)

@@ -125,6 +125,9 @@ def test_tokens_statistics_add_up_and_the_app_file_reads_back(tmp_path, ck3, cap
         assert (total[k, never] == 0).all()
         assert set(np.flatnonzero(total[k] > 1e-5)).isdisjoint(never)
     np.testing.assert_allclose(fires * total[:, None], share, atol=1e-5)
+    eff, sim = np.asarray(stats["effective_groups"]), np.asarray(stats["map_similarity"])
+    assert eff.shape == sim.shape == (3,) and ((eff >= 1) & (eff <= 16)).all()
+    assert ((sim >= 0) & (sim <= 1 + 1e-9)).all() and len(stats["collapsed_share"]) == 3
     ent = np.asarray(stats["entropy_ratio"])
     assert ((ent > 0) & (ent <= 1 + 1e-9)).all()
     assert stats["deletion_images"] == 2 and stats["n"] == 18

@@ -28,9 +28,11 @@ from PIL import Image
 
 from .analysis import (
     DeletionResult,
+    Diversity,
     TokenStats,
     ablation_applies,
     deletion_curves,
+    diversity,
     projector_groups,
     propagated_maps,
     semantic_groups,
@@ -58,7 +60,9 @@ class ModuleView:
         groups: (h, w) int, the token that claims each pixel (semantic groups).
         projector_labels: (h, w) int, the token each pixel reads back from most, or None.
         propagated: (L, h, w) maps after the transformer (module docstring's rule), or None.
-        distinct: how many of the L maps differ (:func:`distinct_tokens`).
+        distinct: how many of the L maps differ (:func:`distinct_tokens`; counts 16 maps
+            peaked on one spot with different noise as 16: read ``diversity``).
+        diversity: effective groups, map similarity, peak spread and a verdict in words.
     """
 
     kind: str
@@ -70,6 +74,7 @@ class ModuleView:
     projector_labels: np.ndarray | None
     propagated: np.ndarray | None
     distinct: int
+    diversity: Diversity
 
 
 @dataclass
@@ -142,6 +147,10 @@ class ImageAnalysis:
                     "module": k,
                     "kind": v.kind,
                     "distinct_maps": v.distinct,
+                    "effective_groups": round(v.diversity.effective_groups, 4),
+                    "map_similarity": round(v.diversity.similarity, 4),
+                    "peak_spread": round(v.diversity.peak_spread, 4),
+                    "diversity": v.diversity.verdict,
                     "tokens": token_rows(v.stats),
                 }
                 for k, v in enumerate(self.modules)
@@ -254,6 +263,7 @@ def module_views(trace: Trace, i: int, model: torch.nn.Module | None = None) -> 
                 projector_labels=None if projector is None else projector_groups(projector)[0],
                 propagated=None if w is None else propagated_maps(maps, w),
                 distinct=distinct_tokens(maps),
+                diversity=diversity(maps),
             )
         )
     return views

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .analysis import (
     deletion_curves,
+    diversity,
     entropy_ratio,
     foreground_share,
     projector_groups,
@@ -238,7 +239,11 @@ def token_statistics(
     ``fires_for[k][c][l] = mean_share[k][c][l] / sum_c' mean_share[k][c'][l]``; over classes
     it sums to 1 for a token that wins pixels of some image, and is 0 for every class for a
     token that never wins a single pixel: such a token fires for no class, which ``never_fires``
-    lists per module). With ``deletion_images`` > 0, the mean deletion score of that many images.
+    lists per module). Per module over all images: ``effective_groups`` (mean of exp of
+    the group shares' entropy), ``map_similarity`` (mean pairwise cosine of the maps) and
+    ``collapsed_share`` (fraction of images whose verdict is "collapsed"; see
+    :func:`vt_explorer.analysis.diversity`). With ``deletion_images`` > 0, the mean deletion
+    score of that many images.
     """
     pre = ck.preprocess
     ds = load_image_folder(
@@ -252,12 +257,9 @@ def token_statistics(
     labels = ds.labels if subset else truth  # index among ``classes``
     model = ck.model
     dev = next(model.parameters()).device
-    K = len(classes)
-    share_sum = mass_sum = dom = ent_sum = None
-    per_class_n = torch.bincount(labels, minlength=K).numpy()
+    acc = _TokenSums(len(classes), torch.bincount(labels, minlength=len(classes)).numpy())
     correct = 0
     deletion_scores: list[float] = []
-    kinds: list[str] = []
     bar = tqdm(total=len(ds), desc="tokens", unit="img", disable=not progress)
     for start in range(0, len(ds), batch_size):
         x = normalize(ds.images[start : start + batch_size].to(dev), pre.mean, pre.std)
@@ -266,26 +268,7 @@ def token_statistics(
         if not trace.modules:
             raise ValueError(f"{ck.config.name} has no VT modules: no token statistics")
         correct += int((trace.logits.argmax(1).cpu() == truth[start : start + batch_size]).sum())
-        if share_sum is None:
-            M, L = len(trace.modules), trace.modules[0].num_tokens
-            kinds = [m.kind for m in trace.modules]
-            share_sum = np.zeros((M, K, L))
-            mass_sum = np.zeros((M, K, L))
-            dom = np.zeros((M, K, L), dtype=np.int64)
-            ent_sum = np.zeros((M, K, L))
-        for k, m in enumerate(trace.modules):
-            maps = m.tokenizer_attention.float().cpu().numpy()  # (B, L, h, w)
-            for b in range(len(maps)):
-                _, share = semantic_groups(maps[b])
-                if m.projector_attention is not None:
-                    _, mass = projector_groups(m.projector_attention[b].float().cpu().numpy())
-                else:
-                    mass = share
-                c = y[b]
-                share_sum[k, c] += share
-                mass_sum[k, c] += mass
-                dom[k, c, int(share.argmax())] += 1
-                ent_sum[k, c] += entropy_ratio(maps[b])
+        acc.add(trace, y)
         for b in range(len(y)):
             if len(deletion_scores) < deletion_images:
                 deletion_scores.append(deletion_curves(model, trace, b, random_orders=4).score)
@@ -293,10 +276,6 @@ def token_statistics(
         if on_batch is not None:
             on_batch(start)
     bar.close()
-    n = np.maximum(per_class_n, 1)[None, :, None]
-    mean_share = share_sum / n
-    total = mean_share.sum(1, keepdims=True)  # (M, 1, L)
-    fires = np.where(total > 0, mean_share / np.where(total > 0, total, 1.0), 0.0)
     out = {
         "format": TOKENS_FORMAT,
         "checkpoint": ck.config.name,
@@ -304,20 +283,71 @@ def token_statistics(
         "n": len(ds),
         "accuracy": round(correct / max(1, len(ds)), 6),
         "classes": classes,
-        "per_class_n": per_class_n.tolist(),
-        "module_kinds": kinds,
-        "mean_share": np.round(mean_share, 6).tolist(),
-        "mean_mass": np.round(mass_sum / n, 6).tolist(),
-        "dominant": dom.tolist(),
-        "entropy_ratio_by_class": np.round(ent_sum / n, 6).tolist(),
-        "entropy_ratio": np.round(ent_sum.sum(1) / max(1, len(ds)), 6).tolist(),
-        "fires_for": np.round(fires, 6).tolist(),
-        "never_fires": [np.flatnonzero(total[k, 0] == 0).tolist() for k in range(len(kinds))],
+        **acc.result(),
     }
     if deletion_scores:
         out["deletion_score_mean"] = round(float(np.mean(deletion_scores)), 6)
         out["deletion_images"] = len(deletion_scores)
     return out
+
+
+class _TokenSums:
+    """Running sums of :func:`token_statistics` per module, class and token."""
+
+    def __init__(self, num_classes: int, per_class_n: np.ndarray) -> None:
+        self.K, self.per_class_n = num_classes, per_class_n
+        self.kinds: list[str] = []
+        self.sums: dict[str, np.ndarray] = {}
+        self.div: list[list[tuple[float, float, str]]] = []  # per module, per image
+
+    def add(self, trace, y: np.ndarray) -> None:
+        """Add every image of a traced batch (``y``: each image's class index)."""
+        if not self.kinds:
+            M, L = len(trace.modules), trace.modules[0].num_tokens
+            self.kinds = [m.kind for m in trace.modules]
+            for key in ("share", "mass", "entropy"):
+                self.sums[key] = np.zeros((M, self.K, L))
+            self.sums["dominant"] = np.zeros((M, self.K, L), dtype=np.int64)
+            self.div = [[] for _ in range(M)]
+        for k, m in enumerate(trace.modules):
+            maps = m.tokenizer_attention.float().cpu().numpy()  # (B, L, h, w)
+            for b, c in enumerate(y):
+                _, share = semantic_groups(maps[b])
+                mass = share
+                if m.projector_attention is not None:
+                    _, mass = projector_groups(m.projector_attention[b].float().cpu().numpy())
+                self.sums["share"][k, c] += share
+                self.sums["mass"][k, c] += mass
+                self.sums["dominant"][k, c, int(share.argmax())] += 1
+                self.sums["entropy"][k, c] += entropy_ratio(maps[b])
+                d = diversity(maps[b], share)
+                self.div[k].append((d.effective_groups, d.similarity, d.verdict))
+
+    def result(self) -> dict[str, Any]:
+        """The JSON fields of the statistics (see :func:`token_statistics`)."""
+        n = np.maximum(self.per_class_n, 1)[None, :, None]
+        total_n = max(1, int(self.per_class_n.sum()))
+        mean_share = self.sums["share"] / n
+        total = mean_share.sum(1, keepdims=True)  # (M, 1, L)
+        fires = np.where(total > 0, mean_share / np.where(total > 0, total, 1.0), 0.0)
+        return {
+            "per_class_n": self.per_class_n.tolist(),
+            "module_kinds": self.kinds,
+            "mean_share": np.round(mean_share, 6).tolist(),
+            "mean_mass": np.round(self.sums["mass"] / n, 6).tolist(),
+            "dominant": self.sums["dominant"].tolist(),
+            "entropy_ratio_by_class": np.round(self.sums["entropy"] / n, 6).tolist(),
+            "entropy_ratio": np.round(self.sums["entropy"].sum(1) / total_n, 6).tolist(),
+            "fires_for": np.round(fires, 6).tolist(),
+            "never_fires": [
+                np.flatnonzero(total[k, 0] == 0).tolist() for k in range(len(self.kinds))
+            ],
+            "effective_groups": [round(float(np.mean([d[0] for d in m])), 4) for m in self.div],
+            "map_similarity": [round(float(np.mean([d[1] for d in m])), 4) for m in self.div],
+            "collapsed_share": [
+                round(float(np.mean([d[2] == "collapsed" for d in m])), 4) for m in self.div
+            ],
+        }
 
 
 def parse_token_statistics(data: bytes, name: str) -> dict[str, Any]:

@@ -17,7 +17,12 @@ from .faithfulness import (
     rank_correlation,
 )
 from .maps import (
+    Diversity,
     TokenStats,
+    diversity,
+    effective_groups,
+    map_similarity,
+    peak_spread,
     projector_groups,
     propagated_maps,
     semantic_groups,
@@ -29,13 +34,18 @@ from .maps import (
 
 __all__ = [
     "DeletionResult",
+    "Diversity",
     "RandomisationResult",
     "TokenStats",
     "ablated_probabilities",
     "ablation_applies",
     "deletion_curves",
+    "diversity",
+    "effective_groups",
     "entropy_ratio",
     "foreground_share",
+    "map_similarity",
+    "peak_spread",
     "projector_groups",
     "propagated_maps",
     "randomisation_check",

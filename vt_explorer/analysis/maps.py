@@ -115,3 +115,71 @@ def token_stats(
         pred = int(trace.logits[i].detach().argmax())
         contrib = token_contributions(model, m.tokens[i].detach(), pred)
     return TokenStats(share, mass, ent, uni, contrib)
+
+
+def effective_groups(share: np.ndarray) -> float:
+    """Effective number of semantic groups: ``exp(H(share))`` of the group shares (L,)
+    (summing to 1). L tokens with equal shares give L; one token claiming every pixel gives
+    1 (collapse); a token that wins nothing adds nothing."""
+    p = np.asarray(share, dtype=np.float64)
+    p = p[p > 0]
+    return float(np.exp(-(p * np.log(p)).sum())) if p.size else 0.0
+
+
+def map_similarity(maps: np.ndarray) -> float:
+    """Mean pairwise cosine similarity of the L flattened maps (l < l'): 1 when every map is
+    the same (collapse), about 0 for maps on disjoint regions; uniform maps give 1 too."""
+    flat = maps.reshape(len(maps), -1).astype(np.float64)
+    if len(flat) < 2:
+        return 1.0
+    unit = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+    sim = unit @ unit.T
+    iu = np.triu_indices(len(flat), 1)
+    return float(sim[iu].mean())
+
+
+def peak_spread(maps: np.ndarray) -> float:
+    """Mean pairwise distance between the maps' peaks (argmax cells), as a fraction of the
+    map's diagonal: 0 when every token peaks on one spot."""
+    L, h, w = maps.shape
+    if L < 2:
+        return 0.0
+    peaks = np.stack(np.unravel_index(maps.reshape(L, -1).argmax(1), (h, w)), 1).astype(float)
+    d = np.linalg.norm(peaks[:, None] - peaks[None], axis=-1)
+    iu = np.triu_indices(L, 1)
+    return float(d[iu].mean() / max(np.hypot(h - 1, w - 1), 1.0))
+
+
+@dataclass
+class Diversity:
+    """How many different things a module's tokens look at, for one image.
+
+    Attributes:
+        effective_groups: exp(entropy of the semantic-group shares), 1..L.
+        similarity: mean pairwise cosine similarity of the maps, 0..1.
+        peak_spread: mean distance between the maps' peaks over the map's diagonal.
+        verdict: "collapsed" (effective groups < 2 or similarity > 0.9), "partly collapsed"
+            (effective groups < L/4 or similarity > 0.5), else "diverse".
+    """
+
+    effective_groups: float
+    similarity: float
+    peak_spread: float
+    verdict: str
+
+
+def diversity(maps: np.ndarray, share: np.ndarray | None = None) -> Diversity:
+    """:class:`Diversity` of one module's maps (L, h, w) (``share``: its group shares, else
+    computed). Unlike counting maps that differ by a tolerance, 16 maps peaked on one spot
+    with different noise are called collapsed here."""
+    if share is None:
+        share = semantic_groups(maps)[1]
+    eff, sim, spread = effective_groups(share), map_similarity(maps), peak_spread(maps)
+    L = len(maps)
+    if eff < 2 or sim > 0.9:
+        verdict = "collapsed"
+    elif eff < max(2.0, L / 4) or sim > 0.5:
+        verdict = "partly collapsed"
+    else:
+        verdict = "diverse"
+    return Diversity(eff, sim, spread, verdict)
