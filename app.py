@@ -40,6 +40,7 @@ from vt_explorer.explore import (
     npz_bytes,
 )
 from vt_explorer.headless import parse_token_statistics, read_token_statistics
+from vt_explorer.model.config import CIFAR10_CLASSES
 from vt_explorer.viz import (
     attention_heatmap,
     confusion_heatmap,
@@ -54,7 +55,6 @@ from vt_explorer.viz import (
 )
 from vt_explorer.viz import export as fig_export
 
-st.set_page_config(page_title="vt_explorer", layout="wide")
 log = logging.getLogger("vt_explorer.app")
 # one limit for every upload: what .streamlit/config.toml lets the server receive is what
 # the app accepts (checked again here, in case the server runs with another config)
@@ -269,10 +269,6 @@ def sidebar() -> Settings:
     return Settings([m for m in (model_a, model_b) if m], cmap, alpha)
 
 
-settings = sidebar()
-models, cmap, alpha = settings.models, settings.cmap, settings.alpha
-
-
 def show_card(path: str) -> None:
     """The model card: data, accuracy, per-class accuracy, confusion, curves, cost."""
     card = get_checkpoint(path).card
@@ -315,19 +311,6 @@ def show_card(path: str) -> None:
         )
     if card.get("command"):
         st.code(card["command"], language="bash")
-
-
-# ---- images --------------------------------------------------------------------------------
-st.title("What does each visual token look at?")
-st.caption(
-    "A Visual Transformer pools the feature map into a few tokens by spatial attention "
-    "(eq. 1 filter tokenizer, eq. 2 recurrent), relates them with a transformer and projects "
-    "them back onto the pixels. Upload images to see it on your own pictures."
-)
-with st.expander("Model cards: data, accuracy, confusion matrix, training curves, cost"):
-    for col, m in zip(st.columns(len(models)), models, strict=True):
-        with col:
-            show_card(m)
 
 
 def show_token_statistics(path: str) -> None:
@@ -373,197 +356,207 @@ def show_token_statistics(path: str) -> None:
         )
 
 
-with st.expander("Dataset statistics per token (from `vt-explorer tokens`)"):
-    for col, m in zip(st.columns(len(models)), models, strict=True):
-        with col:
-            show_token_statistics(m)
-
-uploads = st.file_uploader(
-    f"Images (JPEG, PNG, WebP, BMP, GIF, TIFF; up to {MAX_UPLOAD_MB} MB and 64 megapixels each)",
-    type=["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"],
-    accept_multiple_files=True,
-    key="upload",
-)
-use_examples = (
-    st.checkbox(
-        "Also show the example gallery",
-        value=False,
-        key="examples",
-        help="shown anyway while nothing is uploaded",
-    )
-    or not uploads
-)
-items: list[tuple[str, bytes]] = []
-for f in uploads or []:
-    items.append((f.name, f.getvalue()))
-if use_examples:
-    for name, img in example_images().items():
-        buf = io.BytesIO()
-        img.save(buf, "PNG")
-        items.append((name, buf.getvalue()))
-
-
-def show_module(a: ImageAnalysis, k: int, uid: str) -> None:
-    """The views of one VT module of one image."""
+def show_maps_tab(a: ImageAnalysis, k: int, uid: str, cfg: Settings) -> None:
+    """Every token's spatial map of module k, one enlarged, and the grid's downloads."""
     v = a.modules[k]
-    maps = v.maps
-    n = len(maps)
-    t_maps, t_groups, t_proj, t_attn, t_prop, t_tok = st.tabs(
-        [
-            "Token maps",
-            "Semantic groups",
-            "Projector view",
-            "Token attention",
-            "Propagated (Fig. 6)",
-            "Per token",
-        ]
+    n = len(v.maps)
+    st.caption(f"Each token's spatial attention (softmax over pixels), {v.kind} tokenizer.")
+    cols = st.columns(8)
+    for i in range(n):
+        cols[i % 8].image(
+            tinted(a.tile, v.maps[i], cfg.cmap, cfg.alpha), caption=f"token {i}", width="stretch"
+        )
+    tok = st.selectbox("Enlarge token", list(range(n)), key=f"enlarge-{uid}")
+    st.image(tinted(a.image, v.maps[tok], cfg.cmap, cfg.alpha), caption=f"token {tok}", width=360)
+    downloads(
+        "Token maps",
+        lambda fmt: token_grid_png(
+            a.image, v.maps, cfg.cmap, cfg.alpha, f"{a.name}: module {k + 1}", fmt=fmt
+        ),
+        f"{a.name}-token-maps-module{k + 1}",
+        f"maps-{uid}",
     )
+
+
+def show_groups_tab(a: ImageAnalysis, k: int, uid: str) -> None:
+    """The semantic-group map of module k with each token's share."""
+    v = a.modules[k]
+    labels, share = v.groups, v.stats.share
+    st.caption("Each pixel coloured by the token that claims it most (relative to its peak).")
+    st.image(grouped(a.image, labels), width=360)
+    pal = palette(len(v.maps))
+    legend = " ".join(
+        f"<span style='background:rgb{tuple(int(c) for c in pal[i])};padding:0 6px'>"
+        f"t{i} {share[i]:.0%}</span>"
+        for i in np.argsort(-share)
+        if share[i] > 0
+    )
+    st.markdown(legend, unsafe_allow_html=True)
+    if v.diversity.verdict != "diverse":
+        st.warning(f"Tokens {v.diversity.verdict}: the colours may come from tiny differences "
+                   "between near-identical maps.")  # fmt: skip
+    downloads(
+        "Semantic groups",
+        lambda fmt: fig_export.groups_figure(
+            a.image, labels, share, f"{a.name}: semantic groups, module {k + 1}", fmt
+        ),
+        f"{a.name}-groups-module{k + 1}",
+        f"groups-{uid}",
+    )
+
+
+def show_projector_tab(a: ImageAnalysis, k: int, uid: str) -> None:
+    """Module k's projector: the token each pixel reads back from most (eq. 5)."""
+    v = a.modules[k]
+    if v.projector_labels is None:
+        st.info("This module has no projector: the classifier reads its tokens directly.")
+        return
+    plabels, mass = v.projector_labels, v.stats.mass
+    st.caption("For each pixel, the token it reads back from most (eq. 5 softmax over tokens).")
+    st.image(grouped(a.image, plabels), width=360)
+    names = [f"t{i:02d}" for i in range(len(mass))]  # zero-padded: sorted as numbers
+    st.bar_chart(pd.DataFrame({"mean weight": mass}, index=names))
+    downloads(
+        "Projector view",
+        lambda fmt: fig_export.groups_figure(
+            a.image, plabels, mass, f"{a.name}: projector view, module {k + 1}", fmt
+        ),
+        f"{a.name}-projector-module{k + 1}",
+        f"proj-{uid}",
+    )
+
+
+def show_attention_tab(a: ImageAnalysis, k: int, uid: str) -> None:
+    """Module k's token-to-token attention for a chosen layer and head (or their mean)."""
+    v = a.modules[k]
+    layers = v.token_attention
+    if not layers:
+        st.info("This module has no token attention.")
+        return
+    lay = (
+        st.selectbox("Layer", list(range(len(layers))), key=f"layer-{uid}")
+        if len(layers) > 1
+        else 0
+    )
+    att = layers[lay]
+    heads = ["mean"] + [str(h) for h in range(att.shape[0])]
+    head = st.selectbox("Head", heads, key=f"head-{uid}")
+    mat = att.mean(0) if head == "mean" else att[int(head)]
+    names = (["cls"] if a.class_token else []) + [f"t{i}" for i in range(len(v.maps))]
+    st.plotly_chart(attention_heatmap(mat, f"layer {lay}, head {head}", names), key=f"hm-{uid}")
+    downloads(
+        "Token attention",
+        lambda fmt: fig_export.heatmap_figure(
+            mat, f"{a.name}: module {k + 1}, layer {lay}, head {head}", xticks=names,
+            yticks=names, fmt=fmt,
+        ),
+        f"{a.name}-token-attention-module{k + 1}-layer{lay}-head{head}",
+        f"att-{uid}",
+    )  # fmt: skip
+
+
+def show_propagated_tab(a: ImageAnalysis, k: int, uid: str, cfg: Settings) -> None:
+    """Module k's maps after the transformer mixes them (Fig. 6, second row)."""
+    prop = a.modules[k].propagated
+    if prop is None:
+        st.info("This module has no token attention to propagate the maps with.")
+        return
+    st.caption("Maps after the transformer mixes them: A_hat[l] = sum_l' W[l, l'] A[l'], W the "
+               "last layer's attention (mean over heads).")  # fmt: skip
+    cols = st.columns(8)
+    for i in range(len(prop)):
+        cols[i % 8].image(
+            tinted(a.tile, prop[i], cfg.cmap, cfg.alpha), caption=f"token {i}", width="stretch"
+        )
+    downloads(
+        "Propagated maps",
+        lambda fmt: token_grid_png(a.image, prop, cfg.cmap, cfg.alpha,
+                                   f"{a.name}: after the transformer, module {k + 1}", fmt=fmt),
+        f"{a.name}-propagated-module{k + 1}",
+        f"prop-{uid}",
+    )  # fmt: skip
+
+
+def show_token_table(a: ImageAnalysis, k: int, uid: str) -> None:
+    """Module k's per-token numbers as a table and a CSV download."""
+    v = a.modules[k]
+    s = v.stats
+    cols = {"share of pixels": s.share}
+    if v.projector is not None:  # without a projector "mass" would repeat the share
+        cols["projector mass"] = s.mass
+    cols |= {"entropy (nats)": s.entropy, "entropy / uniform": s.entropy / s.uniform_entropy}
+    df = pd.DataFrame(cols, index=[f"t{i}" for i in range(len(s.share))])
+    if s.contribution is not None:
+        df["logit change if removed"] = s.contribution
+    st.dataframe(df.style.format("{:.3f}"), key=f"df-{uid}")
+    st.download_button(
+        "Per-token table (CSV)",
+        df.to_csv().encode(),
+        file_name=f"{Path(a.name).stem}-tokens-module{k + 1}.csv",
+        mime="text/csv",
+        key=f"csv-{uid}",
+    )
+
+
+TABS = ["Token maps", "Semantic groups", "Projector view", "Token attention",
+        "Propagated (Fig. 6)", "Per token"]  # fmt: skip
+
+
+def show_module(a: ImageAnalysis, k: int, uid: str, cfg: Settings) -> None:
+    """The views of one VT module of one image, one tab each."""
+    t_maps, t_groups, t_proj, t_attn, t_prop, t_tok = st.tabs(TABS)
     with t_maps:
-        st.caption(f"Each token's spatial attention (softmax over pixels), {v.kind} tokenizer.")
-        cols = st.columns(8)
-        for i in range(n):
-            cols[i % 8].image(
-                tinted(a.tile, maps[i], cmap, alpha), caption=f"token {i}", width="stretch"
-            )
-        tok = st.selectbox("Enlarge token", list(range(n)), key=f"enlarge-{uid}")
-        st.image(tinted(a.image, maps[tok], cmap, alpha), caption=f"token {tok}", width=360)
-        downloads(
-            "Token maps",
-            lambda fmt: token_grid_png(
-                a.image, maps, cmap, alpha, f"{a.name}: module {k + 1}", fmt=fmt
-            ),
-            f"{a.name}-token-maps-module{k + 1}",
-            f"maps-{uid}",
-        )
+        show_maps_tab(a, k, uid, cfg)
     with t_groups:
-        labels, share = v.groups, v.stats.share
-        st.caption("Each pixel coloured by the token that claims it most (relative to its peak).")
-        st.image(grouped(a.image, labels), width=360)
-        pal = palette(n)
-        legend = " ".join(
-            f"<span style='background:rgb{tuple(int(c) for c in pal[i])};padding:0 6px'>"
-            f"t{i} {share[i]:.0%}</span>"
-            for i in np.argsort(-share)
-            if share[i] > 0
-        )
-        st.markdown(legend, unsafe_allow_html=True)
-        downloads(
-            "Semantic groups",
-            lambda fmt: fig_export.groups_figure(
-                a.image, labels, share, f"{a.name}: semantic groups, module {k + 1}", fmt
-            ),
-            f"{a.name}-groups-module{k + 1}",
-            f"groups-{uid}",
-        )
+        show_groups_tab(a, k, uid)
     with t_proj:
-        if v.projector is None:
-            st.info("This module has no projector: the classifier reads its tokens directly.")
-        else:
-            plabels, mass = v.projector_labels, v.stats.mass
-            st.caption(
-                "For each pixel, the token it reads back from most (eq. 5 softmax over tokens)."
-            )
-            st.image(grouped(a.image, plabels), width=360)
-            st.bar_chart(pd.DataFrame({"mean weight": mass}, index=[f"t{i}" for i in range(n)]))
-            downloads(
-                "Projector view",
-                lambda fmt: fig_export.groups_figure(
-                    a.image, plabels, mass, f"{a.name}: projector view, module {k + 1}", fmt
-                ),
-                f"{a.name}-projector-module{k + 1}",
-                f"proj-{uid}",
-            )
+        show_projector_tab(a, k, uid)
     with t_attn:
-        layers = v.token_attention
-        lay = (
-            st.selectbox("Layer", list(range(len(layers))), key=f"layer-{uid}")
-            if len(layers) > 1
-            else 0
-        )
-        att = layers[lay]
-        heads = ["mean"] + [str(h) for h in range(att.shape[0])]
-        head = st.selectbox("Head", heads, key=f"head-{uid}")
-        mat = att.mean(0) if head == "mean" else att[int(head)]
-        names = (["cls"] if a.class_token else []) + [f"t{i}" for i in range(n)]
-        st.plotly_chart(attention_heatmap(mat, f"layer {lay}, head {head}", names), key=f"hm-{uid}")
-        downloads(
-            "Token attention",
-            lambda fmt: fig_export.heatmap_figure(
-                mat, f"{a.name}: module {k + 1}, layer {lay}, head {head}", xticks=names,
-                yticks=names, fmt=fmt,
-            ),
-            f"{a.name}-token-attention-module{k + 1}-layer{lay}-head{head}",
-            f"att-{uid}",
-        )  # fmt: skip
+        show_attention_tab(a, k, uid)
     with t_prop:
-        st.caption("Maps after the transformer mixes them: A_hat[l] = sum_l' W[l, l'] A[l'].")
-        prop = v.propagated
-        cols = st.columns(8)
-        for i in range(n):
-            cols[i % 8].image(
-                tinted(a.tile, prop[i], cmap, alpha), caption=f"token {i}", width="stretch"
-            )
-        downloads(
-            "Propagated maps",
-            lambda fmt: token_grid_png(
-                a.image, prop, cmap, alpha, f"{a.name}: after the transformer, module {k + 1}",
-                fmt=fmt,
-            ),
-            f"{a.name}-propagated-module{k + 1}",
-            f"prop-{uid}",
-        )  # fmt: skip
+        show_propagated_tab(a, k, uid, cfg)
     with t_tok:
-        s = v.stats
-        df = pd.DataFrame(
-            {
-                "share of pixels": s.share,
-                "projector mass": s.mass,
-                "entropy (nats)": s.entropy,
-                "entropy / uniform": s.entropy / s.uniform_entropy,
-            },
-            index=[f"t{i}" for i in range(n)],
-        )
-        if s.contribution is not None:
-            df["logit change if removed"] = s.contribution
-        st.dataframe(df.style.format("{:.3f}"), key=f"df-{uid}")
-        st.download_button(
-            "Per-token table (CSV)",
-            df.to_csv().encode(),
-            file_name=f"{a.name}-tokens-module{k + 1}.csv",
-            mime="text/csv",
-            key=f"csv-{uid}",
-        )
+        show_token_table(a, k, uid)
 
 
-def show_faithfulness(a: ImageAnalysis, path: str, name: str, data: bytes, digest: str,
-                      uid: str) -> None:  # fmt: skip
-    """Numbers that say whether the maps explain this prediction."""
+def deletion_verdict(score: float) -> str:
+    """The deletion score in words (|score| under 0.01: no measurable effect)."""
+    if score > 0.01:
+        return "tokens matter: removing the ones the map ranks first hurts more than chance"
+    if score < -0.01:
+        return "the map's ranking is worse than chance for this prediction"
+    return "tokens redundant for this prediction: removing them in any order changes little"
+
+
+def show_faithfulness(a: ImageAnalysis, path: str, image: tuple[str, bytes, str], uid: str) -> None:
+    """Numbers (and verdicts in words) that say whether the maps explain this prediction."""
+    name, data, digest = image
     st.caption(
         "Does the map explain the prediction? Remove the last module's tokens (before its "
         "transformer) in the order of their share of the semantic-group map and watch the "
         "predicted class's probability; compare with random orders. A score above 0 means "
         "the tokens the map calls important matter more than chance."
     )
-    counts = [m.distinct for m in a.modules]
-    cols = st.columns(len(counts))
-    for i, (col, c) in enumerate(zip(cols, counts, strict=True)):
-        col.metric(f"distinct maps, module {i + 1}", f"{c} of {len(a.modules[i].maps)}")
-    if min(counts) == 1:
+    cols = st.columns(len(a.modules))
+    for i, (col, m) in enumerate(zip(cols, a.modules, strict=True)):
+        d = m.diversity
+        col.metric(f"module {i + 1}: {d.verdict}", f"{d.effective_groups:.1f} groups",
+                   help=f"effective number of semantic groups (exp of their entropy) of "
+                   f"{len(m.maps)} tokens; mean map similarity {d.similarity:.2f}; "
+                   f"{m.distinct} of {len(m.maps)} maps differ at all")  # fmt: skip
+    if any(m.diversity.verdict == "collapsed" for m in a.modules):
         st.warning(
-            "Token collapse: in at least one module every token attends to the same place, so "
-            "its tokens are copies and removing one changes nothing."
+            "Token collapse: in at least one module the tokens attend to (nearly) the same "
+            "place, so its maps are copies and its group picture comes from leftover noise."
         )
     d = a.deletion
     if d is not None:
         cls = a.classes[d.predicted]
         st.metric("deletion score", f"{d.score:+.4f}", help="mean gap between the curves")
+        st.caption(deletion_verdict(d.score))
         st.plotly_chart(deletion_plot(d.curve, d.random_curve, cls), key=f"del-{uid}")
-        downloads(
-            "Deletion curve",
-            lambda fmt: fig_export.deletion_figure(d, cls, fmt),
-            f"{name}-deletion",
-            f"del-{uid}",
-        )
+        downloads("Deletion curve", lambda fmt: fig_export.deletion_figure(d, cls, fmt),
+                  f"{Path(name).stem}-deletion", f"del-{uid}")  # fmt: skip
     if st.checkbox(
         "Run the model-randomisation check (a few seconds)",
         key=f"rand-{uid}",
@@ -580,25 +573,24 @@ def show_faithfulness(a: ImageAnalysis, path: str, name: str, data: bytes, diges
         st.dataframe(df.style.format("{:.2f}"), key=f"randdf-{uid}")
 
 
-def show_model(path: str, name: str, data: bytes, digest: str, uid: str) -> ImageAnalysis | None:
+def show_model(path: str, image: tuple[str, bytes, str], uid: str, cfg: Settings) -> ImageAnalysis:
+    """One model's prediction and views of one image."""
+    name, data, digest = image
     a = get_analysis(path, digest, data, name)
     cls, p = a.top
     st.markdown(f"**{short(path)}** predicts **{cls}** ({p:.1%})")
+    if len(a.classes) == 10 and set(a.classes) == set(CIFAR10_CLASSES):
+        st.caption("This model knows only CIFAR-10's ten classes.")
     st.plotly_chart(predictions_bar(a.classes, a.probs), key=f"pred-{uid}")
     if not a.modules:
         st.info("A conv model: no visual tokens to show.")
         return a
     labels = [f"module {i + 1} ({m.kind})" for i, m in enumerate(a.modules)]
-    k = st.radio(
-        "VT module",
-        list(range(len(labels))),
-        format_func=lambda i: labels[i],
-        horizontal=True,
-        key=f"mod-{uid}",
-    )
-    show_module(a, k, f"{uid}-{k}")
+    k = st.radio("VT module", list(range(len(labels))), format_func=lambda i: labels[i],
+                 horizontal=True, key=f"mod-{uid}")  # fmt: skip
+    show_module(a, k, f"{uid}-{k}", cfg)
     with st.expander("Can these maps be trusted? Token ablation and randomisation checks"):
-        show_faithfulness(a, path, name, data, digest, uid)
+        show_faithfulness(a, path, image, uid)
     with st.expander("Filter vs recurrent: every module's semantic groups side by side"):
         cols = st.columns(len(a.modules))
         for i, (col, m) in enumerate(zip(cols, a.modules, strict=True)):
@@ -606,26 +598,50 @@ def show_model(path: str, name: str, data: bytes, digest: str, uid: str) -> Imag
     return a
 
 
-# unreadable files are named first; the readable ones are shown a page at a time, each
-# image in its own fragment (its widgets rerun that image only, not the whole page)
-readable: list[tuple[str, bytes, str]] = []
-for name, data in items:
-    digest = hashlib.sha256(data).hexdigest()
-    if len(data) > MAX_UPLOAD_BYTES:
-        st.error(f"{name}: file is larger than {MAX_UPLOAD_MB} MB; skipped.")
-        continue
-    error = image_error(digest, data, name)
-    if error is not None:
-        st.error(f"Cannot show {error}")
-        continue
-    readable.append((name, data, digest))
-first = 0
-if len(readable) > PAGE_SIZE:
-    starts = list(range(0, len(readable), PAGE_SIZE))
-    first = st.radio(
-        f"{len(readable)} images, {PAGE_SIZE} per page",
-        starts,
-        format_func=lambda i: f"{i + 1}-{min(i + PAGE_SIZE, len(readable))}",
+def image_inputs() -> list[tuple[str, bytes]]:
+    """(name, bytes) of the uploaded images, and of the example gallery when asked for (or
+    while nothing is uploaded)."""
+    uploads = st.file_uploader(
+        f"Images (JPEG, PNG, WebP, BMP, GIF, TIFF; up to {MAX_UPLOAD_MB} MB and 64 megapixels each)",
+        type=["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"],
+        accept_multiple_files=True,
+        key="upload",
+    )
+    examples = st.checkbox("Also show the example gallery", value=False, key="examples",
+                           help="shown anyway while nothing is uploaded")  # fmt: skip
+    items = [(f.name, f.getvalue()) for f in uploads or []]
+    if examples or not uploads:
+        for name, img in example_images().items():
+            buf = io.BytesIO()
+            img.save(buf, "PNG")
+            items.append((name, buf.getvalue()))
+    return items
+
+
+def readable_images(items: list[tuple[str, bytes]]) -> list[tuple[str, bytes, str]]:
+    """(name, bytes, SHA-256) of the images that can be shown; the others are named first."""
+    readable = []
+    for name, data in items:
+        digest = hashlib.sha256(data).hexdigest()
+        if len(data) > MAX_UPLOAD_BYTES:
+            st.error(f"{name}: file is larger than {MAX_UPLOAD_MB} MB; skipped.")
+            continue
+        error = image_error(digest, data, name)
+        if error is not None:
+            st.error(f"Cannot show {error}")
+            continue
+        readable.append((name, data, digest))
+    return readable
+
+
+def page_start(n: int) -> int:
+    """Index of the first image of the page chosen (PAGE_SIZE images per page)."""
+    if n <= PAGE_SIZE:
+        return 0
+    return st.radio(
+        f"{n} images, {PAGE_SIZE} per page",
+        list(range(0, n, PAGE_SIZE)),
+        format_func=lambda i: f"{i + 1}-{min(i + PAGE_SIZE, n)}",
         horizontal=True,
         key="page",
         help="a view setting redraws the images of this page only",
@@ -633,16 +649,17 @@ if len(readable) > PAGE_SIZE:
 
 
 @st.fragment
-def show_image(idx: int, name: str, data: bytes, digest: str) -> None:
-    """One image: every chosen model's views, their verdict and the image's downloads."""
+def show_image(idx: int, image: tuple[str, bytes, str], cfg: Settings) -> None:
+    """One image: every chosen model's views, their verdict and the image's downloads (a
+    fragment: its own widgets rerun this image only)."""
+    name = image[0]
     st.divider()
     st.subheader(name)
-    cols = st.columns(len(models))
     results: list[ImageAnalysis | None] = []
-    for j, (col, path) in enumerate(zip(cols, models, strict=True)):
+    for j, (col, path) in enumerate(zip(st.columns(len(cfg.models)), cfg.models, strict=True)):
         with col:
             try:
-                results.append(show_model(path, name, data, digest, f"{idx}-{j}"))
+                results.append(show_model(path, image, f"{idx}-{j}", cfg))
             except Exception as err:  # one line on the page, the traceback in the server log
                 log.exception("analysing %s with %s", name, path)
                 shown = str(err).splitlines()[0][:300] if isinstance(err, ValueError) else ""
@@ -651,45 +668,55 @@ def show_image(idx: int, name: str, data: bytes, digest: str) -> None:
                     f"{': ' + shown if shown else ''}); the details are in the server log."
                 )
                 results.append(None)
-    if results[0] is None:
-        return
     if len(results) == 2 and all(results):
         (ca, pa), (cb, pb) = results[0].top, results[1].top
         verdict = "agree" if ca == cb else "disagree"
-        st.caption(
-            f"The two models {verdict}: {short(models[0])} says {ca} ({pa:.1%}), {short(models[1])} says {cb} ({pb:.1%})."
-        )
-    for j, (path, a) in enumerate(zip(models, results, strict=True)):
+        st.caption(f"The two models {verdict}: {short(cfg.models[0])} says {ca} ({pa:.1%}), "
+                   f"{short(cfg.models[1])} says {cb} ({pb:.1%}).")  # fmt: skip
+    for j, (path, a) in enumerate(zip(cfg.models, results, strict=True)):
         if a is not None:
-            image_downloads(a, short(path), f"{idx}-{j}")
+            image_downloads(a, short(path), f"{idx}-{j}", cfg)
 
 
-def image_downloads(a: ImageAnalysis, model: str, uid: str) -> None:
+def image_downloads(a: ImageAnalysis, model: str, uid: str, cfg: Settings) -> None:
     """NPZ, JSON and report of one image under one model, named after both."""
     stem = f"{Path(a.name).stem}-{model}"
     c1, c2, c3 = st.columns(3)
-    c1.download_button(
-        f"Arrays, {model} (NPZ)",
-        lambda: npz_bytes(a.to_arrays()),
-        file_name=f"{stem}.npz",
-        mime="application/octet-stream",
-        key=f"dl-npz-{uid}",
-    )
-    c2.download_button(
-        f"Arrays, {model} (JSON)",
-        a.json_bytes,
-        file_name=f"{stem}.json",
-        mime="application/json",
-        key=f"dl-json-{uid}",
-    )
-    c3.download_button(
-        f"One-page report, {model} (PNG)",
-        lambda: a.report(f"{a.name} - {model}", cmap, alpha),
-        file_name=f"{stem}-report.png",
-        mime="image/png",
-        key=f"dl-report-{uid}",
-    )
+    c1.download_button(f"Arrays, {model} (NPZ)", lambda: npz_bytes(a.to_arrays()),
+                       file_name=f"{stem}.npz", mime="application/octet-stream",
+                       key=f"dl-npz-{uid}")  # fmt: skip
+    c2.download_button(f"Arrays, {model} (JSON)", a.json_bytes, file_name=f"{stem}.json",
+                       mime="application/json", key=f"dl-json-{uid}")  # fmt: skip
+    c3.download_button(f"One-page report, {model} (PNG)",
+                       lambda: a.report(f"{a.name} - {model}", cfg.cmap, cfg.alpha),
+                       file_name=f"{stem}-report.png", mime="image/png",
+                       key=f"dl-report-{uid}")  # fmt: skip
 
 
-for idx, (name, data, digest) in enumerate(readable[first : first + PAGE_SIZE], start=first):
-    show_image(idx, name, data, digest)
+def main() -> None:
+    """The page: sidebar, model cards and dataset statistics, then the images, a page at
+    a time (unreadable files named first)."""
+    st.set_page_config(page_title="vt_explorer", layout="wide")
+    cfg = sidebar()
+    st.title("What does each visual token look at?")
+    st.caption(
+        "A Visual Transformer pools the feature map into a few tokens by spatial attention "
+        "(eq. 1 filter tokenizer, eq. 2 recurrent), relates them with a transformer and "
+        "projects them back onto the pixels. Upload images to see it on your own pictures."
+    )
+    with st.expander("Model cards: data, accuracy, confusion matrix, training curves, cost"):
+        for col, m in zip(st.columns(len(cfg.models)), cfg.models, strict=True):
+            with col:
+                show_card(m)
+    with st.expander("Dataset statistics per token (from `vt-explorer tokens`)"):
+        for col, m in zip(st.columns(len(cfg.models)), cfg.models, strict=True):
+            with col:
+                show_token_statistics(m)
+    readable = readable_images(image_inputs())
+    first = page_start(len(readable))
+    for idx, image in enumerate(readable[first : first + PAGE_SIZE], start=first):
+        show_image(idx, image, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -198,7 +198,10 @@ def test_faithfulness_panel_and_randomisation_check(app) -> None:
     at.checkbox(key="compare").uncheck().run()
     labels = [m.label for m in at.metric]
     assert "deletion score" in labels
-    assert any(lab.startswith("distinct maps, module 1") for lab in labels)
+    verdicts = ("collapsed", "partly collapsed", "diverse")
+    assert any(lab.startswith("module 1: ") and lab.endswith(verdicts) for lab in labels)
+    assert any(c.value.startswith(("tokens matter", "tokens redundant", "the map's ranking"))
+               for c in at.caption)  # fmt: skip
     first = next(c for c in at.checkbox if c.key and c.key.startswith("rand-"))
     first.check().run()
     assert not at.exception
