@@ -287,55 +287,64 @@ def distill(
         lr = _one_cycle(step, steps, args.lr, args.warmup)
         for group in opt.param_groups:
             group["lr"] = lr
-        idx = torch.randint(0, len(bank), (args.batch_size,), generator=g)
-        x = random_views(bank, idx, side, args.min_scale, g)
-        mixed = float(torch.rand((), generator=g)) < args.mix
-        if mixed:
-            x = mix_views(x, g)
-        x = x.to(device)
-        with torch.no_grad():
-            t_logits = teacher.tail(x)
-        s_logits = student.head(x).logits
-        loss = kd_loss(s_logits, t_logits, args.temperature)
-        y = hard[idx].to(device)
-        if args.ce_weight > 0 and not mixed and (y >= 0).any():
-            loss = loss + args.ce_weight * F.cross_entropy(s_logits[y >= 0], y[y >= 0])
-        if not torch.isfinite(loss):
-            raise ValueError(
-                f"distillation diverged: loss {loss.item()} at step {step}; lower --lr"
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = distill_step(args, student, teacher, opt, bank, hard, side, g)
         step += 1
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
         bar.update(1)
         if step % 10 == 0:
             bar.set_postfix(loss=f"{loss_avg:.3f}", lr=f"{lr:.2g}")
         if step % eval_steps == 0 or step == steps:
-            point = {"samples": step * args.batch_size, "loss": round(loss_avg, 5)}
-            point["seconds"] = round(elapsed_before + time.time() - t_start, 1)
+            seconds = elapsed_before + time.time() - t_start
+            point = {"samples": step * args.batch_size, "loss": round(loss_avg, 5),
+                     "seconds": round(seconds, 1)}  # fmt: skip
             for src, fs, labels in holdouts:
                 point[Path(src).name] = holdout_metrics(student, teacher, fs, labels, device)
             curve.append(point)
-            with open(log_path, "a") as f:
-                f.write(json.dumps(point) + "\n")
             if progress:
                 shown = {k: v["agreement"] for k, v in point.items() if isinstance(v, dict)}
                 tqdm.write(f"{point['samples']} samples: loss {loss_avg:.3f}, agreement {shown}")
-            state = {
-                "model": student.state_dict(),
-                "optimizer": opt.state_dict(),
-                "generator": g.get_state(),
-                "step": step,
-                "curve": json.dumps(curve),
-                "elapsed": elapsed_before + time.time() - t_start,
-                "loss_avg": loss_avg,
-                "args": json.dumps(dataclasses.asdict(args)),
-            }
-            _atomic_write(resume_path, lambda tmp, s=state: torch.save(s, tmp))
+            state = {"model": student.state_dict(), "optimizer": opt.state_dict(),
+                     "generator": g.get_state(), "step": step, "curve": json.dumps(curve),
+                     "elapsed": seconds, "loss_avg": loss_avg,
+                     "args": json.dumps(dataclasses.asdict(args))}  # fmt: skip
+            _save_point(log_path, resume_path, point, state)
     bar.close()
     return _write_card(args, student, wnids, bank_sets, holdouts, curve, t_start, elapsed_before)
+
+
+def _save_point(log: Path, resume: Path, point: dict[str, Any], state: dict[str, Any]) -> None:
+    """Append a learning-curve point to the log and write the resume state atomically."""
+    with open(log, "a") as f:
+        f.write(json.dumps(point) + "\n")
+    _atomic_write(resume, lambda tmp: torch.save(state, tmp))
+
+
+def distill_step(
+    args: DistillArgs, student: nn.Module, teacher: EfficientNetLite0, opt, bank: Tensor,
+    hard: Tensor, side: int, g: torch.Generator,
+) -> Tensor:  # fmt: skip
+    """One optimisation step on a batch of fresh views (random crops of bank maps, mixed with
+    probability ``args.mix``), labelled by the teacher; returns the loss."""
+    device = next(student.parameters()).device
+    idx = torch.randint(0, len(bank), (args.batch_size,), generator=g)
+    x = random_views(bank, idx, side, args.min_scale, g)
+    mixed = float(torch.rand((), generator=g)) < args.mix
+    if mixed:
+        x = mix_views(x, g)
+    x = x.to(device)
+    with torch.no_grad():
+        t_logits = teacher.tail(x)
+    s_logits = student.head(x).logits
+    loss = kd_loss(s_logits, t_logits, args.temperature)
+    y = hard[idx].to(device)
+    if args.ce_weight > 0 and not mixed and (y >= 0).any():
+        loss = loss + args.ce_weight * F.cross_entropy(s_logits[y >= 0], y[y >= 0])
+    if not torch.isfinite(loss):
+        raise ValueError(f"distillation diverged: loss {loss.item()}; lower --lr")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
 
 
 def _one_cycle(step: int, total: int, peak: float, warmup: float) -> float:
