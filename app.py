@@ -39,8 +39,8 @@ from vt_explorer.explore import (
     analyse,
     npz_bytes,
 )
-from vt_explorer.headless import parse_token_statistics, read_token_statistics
 from vt_explorer.model.config import CIFAR10_CLASSES
+from vt_explorer.tokenstats import parse_token_statistics, read_token_statistics
 from vt_explorer.viz import (
     attention_heatmap,
     confusion_heatmap,

@@ -79,7 +79,7 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
     """Write through a temporary file in the same folder, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -109,7 +109,7 @@ def save_checkpoint(
     cfg: ModelConfig = model.cfg
     weights_path, card_path = checkpoint_paths(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(
+    atomic_write(
         weights_path,
         lambda tmp: save_file(state, tmp, metadata={"format": FORMAT, "model": cfg.name}),
     )
@@ -129,7 +129,7 @@ def save_checkpoint(
     }
     full.update(card or {})
     text = json.dumps(full, indent=2, sort_keys=False) + "\n"
-    _atomic_write(card_path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(card_path, lambda tmp: Path(tmp).write_text(text))
     return weights_path, card_path
 
 
@@ -152,7 +152,7 @@ def record_metrics(path: str | os.PathLike, metrics: dict[str, Any]) -> dict[str
     card["metrics_by_device"] = by_device
     text = json.dumps(card, indent=2, sort_keys=False) + "\n"
     _, card_path = checkpoint_paths(path)
-    _atomic_write(card_path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(card_path, lambda tmp: Path(tmp).write_text(text))
     return card
 
 

@@ -278,9 +278,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
     from .checkpoint import CheckpointError, load_checkpoint
-    from .data import decode_image
+    from .data import decode_image, image_files
     from .device import select_device
-    from .headless import image_files
 
     try:
         device = select_device(args.device)
@@ -338,8 +337,9 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Write figures, arrays and a JSON summary per image and checkpoint."""
     from .checkpoint import CheckpointError
+    from .data import image_files
     from .device import select_device
-    from .headless import ExplainOptions, explain, image_files
+    from .headless import ExplainOptions, explain
 
     missing = [p for p in args.images if not Path(p).exists()]
     if missing:

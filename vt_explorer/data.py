@@ -18,7 +18,7 @@ import os
 import tarfile
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -500,3 +500,17 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, pad: int = 4
     bidx = torch.arange(b, device=dev)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]  # b h w c
     return out.permute(0, 3, 1, 2)
+
+
+def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Image files named by ``paths``: files as given, folders searched recursively for
+    image extensions (sorted)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+            )
+        else:
+            files.append(p)
+    return files

@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from torchvision.ops import roi_align
 from tqdm.auto import tqdm
 
-from .checkpoint import _atomic_write, save_checkpoint
+from .checkpoint import atomic_write, save_checkpoint
 from .data import DatasetError
 from .device import select_device
 from .features import FeatureSet, compute_features
@@ -316,7 +316,7 @@ def _save_point(log: Path, resume: Path, point: dict[str, Any], state: dict[str,
     """Append a learning-curve point to the log and write the resume state atomically."""
     with open(log, "a") as f:
         f.write(json.dumps(point) + "\n")
-    _atomic_write(resume, lambda tmp: torch.save(state, tmp))
+    atomic_write(resume, lambda tmp: torch.save(state, tmp))
 
 
 def distill_step(

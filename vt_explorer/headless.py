@@ -29,25 +29,16 @@ from .analysis import (
     semantic_groups,
 )
 from .checkpoint import LoadedCheckpoint, load_checkpoint
-from .data import IMAGE_EXTENSIONS, check_viewable, decode_image, load_image_folder, normalize
+from .data import (
+    check_viewable,
+    decode_image,
+    image_files,
+    load_image_folder,
+    normalize,
+)
 from .evaluate import label_map
 from .explore import ImageAnalysis, analyse_batch, token_rows
-
-TOKENS_FORMAT = "vt_explorer.tokens/1"
-
-
-def image_files(paths: Sequence[str | Path]) -> list[Path]:
-    """Image files named by ``paths``: files as given, folders searched recursively for
-    image extensions (sorted)."""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-            )
-        else:
-            files.append(p)
-    return files
+from .tokenstats import TOKENS_FORMAT, parse_token_statistics, read_token_statistics  # noqa: F401
 
 
 def _slug(text: str) -> str:
@@ -348,29 +339,6 @@ class _TokenSums:
                 round(float(np.mean([d[2] == "collapsed" for d in m])), 4) for m in self.div
             ],
         }
-
-
-def parse_token_statistics(data: bytes, name: str) -> dict[str, Any]:
-    """The contents of a ``tokens.json`` (as bytes, e.g. an upload); ValueError naming
-    ``name`` when they are not token statistics."""
-    try:
-        stats = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{name}: not a readable token statistics file ({err})") from None
-    if not isinstance(stats, dict) or stats.get("format") != TOKENS_FORMAT:
-        raise ValueError(f"{name}: not a token statistics file (no format {TOKENS_FORMAT!r})")
-    return stats
-
-
-def read_token_statistics(path: str | Path) -> dict[str, Any]:
-    """Load a ``tokens.json`` written by :func:`token_statistics`; ValueError naming the file
-    when it is not one."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as err:
-        raise ValueError(f"{p}: not a readable token statistics file ({err})") from None
-    return parse_token_statistics(data, str(p))
 
 
 def write_token_statistics(stats: dict[str, Any], out: str | Path, fmt: str = "png") -> list[Path]:

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import _atomic_write, save_checkpoint
+from .checkpoint import atomic_write, save_checkpoint
 from .data import (
     augment_batch,
     check_decode_size,
@@ -593,7 +593,7 @@ def _end_epoch(run: _Run, record: dict[str, Any], epoch: int, t_start: float) ->
         "history": json.dumps(run.history),
         "elapsed": run.elapsed_before + time.time() - t_start,
     }
-    _atomic_write(run.files["resume"], lambda tmp, s=state: torch.save(s, tmp))
+    atomic_write(run.files["resume"], lambda tmp, s=state: torch.save(s, tmp))
 
 
 def write_card(run: _Run, t_start: float) -> dict[str, Any]:
