@@ -21,6 +21,7 @@ import pandas as pd
 import streamlit as st
 
 from vt_explorer.analysis import (
+    entropy_ratio,
     randomisation_check,
 )
 from vt_explorer.checkpoint import (
@@ -54,6 +55,7 @@ from vt_explorer.viz import (
     token_grid_png,
 )
 from vt_explorer.viz import export as fig_export
+from vt_explorer.viz.figures import colour_bar_png, map_scale, near_uniform
 
 log = logging.getLogger("vt_explorer.app")
 # one limit for every upload: what .streamlit/config.toml lets the server receive is what
@@ -133,10 +135,12 @@ def get_randomisation(key: str, digest: str, _data: bytes, name: str) -> dict:
 
 
 @st.cache_data(max_entries=4096, show_spinner=False)
-def tinted(image: np.ndarray, heat: np.ndarray, cmap: str, alpha: float) -> np.ndarray:
+def tinted(
+    image: np.ndarray, heat: np.ndarray, cmap: str, alpha: float, vmax: float | None = None
+) -> np.ndarray:
     """``overlay``, memoised: reruns for other views (token, layer, head, module) redraw
-    nothing that did not change."""
-    return overlay(image, heat, cmap, alpha)
+    nothing that did not change. ``vmax``: the grid's shared scale (None: own range)."""
+    return overlay(image, heat, cmap, alpha, vmax)
 
 
 @st.cache_data(max_entries=1024, show_spinner=False)
@@ -217,6 +221,7 @@ class Settings:
     models: list[str]
     cmap: str
     alpha: float
+    stretch: bool = False  # each map stretched to its own range instead of one shared scale
 
 
 def sidebar() -> Settings:
@@ -266,7 +271,15 @@ def sidebar() -> Settings:
         model_b = st.sidebar.selectbox("Second model", choices, format_func=short, key="model_b")
     cmap = st.sidebar.selectbox("Colour map", CMAPS, key="cmap")
     alpha = st.sidebar.slider("Map opacity", 0.0, 1.0, 0.55, 0.05, key="alpha")
-    return Settings([m for m in (model_a, model_b) if m], cmap, alpha)
+    stretch = st.sidebar.checkbox(
+        "Stretch each map to its own range",
+        value=False,
+        key="stretch",
+        help="Off (default): every tile of a grid shares one colour scale from 0, with a "
+        "colour bar, so a near-uniform map looks near-uniform. On: each tile uses its full "
+        "colour range, which makes diffuse maps look as sharp as peaked ones.",
+    )
+    return Settings([m for m in (model_a, model_b) if m], cmap, alpha, stretch)
 
 
 def show_card(path: str) -> None:
@@ -356,26 +369,49 @@ def show_token_statistics(path: str) -> None:
         )
 
 
+def map_grid(
+    a: ImageAnalysis, maps: np.ndarray, uid: str, cfg: Settings, share: np.ndarray | None = None
+) -> float | None:
+    """A grid of 16 overlays on one colour scale (or each stretched, as the sidebar says),
+    each tile labelled with its share of the pixels and its entropy over a uniform map's;
+    a colour bar marks 0, the uniform value and the top. Returns the shared top (or None)."""
+    vmax, uniform = map_scale(maps)
+    top = None if cfg.stretch else vmax
+    ratio = entropy_ratio(maps)
+    cols = st.columns(8)
+    for i in range(len(maps)):
+        part = "" if share is None else f" {share[i]:.0%}"
+        cols[i % 8].image(tinted(a.tile, maps[i], cfg.cmap, cfg.alpha, top),
+                          caption=f"t{i}{part} H/Hu {ratio[i]:.2f}", width="stretch")  # fmt: skip
+    if cfg.stretch:
+        st.caption("Each tile stretched to its own range: brightness is not comparable "
+                   "between tiles.")  # fmt: skip
+    else:
+        st.image(colour_bar_png(cfg.cmap, vmax, uniform), width=340,
+                 caption="one colour scale for every tile, from 0 to the largest value")  # fmt: skip
+    if near_uniform(maps, uniform, 0.1):
+        st.info("Maps ~ uniform: every token looks everywhere (all values within 10% of "
+                f"1/HW = {uniform:.3g}).")  # fmt: skip
+    return top
+
+
 def show_maps_tab(a: ImageAnalysis, k: int, uid: str, cfg: Settings) -> None:
     """Every token's spatial map of module k, one enlarged, and the grid's downloads."""
     v = a.modules[k]
-    n = len(v.maps)
-    st.caption(f"Each token's spatial attention (softmax over pixels), {v.kind} tokenizer.")
-    cols = st.columns(8)
-    for i in range(n):
-        cols[i % 8].image(
-            tinted(a.tile, v.maps[i], cfg.cmap, cfg.alpha), caption=f"token {i}", width="stretch"
-        )
-    tok = st.selectbox("Enlarge token", list(range(n)), key=f"enlarge-{uid}")
-    st.image(tinted(a.image, v.maps[tok], cfg.cmap, cfg.alpha), caption=f"token {tok}", width=360)
+    st.caption(f"Each token's spatial attention (softmax over pixels), {v.kind} tokenizer. "
+               "Tile captions: share of the pixels the token wins; entropy over a uniform "
+               "map's (1 = looks everywhere).")  # fmt: skip
+    top = map_grid(a, v.maps, uid, cfg, v.stats.share)
+    tok = st.selectbox("Enlarge token", list(range(len(v.maps))), key=f"enlarge-{uid}")
+    st.image(tinted(a.image, v.maps[tok], cfg.cmap, cfg.alpha, top), caption=f"token {tok}",
+             width=360)  # fmt: skip
     downloads(
         "Token maps",
-        lambda fmt: token_grid_png(
-            a.image, v.maps, cfg.cmap, cfg.alpha, f"{a.name}: module {k + 1}", fmt=fmt
-        ),
+        lambda fmt: token_grid_png(a.image, v.maps, cfg.cmap, cfg.alpha,
+                                   f"{a.name}: module {k + 1}", fmt=fmt, shared=not cfg.stretch),
         f"{a.name}-token-maps-module{k + 1}",
         f"maps-{uid}",
-    )
+    )  # fmt: skip
 
 
 def show_groups_tab(a: ImageAnalysis, k: int, uid: str) -> None:
@@ -448,7 +484,7 @@ def show_attention_tab(a: ImageAnalysis, k: int, uid: str) -> None:
         "Token attention",
         lambda fmt: fig_export.heatmap_figure(
             mat, f"{a.name}: module {k + 1}, layer {lay}, head {head}", xticks=names,
-            yticks=names, fmt=fmt,
+            yticks=names, fmt=fmt, uniform=1.0 / mat.shape[-1],
         ),
         f"{a.name}-token-attention-module{k + 1}-layer{lay}-head{head}",
         f"att-{uid}",
@@ -463,15 +499,16 @@ def show_propagated_tab(a: ImageAnalysis, k: int, uid: str, cfg: Settings) -> No
         return
     st.caption("Maps after the transformer mixes them: A_hat[l] = sum_l' W[l, l'] A[l'], W the "
                "last layer's attention (mean over heads).")  # fmt: skip
-    cols = st.columns(8)
-    for i in range(len(prop)):
-        cols[i % 8].image(
-            tinted(a.tile, prop[i], cfg.cmap, cfg.alpha), caption=f"token {i}", width="stretch"
-        )
+    w = a.modules[k].token_attention[-1].mean(0)
+    if near_uniform(w[-len(prop) :, -len(prop) :], 1.0 / w.shape[-1]):
+        st.info("The attention is ~ uniform, so every propagated map is ~ the mean of all "
+                "maps: the tiles are (near) identical.")  # fmt: skip
+    map_grid(a, prop, uid, cfg)
     downloads(
         "Propagated maps",
         lambda fmt: token_grid_png(a.image, prop, cfg.cmap, cfg.alpha,
-                                   f"{a.name}: after the transformer, module {k + 1}", fmt=fmt),
+                                   f"{a.name}: after the transformer, module {k + 1}", fmt=fmt,
+                                   shared=not cfg.stretch),
         f"{a.name}-propagated-module{k + 1}",
         f"prop-{uid}",
     )  # fmt: skip

@@ -106,8 +106,9 @@ def _write_figures(folder: Path, ck_name: str, a: ImageAnalysis, opts: ExplainOp
                 )
             for j, att in enumerate(v.token_attention):
                 files[f"m{k}_attention_l{j}.{fmt}"] = heatmap_figure(
-                    att.mean(0), f"token attention (mean of {len(att)} heads), {title}", fmt=fmt
-                )
+                    att.mean(0), f"token attention (mean of {len(att)} heads), {title}",
+                    fmt=fmt, uniform=1.0 / att.shape[-1],
+                )  # fmt: skip
             if v.propagated is not None:
                 files[f"m{k}_propagated.{fmt}"] = token_grid_png(
                     a.image, v.propagated, opts.cmap, opts.alpha,

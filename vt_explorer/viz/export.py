@@ -70,12 +70,24 @@ def heatmap_figure(
     xticks: list[str] | None = None,
     yticks: list[str] | None = None,
     fmt: str = "png",
+    uniform: float | None = None,
 ) -> bytes:
-    """A matrix as a heatmap with a colour bar (token attention, token x class tables)."""
+    """A matrix as a heatmap with a colour bar from 0 (token attention, token x class
+    tables). ``uniform`` (e.g. 1/L for attention) is marked on the colour bar, and a matrix
+    within 5% of it everywhere says so in the title."""
+    from .figures import near_uniform
+
     h, w = matrix.shape
     fig, ax = plt.subplots(figsize=(min(1.2 + 0.32 * w, 12), min(1.0 + 0.3 * h, 10)))
-    im = ax.imshow(matrix, cmap="viridis", aspect="auto")
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    top = max(float(matrix.max()), (uniform or 0) * 1.0001, 1e-12)
+    im = ax.imshow(matrix, cmap="viridis", aspect="auto", vmin=0, vmax=top)
+    bar = fig.colorbar(im, ax=ax, fraction=0.046)
+    if uniform is not None:
+        bar.ax.axhline(uniform, color="white", lw=1.5)
+        bar.ax.text(1.05, uniform, f" 1/L = {uniform:.3g}", transform=bar.ax.get_yaxis_transform(),
+                    fontsize=7, va="center")  # fmt: skip
+        if near_uniform(matrix, uniform):
+            title += "\nattention ~ uniform: the transformer mixes all tokens equally"
     ax.set_xticks(range(w), xticks or [str(i) for i in range(w)], fontsize=7, rotation=90)
     ax.set_yticks(range(h), yticks or [str(i) for i in range(h)], fontsize=7)
     ax.set_xlabel(xlabel, fontsize=8)

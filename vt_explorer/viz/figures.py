@@ -23,17 +23,26 @@ def palette(n: int) -> np.ndarray:
 
 
 def overlay(
-    image: np.ndarray, heat: np.ndarray, cmap: str = "jet", alpha: float = 0.5
+    image: np.ndarray,
+    heat: np.ndarray,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    vmax: float | None = None,
 ) -> np.ndarray:
     """Blend a heat map over an image.
 
-    image (H, W, 3) uint8; heat (h, w) any scale (normalised to its own min-max and resized
-    to H x W). Returns (H, W, 3) uint8.
+    image (H, W, 3) uint8; heat (h, w), resized to H x W. With ``vmax`` the colours run
+    from 0 to ``vmax`` (a shared scale: equal values look equal on every tile); without,
+    the map is stretched to its own min-max (per-tile stretching: a near-uniform map then
+    looks as sharp as a peaked one). Returns (H, W, 3) uint8.
     """
     h, w = image.shape[:2]
     m = upsample(heat[None], (h, w))[0] if heat.shape != (h, w) else heat
-    lo, hi = float(m.min()), float(m.max())
-    m = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+    if vmax is not None:
+        lo, hi = 0.0, float(vmax)
+    else:
+        lo, hi = float(m.min()), float(m.max())
+    m = np.clip((m - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(m)
     lut = _lut(cmap)  # matplotlib's own 256 colours, looked up as matplotlib does (x * N)
     colour = lut[np.clip((m * len(lut)).astype(np.int32), 0, len(lut) - 1)]
     out = image.astype(np.float32) * (1 - alpha) + colour * np.float32(alpha)
@@ -48,10 +57,48 @@ def _lut(cmap: str) -> np.ndarray:
 
 
 def token_strip(
-    image: np.ndarray, maps: np.ndarray, cmap: str = "jet", alpha: float = 0.5
+    image: np.ndarray,
+    maps: np.ndarray,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    vmax: float | None = None,
 ) -> list[np.ndarray]:
-    """One overlay per token: maps (L, h, w) -> list of L (H, W, 3) uint8 images."""
-    return [overlay(image, m, cmap, alpha) for m in maps]
+    """One overlay per token: maps (L, h, w) -> list of L (H, W, 3) uint8 images, on one
+    scale from 0 to ``vmax`` (None: each stretched to its own range)."""
+    return [overlay(image, m, cmap, alpha, vmax) for m in maps]
+
+
+def map_scale(maps: np.ndarray) -> tuple[float, float]:
+    """(vmax, uniform) of a grid of maps (L, h, w) each summing to 1: the largest value of
+    any map (the top of the shared colour scale) and 1 / (h w), a uniform map's value."""
+    return float(maps.max()), 1.0 / float(maps[0].size)
+
+
+def near_uniform(values: np.ndarray, uniform: float, tol: float = 0.05) -> bool:
+    """True when every value lies within ``tol`` (relative) of ``uniform``."""
+    return bool(np.all(np.abs(np.asarray(values) - uniform) <= tol * uniform))
+
+
+def colour_bar_png(cmap: str, vmax: float, uniform: float | None, width: int = 320) -> np.ndarray:
+    """A horizontal colour bar from 0 to ``vmax`` with ticks at 0, the uniform value and
+    ``vmax``, as an (h, width, 3) uint8 image (for the app and the PNG grids)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    lut = _lut(cmap)
+    bar = lut[np.linspace(0, len(lut) - 1, width).astype(int)].astype(np.uint8)
+    canvas = Image.new("RGB", (width + 20, 40), "white")
+    canvas.paste(Image.fromarray(np.repeat(bar[None], 12, 0)), (10, 2))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=10)
+    ticks = [(0.0, "0"), (vmax, f"{vmax:.3g}")]
+    if uniform is not None and 0 < uniform < vmax:
+        ticks.append((uniform, f"uniform {uniform:.3g}"))
+    for v, text in ticks:
+        x = 10 + round(v / vmax * (width - 1)) if vmax > 0 else 10
+        draw.line([(x, 2), (x, 18)], fill="black", width=1)
+        tw = draw.textlength(text, font=font)
+        draw.text((min(max(0, x - tw / 2), width + 20 - tw), 22), text, fill="black", font=font)
+    return np.asarray(canvas)
 
 
 def group_image(image: np.ndarray, labels: np.ndarray, alpha: float = 0.55) -> np.ndarray:
@@ -70,6 +117,8 @@ def attention_heatmap(
     """Token-to-token attention (L, L) as a heatmap: row = query token, column = key token."""
     n = matrix.shape[0]
     labels = labels or [f"t{i}" for i in range(n)]
+    uniform = 1.0 / matrix.shape[1]
+    top = max(float(matrix.max()), uniform * 1.0001)
     fig = go.Figure(
         go.Heatmap(
             z=matrix,
@@ -77,9 +126,16 @@ def attention_heatmap(
             y=labels[:n],
             colorscale="Viridis",
             zmin=0,
-            hovertemplate="token %{y} reads %{x}: %{z:.3f}<extra></extra>",
+            zmax=top,
+            colorbar={
+                "tickvals": [0, uniform, top],
+                "ticktext": ["0", f"1/L = {uniform:.3g}", f"{top:.3g}"],
+            },
+            hovertemplate="token %{y} reads %{x}: %{z:.4f}<extra></extra>",
         )
     )
+    if near_uniform(matrix, uniform):
+        title += " - attention ~ uniform: the transformer mixes all tokens equally"
     fig.update_layout(
         title=title,
         yaxis={"autorange": "reversed", "title": "query token"},
@@ -118,22 +174,36 @@ def token_grid_png(
     title: str = "",
     cols: int = 8,
     fmt: str = "png",
+    shared: bool = True,
 ) -> bytes:
     """Every token's map over the image as one PNG (or SVG with ``fmt="svg"``).
 
-    The PNG is composed with PIL (tiles of at most 160 px, "token i" above each, the title
-    on top): 30x faster than matplotlib subplots, which ``explain`` spent most of its time
-    in. The SVG, a vector format, is still drawn by matplotlib."""
-    tiles = token_strip(image, maps, cmap, alpha)
+    ``shared`` (default): one colour scale for every tile, from 0 to the largest value of
+    any map, with a colour bar marking a uniform map's value; each tile is labelled with its
+    entropy relative to a uniform map (1 = looks everywhere). ``shared=False`` stretches
+    each tile to its own range, and the title says so. The PNG is composed with PIL (tiles
+    of at most 160 px): 30x faster than matplotlib subplots; the SVG is drawn by matplotlib."""
+    from ..analysis import entropy_ratio
+
+    vmax, uniform = map_scale(maps)
+    tiles = token_strip(image, maps, cmap, alpha, vmax if shared else None)
+    ratio = entropy_ratio(maps)
+    labels = [f"t{i} H/Hu {ratio[i]:.2f}" for i in range(len(maps))]
+    note = (f"one scale 0-{vmax:.3g} (uniform {uniform:.3g})" if shared
+            else "each tile stretched to its own range")  # fmt: skip
+    if near_uniform(maps, uniform, 0.1):
+        note += "; maps ~ uniform: every token looks everywhere"
+    title = f"{title} [{note}]" if title else note
     if fmt == "png":
-        return _grid_png(tiles, title, cols)
+        bar = colour_bar_png(cmap, vmax, uniform) if shared else None
+        return _grid_png(tiles, title, cols, labels=labels, bar=bar)
     rows = (len(tiles) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.7 * rows + 0.4), squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i < len(tiles):
             ax.imshow(tiles[i])
-            ax.set_title(f"token {i}", fontsize=8)
+            ax.set_title(labels[i], fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     buf = io.BytesIO()
@@ -142,19 +212,28 @@ def token_grid_png(
     return buf.getvalue()
 
 
-def _grid_png(tiles: list[np.ndarray], title: str, cols: int, side: int = 160) -> bytes:
-    """Tiles (H, W, 3) uint8 in a grid, each under its "token i" label, as PNG bytes."""
+def _grid_png(
+    tiles: list[np.ndarray],
+    title: str,
+    cols: int,
+    side: int = 160,
+    labels: list[str] | None = None,
+    bar: np.ndarray | None = None,
+) -> bytes:
+    """Tiles (H, W, 3) uint8 in a grid, each under its label ("token i" by default), with
+    an optional colour bar image at the bottom, as PNG bytes."""
     from PIL import Image, ImageDraw, ImageFont
 
+    labels = labels or [f"token {i}" for i in range(len(tiles))]
     h, w = tiles[0].shape[:2]
     scale = side / max(h, w)
     tw, th = max(1, round(w * scale)), max(1, round(h * scale))
     pad, label_h, title_h = 6, 14, 22 if title else 0
     rows = (len(tiles) + cols - 1) // cols
     ncols = min(cols, len(tiles))
-    canvas = Image.new(
-        "RGB", (pad + ncols * (tw + pad), title_h + rows * (th + label_h + pad)), "white"
-    )
+    bar_h = 0 if bar is None else bar.shape[0] + pad
+    width = max(pad + ncols * (tw + pad), 0 if bar is None else bar.shape[1] + 2 * pad)
+    canvas = Image.new("RGB", (width, title_h + rows * (th + label_h + pad) + bar_h), "white")
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default(size=11)
     if title:
@@ -162,8 +241,10 @@ def _grid_png(tiles: list[np.ndarray], title: str, cols: int, side: int = 160) -
     for i, tile in enumerate(tiles):
         r, c = divmod(i, cols)
         x, y = pad + c * (tw + pad), title_h + r * (th + label_h + pad)
-        draw.text((x, y), f"token {i}", fill="black", font=font)
+        draw.text((x, y), labels[i], fill="black", font=font)
         canvas.paste(Image.fromarray(tile).resize((tw, th), Image.BILINEAR), (x, y + label_h))
+    if bar is not None:
+        canvas.paste(Image.fromarray(bar), (pad, title_h + rows * (th + label_h + pad)))
     buf = io.BytesIO()
     canvas.save(buf, "PNG")
     return buf.getvalue()
