@@ -4,7 +4,9 @@
 
 The photos are ImageNet-style pictures (300-600 px) of nine CIFAR-10 classes (no horse);
 their class comes from the file name. Prints one row per checkpoint: correct / 9, and the
-predicted class of each photo.
+predicted class of each photo. A 1000-class ImageNet checkpoint (its card lists ``wnids``)
+is scored on the exact ImageNet class (the synset id the file name starts with);
+``--teacher`` adds the EfficientNet-Lite0 classifier the ImageNet students learned from.
 """
 
 from __future__ import annotations
@@ -38,24 +40,40 @@ def truth_of(path: Path) -> str:
     return TRUTH[path.stem.split("_", 1)[1]]
 
 
+def score(name: str, model, pre, classes: list[str], wnids: list[str] | None, photos) -> None:
+    """Print one row: how many photos the model names right, and each prediction."""
+    right, preds = 0, []
+    for p in photos:
+        x = pre(decode_image(p.read_bytes(), p.name))[None]
+        with torch.no_grad():
+            i = int(model(x).argmax())
+        # an ImageNet model must name the exact synset of the file name
+        want = classes[wnids.index(p.stem.split("_", 1)[0])] if wnids else truth_of(p)
+        ok = classes[i] == want
+        right += ok
+        preds.append(f"{want}->{classes[i]}{'' if ok else ' x'}")
+    print(f"{name}: {right}/{len(photos)}  ({'; '.join(preds)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="*", help="default: checkpoints/*.json")
     parser.add_argument("--photos", type=Path, default=PHOTOS, help="folder of the photos")
+    parser.add_argument("--teacher", action="store_true", help="also the Lite0 teacher")
     args = parser.parse_args()
     cks = args.checkpoints or list_checkpoints(ROOT / "checkpoints")
     photos = sorted(args.photos.glob("*.JPEG"))
     for ck_path in cks:
         ck = load_checkpoint(ck_path)
-        right, preds = 0, []
-        for p in photos:
-            x = ck.preprocess(decode_image(p.read_bytes(), p.name))[None]
-            with torch.no_grad():
-                pred = ck.classes[int(ck.model(x).argmax())]
-            ok = pred == truth_of(p)
-            right += ok
-            preds.append(f"{truth_of(p)}->{pred}{'' if ok else ' x'}")
-        print(f"{Path(ck_path).name}: {right}/{len(photos)}  ({'; '.join(preds)})")
+        score(Path(ck_path).name, ck.model, ck.preprocess, ck.classes, ck.card.get("wnids"), photos)
+    if args.teacher:
+        from vt_explorer.distill import read_wnids, teacher_model
+        from vt_explorer.preprocess import Preprocess
+
+        t = teacher_model(torch.device("cpu"))
+        pre = Preprocess(224, t.cfg.mean, t.cfg.std, "center_crop", "bilinear")
+        wnids = read_wnids(ROOT.parent / "shared" / "data" / "imagenet-pool" / "imagenet_wnids.txt")
+        score("efficientnet_lite0 (teacher)", t, pre, list(t.cfg.classes), wnids, photos)
 
 
 if __name__ == "__main__":
