@@ -104,7 +104,7 @@ def test_figures() -> None:
     # shared scale (default): one row of four 160-px tiles under the scale note, then the
     # colour bar (40 px + pad); token 2's tile is its overlay on the grid's 0..max scale
     grid = Image.open(io.BytesIO(token_grid_png(img, maps, "viridis", 0.5)))
-    assert grid.size == (6 + 4 * (160 + 6), 22 + 160 + 14 + 6 + 46)
+    assert grid.size == (6 + 4 * (160 + 6), 22 + 160 + 14 + 6 + 52)
     tile = np.asarray(grid.convert("RGB"))[22 + 14 : 22 + 14 + 160, 6 + 2 * 166 : 6 + 2 * 166 + 160]
     shared = overlay(img, maps[2], "viridis", 0.5, vmax=float(maps.max()))
     want = Image.fromarray(shared).resize((160, 160), Image.BILINEAR)
@@ -116,7 +116,7 @@ def test_figures() -> None:
     want = Image.fromarray(overlay(img, maps[2], "viridis", 0.5)).resize((160, 160), Image.BILINEAR)
     assert np.array_equal(tile, np.asarray(want))
     titled = Image.open(io.BytesIO(token_grid_png(img, maps, title="module 1", cols=2)))
-    assert titled.size == (352, 22 + 2 * (160 + 14 + 6) + 46)
+    assert titled.size == (352, 22 + 2 * (160 + 14 + 6) + 52)
     # a uniform map on the shared scale is one flat colour; stretched it would be noise
     flat = np.full((2, 8, 8), 1 / 64)
     flat[1, 0, 0] += 1e-4

@@ -86,18 +86,19 @@ def colour_bar_png(cmap: str, vmax: float, uniform: float | None, width: int = 3
 
     lut = _lut(cmap)
     bar = lut[np.linspace(0, len(lut) - 1, width).astype(int)].astype(np.uint8)
-    canvas = Image.new("RGB", (width + 20, 40), "white")
+    canvas = Image.new("RGB", (width + 20, 46), "white")
     canvas.paste(Image.fromarray(np.repeat(bar[None], 12, 0)), (10, 2))
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default(size=10)
-    ticks = [(0.0, "0"), (vmax, f"{vmax:.3g}")]
+    # 0 and the top under the bar; the uniform value on a second line (it sits near 0)
+    ticks = [(0.0, "0", 18), (vmax, f"{vmax:.3g}", 18)]
     if uniform is not None and 0 < uniform < vmax:
-        ticks.append((uniform, f"uniform {uniform:.3g}"))
-    for v, text in ticks:
+        ticks.append((uniform, f"uniform {uniform:.3g}", 31))
+    for v, text, y in ticks:
         x = 10 + round(v / vmax * (width - 1)) if vmax > 0 else 10
-        draw.line([(x, 2), (x, 18)], fill="black", width=1)
+        draw.line([(x, 2), (x, y - 2)], fill="black", width=1)
         tw = draw.textlength(text, font=font)
-        draw.text((min(max(0, x - tw / 2), width + 20 - tw), 22), text, fill="black", font=font)
+        draw.text((min(max(0, x - tw / 2), width + 20 - tw), y), text, fill="black", font=font)
     return np.asarray(canvas)
 
 
