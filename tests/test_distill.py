@@ -65,12 +65,12 @@ def test_views_mixes_and_loss_against_plain_computations() -> None:
 
 @pytest.mark.slow
 def test_distill_writes_a_1000_class_card_with_a_learning_curve_and_resumes(pool, tmp_path) -> None:
-    ref = distill(_args(pool, tmp_path / "ref"), progress=False)
+    ref = distill(_args(pool, tmp_path / "new" / "ref"), progress=False)  # folder made
     curve = ref["learning_curve"]
     assert [p["samples"] for p in curve] == [48, 96]
     hold = curve[-1]["pool"]
     assert 0 <= hold["agreement"] <= 1 and hold["n"] == 18 and hold["top1"] is not None
-    ck = load_checkpoint(tmp_path / "ref")
+    ck = load_checkpoint(tmp_path / "new" / "ref")
     assert len(ck.classes) == 1000 and ck.card["wnids"] == WNIDS
     assert ck.preprocess.resize == "center_crop" and ck.card["finished"] is True
 
@@ -90,7 +90,7 @@ def test_distill_writes_a_1000_class_card_with_a_learning_curve_and_resumes(pool
         return [{k: v for k, v in p.items() if k != "seconds"} for p in c]
 
     assert timeless(done["learning_curve"]) == timeless(curve)
-    a, b = load_checkpoint(tmp_path / "ref").model, load_checkpoint(out).model
+    a, b = load_checkpoint(tmp_path / "new" / "ref").model, load_checkpoint(out).model
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(va, vb, msg=k)
 

@@ -245,6 +245,7 @@ def distill(
     if cfg.num_classes != 1000:
         raise ValueError(f"{args.student}: a student needs 1000 outputs, not {cfg.num_classes}")
     stem = Path(args.out)
+    stem.parent.mkdir(parents=True, exist_ok=True)
     resume_path = stem.with_name(stem.name + ".resume.pt")
     log_path = stem.with_name(stem.name + ".log.jsonl")
 
