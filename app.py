@@ -472,24 +472,23 @@ def show_attention_tab(a: ImageAnalysis, k: int, uid: str) -> None:
     if not layers:
         st.info("This module has no token attention.")
         return
-    lay = (
-        st.selectbox("Layer", list(range(len(layers))), key=f"layer-{uid}")
-        if len(layers) > 1
-        else 0
-    )
+    lay = 0  # 0-based here, shown 1-based
+    if len(layers) > 1:
+        lay = st.selectbox("Layer", list(range(len(layers))), key=f"layer-{uid}",
+                           format_func=lambda j: f"layer {j + 1}")  # fmt: skip
     att = layers[lay]
     heads = ["mean"] + [str(h) for h in range(att.shape[0])]
     head = st.selectbox("Head", heads, key=f"head-{uid}")
     mat = att.mean(0) if head == "mean" else att[int(head)]
     names = (["cls"] if a.class_token else []) + [f"t{i}" for i in range(len(v.maps))]
-    st.plotly_chart(attention_heatmap(mat, f"layer {lay}, head {head}", names), key=f"hm-{uid}")
+    st.plotly_chart(attention_heatmap(mat, f"layer {lay + 1}, head {head}", names), key=f"hm-{uid}")
     downloads(
         "Token attention",
         lambda fmt: fig_export.heatmap_figure(
-            mat, f"{a.name}: module {k + 1}, layer {lay}, head {head}", xticks=names,
+            mat, f"{a.name}: module {k + 1}, layer {lay + 1}, head {head}", xticks=names,
             yticks=names, fmt=fmt, uniform=1.0 / mat.shape[-1],
         ),
-        f"{a.name}-token-attention-module{k + 1}-layer{lay}-head{head}",
+        f"{a.name}-token-attention-module{k + 1}-layer{lay + 1}-head{head}",
         f"att-{uid}",
     )  # fmt: skip
 
