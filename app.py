@@ -222,6 +222,17 @@ class Settings:
     cmap: str
     alpha: float
     stretch: bool = False  # each map stretched to its own range instead of one shared scale
+    module: str = "last"  # the VT module both models show: "last", or "1", "2", ... (1-based)
+
+
+MODULE_CHOICES = ["last", "1", "2", "3"]
+
+
+def module_index(choice: str, n: int) -> int:
+    """0-based module to show of a model with ``n`` VT modules: the last one by default (the
+    recurrent one in a recurrent model, so a comparison opens on filter vs recurrent); a
+    number beyond a model's modules shows its last."""
+    return n - 1 if choice == "last" else min(int(choice), n) - 1
 
 
 def sidebar() -> Settings:
@@ -282,7 +293,15 @@ def sidebar() -> Settings:
         "colour bar, so a near-uniform map looks near-uniform. On: each tile uses its full "
         "colour range, which makes diffuse maps look as sharp as peaked ones.",
     )
-    return Settings([m for m in (model_a, model_b) if m], cmap, alpha, stretch)
+    module = st.sidebar.selectbox(
+        "VT module",
+        MODULE_CHOICES,
+        key="module",
+        format_func=lambda c: "the last (default)" if c == "last" else f"module {c}",
+        help="One choice for both models. The last module is the recurrent one in a recurrent "
+        "model, so the default comparison is filter vs recurrent; module 1 is always filter.",
+    )
+    return Settings([m for m in (model_a, model_b) if m], cmap, alpha, stretch, module)
 
 
 def show_card(path: str) -> None:
@@ -625,8 +644,8 @@ def show_model(path: str, image: tuple[str, bytes, str], uid: str, cfg: Settings
         st.info("A conv model: no visual tokens to show.")
         return a
     labels = [f"module {i + 1} ({m.kind})" for i, m in enumerate(a.modules)]
-    k = st.radio("VT module", list(range(len(labels))), format_func=lambda i: labels[i],
-                 horizontal=True, key=f"mod-{uid}")  # fmt: skip
+    k = module_index(cfg.module, len(a.modules))
+    st.caption(f"Showing {labels[k]} of {len(labels)} (sidebar: VT module)")
     show_module(a, k, f"{uid}-{k}", cfg)
     with st.expander("Can these maps be trusted? Token ablation and randomisation checks"):
         show_faithfulness(a, path, image, uid)

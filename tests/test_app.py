@@ -241,3 +241,15 @@ def test_dataset_statistics_panel_reads_the_file_beside_the_checkpoint(app, ckdi
         assert any("Cannot use that file" in e.value for e in at.error)
     finally:
         side.unlink()
+
+
+def test_one_module_picker_for_both_models_defaults_to_the_last(app) -> None:
+    """The comparison opens on each model's last module (recurrent in the recurrent model:
+    filter vs recurrent), and one sidebar choice moves both."""
+    at = app.run()
+    shown = [c.value for c in at.caption if c.value.startswith("Showing ")]
+    assert "Showing module 3 (recurrent) of 3 (sidebar: VT module)" in shown
+    assert "Showing module 3 (filter) of 3 (sidebar: VT module)" in shown
+    at.selectbox(key="module").select("1").run()
+    shown = [c.value for c in at.caption if c.value.startswith("Showing ")]
+    assert shown and all(c.startswith("Showing module 1 (filter)") for c in shown)
