@@ -8,6 +8,7 @@ all numbers come from vt_explorer.explore / analysis, all figures from vt_explor
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import io
 import logging
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from vt_explorer.analysis import (
     entropy_ratio,
@@ -751,6 +753,61 @@ def image_downloads(a: ImageAnalysis, model: str, uid: str, cfg: Settings) -> No
                        key=f"dl-report-{uid}")  # fmt: skip
 
 
+def thumbnail_url(image: np.ndarray, side: int = 64) -> str:
+    """A small PNG of ``image`` as a data URL (for the overview table's image column)."""
+    im = Image.fromarray(image)
+    im.thumbnail((side, side))
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def overview(readable: list[tuple[str, bytes, str]], cfg: Settings) -> int | None:
+    """With several images, a sortable table first: each image's thumbnail, every model's
+    top-1 and confidence, whether two models agree, the last module's diversity verdict and
+    the deletion score. Selecting a row shows only that image; returns its index (None:
+    nothing selected, the images are shown a page at a time)."""
+    rows = []
+    for name, data, digest in readable:
+        row: dict = {"image": name}
+        tops = []
+        for path in cfg.models:
+            m = short(path)
+            try:
+                a = get_analysis(path, digest, data, name)
+            except Exception:  # the image's own section names the error
+                log.exception("overview: %s with %s", name, path)
+                row[f"{m}: top-1"] = "error"
+                continue
+            row.setdefault("thumbnail", thumbnail_url(a.tile))
+            cls, p = a.top
+            tops.append(cls)
+            row[f"{m}: top-1"], row[f"{m}: confidence %"] = cls, round(100 * p, 1)
+            row[f"{m}: tokens"] = a.modules[-1].diversity.verdict if a.modules else "-"
+            row[f"{m}: deletion score"] = None if a.deletion is None else a.deletion.score
+        if len(cfg.models) == 2:
+            row["agree"] = len(tops) == 2 and tops[0] == tops[1]
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    st.caption("Click a row to show that image alone (click again to go back to all images); "
+               "click a column header to sort. Tokens: the last module's diversity verdict.")  # fmt: skip
+    event = st.dataframe(
+        df,
+        key="overview",
+        on_select="rerun",
+        selection_mode="single-row",
+        hide_index=True,
+        column_config={"thumbnail": st.column_config.ImageColumn("thumbnail", width="small")}
+        | {
+            c: st.column_config.NumberColumn(format="%.1f" if "confidence" in c else "%+.4f")
+            for c in df.columns
+            if "confidence" in c or "deletion" in c
+        },
+    )
+    picked = event.selection.rows if event is not None else []
+    return int(picked[0]) if picked else None
+
+
 def main() -> None:
     """The page: sidebar, model cards and dataset statistics, then the images, a page at
     a time (unreadable files named first)."""
@@ -771,6 +828,10 @@ def main() -> None:
             with col:
                 show_token_statistics(m)
     readable = readable_images(image_inputs())
+    chosen = overview(readable, cfg) if len(readable) > 1 else None
+    if chosen is not None:
+        show_image(chosen, readable[chosen], cfg)
+        return
     first = page_start(len(readable))
     for idx, image in enumerate(readable[first : first + PAGE_SIZE], start=first):
         show_image(idx, image, cfg)

@@ -253,3 +253,24 @@ def test_one_module_picker_for_both_models_defaults_to_the_last(app) -> None:
     at.selectbox(key="module").select("1").run()
     shown = [c.value for c in at.caption if c.value.startswith("Showing ")]
     assert shown and all(c.startswith("Showing module 1 (filter)") for c in shown)
+
+
+def test_several_images_get_an_overview_table_first(app) -> None:
+    """Two uploads: a table with each image's thumbnail, both models' top-1 and confidence,
+    agreement, the token verdict and the deletion score, before the images."""
+    at = app.run()
+    files = [(f"c{i}.png", image_bytes(make_image(c, 48, seed=i)), "image/png")
+             for i, c in enumerate([(200, 20, 20), (20, 20, 200)])]  # fmt: skip
+    at.file_uploader(key="upload").set_value(files).run()
+    assert not at.exception
+    df = at.dataframe(key="overview").value
+    assert list(df["image"]) == ["c0.png", "c1.png"]
+    for col in ("cifar10-vt-recurrent: top-1", "cifar10-vt-filter: confidence %", "agree",
+                "cifar10-vt-recurrent: tokens", "cifar10-vt-recurrent: deletion score"):  # fmt: skip
+        assert col in df.columns
+    assert df["thumbnail"].str.startswith("data:image/png;base64,").all()
+    verdicts = {"collapsed", "partly collapsed", "diverse"}
+    assert set(df["cifar10-vt-filter: tokens"]) <= verdicts
+    assert (
+        (df["cifar10-vt-filter: confidence %"] > 0) & (df["cifar10-vt-filter: confidence %"] <= 100)
+    ).all()
