@@ -160,6 +160,7 @@ def downloads(label: str, make: Callable[[str], bytes], stem: str, uid: str) -> 
         file_name=f"{stem}.png",
         mime="image/png",
         key=f"png-{uid}",
+        on_click="ignore",
     )
     c2.download_button(
         f"{label} (SVG)",
@@ -167,6 +168,7 @@ def downloads(label: str, make: Callable[[str], bytes], stem: str, uid: str) -> 
         file_name=f"{stem}.svg",
         mime="image/svg+xml",
         key=f"svg-{uid}",
+        on_click="ignore",
     )
 
 
@@ -555,6 +557,7 @@ def show_token_table(a: ImageAnalysis, k: int, uid: str) -> None:
         file_name=f"{Path(a.name).stem}-tokens-module{k + 1}.csv",
         mime="text/csv",
         key=f"csv-{uid}",
+        on_click="ignore",
     )
 
 
@@ -744,13 +747,13 @@ def image_downloads(a: ImageAnalysis, model: str, uid: str, cfg: Settings) -> No
     c1, c2, c3 = st.columns(3)
     c1.download_button(f"Arrays, {model} (NPZ)", lambda: npz_bytes(a.to_arrays()),
                        file_name=f"{stem}.npz", mime="application/octet-stream",
-                       key=f"dl-npz-{uid}")  # fmt: skip
+                       key=f"dl-npz-{uid}", on_click="ignore")  # fmt: skip
     c2.download_button(f"Arrays, {model} (JSON)", a.json_bytes, file_name=f"{stem}.json",
-                       mime="application/json", key=f"dl-json-{uid}")  # fmt: skip
+                       mime="application/json", key=f"dl-json-{uid}", on_click="ignore")  # fmt: skip
     c3.download_button(f"One-page report, {model} (PNG)",
                        lambda: a.report(f"{a.name} - {model}", cfg.cmap, cfg.alpha),
                        file_name=f"{stem}-report.png", mime="image/png",
-                       key=f"dl-report-{uid}")  # fmt: skip
+                       key=f"dl-report-{uid}", on_click="ignore")  # fmt: skip
 
 
 def thumbnail_url(image: np.ndarray, side: int = 64) -> str:

@@ -3,10 +3,13 @@ upload a photo, wait for the maps, check the predicted class, save a screenshot.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,7 +83,7 @@ def test_upload_a_photo_and_see_the_prediction(app_url, ckdir, tmp_path) -> None
             ],
         )
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page = browser.new_page(viewport={"width": 1500, "height": 1000}, accept_downloads=True)
             page.goto(app_url, wait_until="domcontentloaded")
             page.locator(".st-key-upload input[type=file]").wait_for(
                 state="attached", timeout=90_000
@@ -92,5 +95,35 @@ def test_upload_a_photo_and_see_the_prediction(app_url, ckdir, tmp_path) -> None
             page.get_by_text("token 0").first.wait_for(timeout=60_000)
             time.sleep(1.0)
             page.screenshot(path=str(ARTIFACTS / "app-upload.png"), full_page=False)
+            # every model's exports download, one after another, and open (a download used
+            # to rerun the image's fragment and lose the other buttons' deferred files)
+            opened = []
+            for label, check in (("(NPZ)", _npz), ("(JSON)", _json), ("report", _png)):
+                buttons = page.get_by_role("button", name=label)
+                assert buttons.count() >= 1, label
+                for i in range(buttons.count()):
+                    with page.expect_download(timeout=60_000) as download:
+                        buttons.nth(i).click()
+                    name = download.value.suggested_filename
+                    check(Path(download.value.path()).read_bytes())
+                    opened.append(name)
+            assert len(opened) == 3 * buttons.count() and len(set(opened)) == len(opened)
+            assert all(photo.stem in n for n in opened)
         finally:
             browser.close()
+
+
+def _npz(data: bytes) -> None:
+    arrays = np.load(io.BytesIO(data))
+    assert "probabilities" in arrays.files and "m0_maps" in arrays.files
+
+
+def _json(data: bytes) -> None:
+    doc = json.loads(data)
+    assert doc["predictions"] and "arrays" in doc and doc["modules"][0]["module"] == 0
+
+
+def _png(data: bytes) -> None:
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(data)).size[0] > 100
