@@ -4,13 +4,17 @@
 # evaluation. Usage: bash scripts/distill_cpu.sh [SAMPLES] [POOL]
 #   SAMPLES  training views per student (default 300000)
 #   POOL     the imagenet-pool folder (default ../shared/data/imagenet-pool)
+#   OUT      (environment) where the checkpoints go (default checkpoints)
+#   DISTILL_ARGS (environment) more flags for vt-explorer distill (distill_gpu.sh sets them)
 # Trains on Imagenette-train and Tiny-ImageNet-train; never on the held-out Imagenette-val,
 # Tiny-ImageNet-val (2000-image fixed samples) and Caltech-101 (unlabelled: agreement only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup.sh
 SAMPLES=${1:-300000}
 POOL=${2:-../shared/data/imagenet-pool}
 OUT=${OUT:-checkpoints}
+EVERY=$((SAMPLES / 6 > 1024 ? SAMPLES / 6 : 1024))
 for student in vt_lite0_imagenet vt_lite0_imagenet_filter; do
   name=imagenet-lite0-vt-recurrent
   [ "$student" = vt_lite0_imagenet_filter ] && name=imagenet-lite0-vt-filter
@@ -19,8 +23,9 @@ for student in vt_lite0_imagenet vt_lite0_imagenet_filter; do
   if [ -f "$OUT/$name.json" ] && [ -z "$resume" ]; then
     echo "[distill] $OUT/$name exists; delete it to train again"; continue
   fi
+  # shellcheck disable=SC2086
   .venv/bin/python -m vt_explorer distill --student "$student" \
     --data "$POOL/imagenette-train.tar.gz" "$POOL/tiny-imagenet-train.tar.gz" \
     --holdout "$POOL/imagenette-val.tar.gz" "$POOL/tiny-imagenet-val.tar.gz" "$POOL/caltech101.tar.gz" \
-    --samples "$SAMPLES" --eval-every 50000 --out "$OUT/$name" $resume
+    --samples "$SAMPLES" --eval-every "$EVERY" --out "$OUT/$name" $resume ${DISTILL_ARGS:-}
 done
