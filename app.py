@@ -550,7 +550,7 @@ def show_token_table(a: ImageAnalysis, k: int, uid: str) -> None:
     df = pd.DataFrame(cols, index=[f"t{i}" for i in range(len(s.share))])
     if s.contribution is not None:
         df["logit change if removed"] = s.contribution
-    st.dataframe(df.style.format("{:.3f}"), key=f"df-{uid}")
+    st.dataframe(df.style.format("{:.3f}"), key=f"df-{uid}", height=36 * (len(df) + 1) + 3)
     st.download_button(
         "Per-token table (CSV)",
         df.to_csv().encode(),
@@ -561,8 +561,8 @@ def show_token_table(a: ImageAnalysis, k: int, uid: str) -> None:
     )
 
 
-TABS = ["Token maps", "Semantic groups", "Projector view", "Token attention",
-        "Propagated (Fig. 6)", "Per token"]  # fmt: skip
+# short names, so that all six fit a column of the side-by-side view without scrolling
+TABS = ["Maps", "Groups", "Projector", "Attention", "Fig. 6", "Table"]
 
 
 def show_module(a: ImageAnalysis, k: int, uid: str, cfg: Settings) -> None:
@@ -822,11 +822,13 @@ def main() -> None:
         "(eq. 1 filter tokenizer, eq. 2 recurrent), relates them with a transformer and "
         "projects them back onto the pixels. Upload images to see it on your own pictures."
     )
-    with st.expander("Model cards: data, accuracy, confusion matrix, training curves, cost"):
+    # toggles, not expanders: an expander's charts are computed and sent even when closed
+    c1, c2 = st.columns(2)
+    if c1.toggle("Model cards: data, accuracy, curves, cost", key="cards"):
         for col, m in zip(st.columns(len(cfg.models)), cfg.models, strict=True):
             with col:
                 show_card(m)
-    with st.expander("Dataset statistics per token (from `vt-explorer tokens`)"):
+    if c2.toggle("Dataset statistics per token (`vt-explorer tokens`)", key="stats"):
         for col, m in zip(st.columns(len(cfg.models)), cfg.models, strict=True):
             with col:
                 show_token_statistics(m)

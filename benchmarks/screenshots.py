@@ -48,14 +48,14 @@ def main() -> None:
         heading.scroll_into_view_if_needed()
         page.screenshot(path=str(out / "app-upload.png"))
         shots = [
-            ("Semantic groups", "app-groups.png"),
-            ("Token attention", "app-attention.png"),
+            ("Groups", "app-groups.png"),
+            ("Attention", "app-attention.png"),
         ]
         for tab, fname in shots:
-            for t in page.get_by_role("tab", name=tab).all()[:2]:
+            for t in page.get_by_role("tab", name=tab, exact=True).all()[:2]:
                 t.click()
             time.sleep(2)
-            page.get_by_role("tab", name=tab).first.scroll_into_view_if_needed()
+            page.get_by_role("tab", name=tab, exact=True).first.scroll_into_view_if_needed()
             page.screenshot(path=str(out / fname))
         exp = page.get_by_text("Can these maps be trusted?").first
         exp.click()

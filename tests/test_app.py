@@ -75,6 +75,8 @@ def test_example_gallery_compares_two_models(app) -> None:
     assert any("cifar10-vt-filter" in p for p in preds)
     assert at.selectbox(key="model_a").value.endswith("cifar10-vt-recurrent")
     assert any("The two models" in c.value for c in at.caption)
+    assert not [m for m in at.metric if m.label == "Top-1"]  # cards render on request only
+    at.toggle(key="cards").set_value(True).run()
     assert [m.value for m in at.metric if m.label == "Top-1"] == ["50.00%"]
 
 
@@ -233,10 +235,12 @@ def test_dataset_statistics_panel_reads_the_file_beside_the_checkpoint(app, ckdi
     side.write_text(json.dumps(_tokens_json()))
     try:
         at = app.run()
+        at.toggle(key="stats").set_value(True).run()
         assert not at.exception
         assert any("20 images of test (top-1 25.00%)" in c.value for c in at.caption)
         side.write_text("{broken")
         at = AppTest.from_file(APP, default_timeout=240).run()
+        at.toggle(key="stats").set_value(True).run()
         assert not at.exception
         assert any("Cannot use that file" in e.value for e in at.error)
     finally:
