@@ -127,6 +127,14 @@ def test_eval_and_tokens_accept_imagenet_wnid_folders(pool, tmp_path, capsys) ->
     m = json.loads(capsys.readouterr().out)
     assert m["n"] == 12 and m["subset_of"] == 1000 and m["confusion"] is None
     assert set(m["per_class"]) == {"n00000001", "n00000007"} and 0 <= m["top5"] <= 1
+    assert main(["eval", str(tmp_path / "im"), str(pool), "--teacher"]) == 2  # not distilled
+    assert "not distilled" in capsys.readouterr().err
+    card = json.loads((tmp_path / "im.json").read_text())
+    card["teacher"] = {"model": "efficientnet_lite0"}
+    (tmp_path / "im.json").write_text(json.dumps(card))
+    assert main(["eval", str(tmp_path / "im"), str(pool), "--json", "--teacher"]) == 0
+    t = json.loads(capsys.readouterr().out)
+    assert 0 <= t["teacher_agreement"] <= 1 and 0 <= t["teacher_accuracy"] <= t["teacher_top5"] <= 1
     out = tmp_path / "tok"
     assert main(["tokens", str(tmp_path / "im"), str(pool), "--out", str(out)]) == 0
     stats = json.loads((out / "tokens.json").read_text())

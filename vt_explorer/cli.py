@@ -220,6 +220,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.batch_size,
             args.tta,
             progress=not args.json,
+            teacher=args.teacher,
         )
     except (CheckpointError, DatasetError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -237,6 +238,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     scope = f" ({len(m['classes'])} of its {m['subset_of']} classes)" if m.get("subset_of") else ""
     print(f"{args.checkpoint} on {args.data}{scope}: top-1 {m['accuracy']:.4f} "
           f"({m['correct']}/{m['n']}){top5}")  # fmt: skip
+    if "teacher_agreement" in m:
+        print(f"  agreement with the teacher {m['teacher_agreement']:.4f}; teacher top-1 "
+              f"{m['teacher_accuracy']:.4f}, top-5 {m['teacher_top5']:.4f}")  # fmt: skip
     width = max(len(c) for c in m["classes"])
     for c, acc in m["per_class"].items():
         print(f"  {c:<{width}}  {'-' if acc is None else f'{acc:.4f}'}")
@@ -259,6 +263,9 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("checkpoint", help="checkpoint path (with or without .safetensors/.json)")
     ev.add_argument("data", help="ImageFolder directory or .tar.gz")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--teacher", action="store_true",
+                    help="a distilled checkpoint: also its top-1 agreement with the teacher "
+                    "and the teacher's accuracy on the same images")  # fmt: skip
     ev.add_argument("--batch-size", type=POSITIVE, default=256, help="(default 256)")
     ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
     ev.add_argument(

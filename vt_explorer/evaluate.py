@@ -100,6 +100,7 @@ def evaluate(
     progress: bool = False,
     resize_to: int | None = None,
     wnids: list[str] | None = None,
+    teacher: nn.Module | None = None,
 ) -> dict:
     """Evaluate ``model`` on ``data``. ``class_order`` gives the model's class names; the
     dataset's folders are mapped onto them by name or wnid (:func:`label_map`); ``resize_to``
@@ -134,6 +135,18 @@ def evaluate(
     if logits.shape[1] >= 5 and len(labels):
         top5 = (logits.topk(5, 1).indices == labels[:, None]).any(1)
         out["top5"] = round(float(top5.float().mean()), 6)
+    if teacher is not None:  # same images, same preprocessing, the teacher's own classes
+        t_logits = predict(teacher, data.images, mean, std, device, batch_size, False, progress,
+                           resize_to)  # fmt: skip
+        if t_logits.shape[1] != logits.shape[1]:
+            raise ValueError(
+                f"the teacher has {t_logits.shape[1]} classes, the model {logits.shape[1]}"
+            )
+        t_pred = t_logits.argmax(1)
+        out["teacher_agreement"] = round(float((t_pred == pred).float().mean()), 6)
+        out["teacher_accuracy"] = round(float((t_pred == labels).float().mean()), 6)
+        t5 = (t_logits.topk(5, 1).indices == labels[:, None]).any(1)
+        out["teacher_top5"] = round(float(t5.float().mean()), 6)
     return out
 
 
@@ -145,11 +158,14 @@ def evaluate_checkpoint(
     flip_tta: bool | None = None,
     progress: bool = False,
     allow_unfinished: bool = False,
+    teacher: bool = False,
 ) -> dict:
     """Load a checkpoint and evaluate it on a dataset path (or a loaded dataset), resizing
     as its card says. ``flip_tta=None`` uses the card's evaluation setting. This is the one
     code path behind both ``vt-explorer eval`` and the metrics training writes into the
-    card, so the two agree to the last digit on the same kind of device. ``allow_unfinished``
+    card, so the two agree to the last digit on the same kind of device. ``teacher``: also
+    the top-1 agreement with a distilled checkpoint's teacher (its card's ``teacher``) and
+    the teacher's own accuracy on the same images. ``allow_unfinished``
     lets training evaluate the checkpoint it has just written (its card not yet final)."""
     from .checkpoint import load_checkpoint
 
@@ -178,7 +194,22 @@ def evaluate_checkpoint(
         flip_tta=tta,
         progress=progress,
         wnids=ck.card.get("wnids"),
+        teacher=_teacher(ck, device) if teacher else None,
     )
     m["flip_tta"] = tta
     m["device"] = str(device)
     return m
+
+
+def _teacher(ck, device: torch.device) -> nn.Module:
+    """The teacher a distilled checkpoint names in its card (ValueError for any other)."""
+    name = (ck.card.get("teacher") or {}).get("model")
+    if not name:
+        raise ValueError(
+            f"{ck.card.get('name', 'checkpoint')}: not distilled (no teacher in its card)"
+        )
+    from .distill import TEACHER, teacher_model
+
+    if name != TEACHER:
+        raise ValueError(f"unknown teacher {name!r} (known: {TEACHER})")
+    return teacher_model(device)
