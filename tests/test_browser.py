@@ -98,6 +98,12 @@ def test_upload_a_photo_and_see_the_prediction(app_url, ckdir, tmp_path) -> None
             # every model's exports download, one after another, and open (a download used
             # to rerun the image's fragment and lose the other buttons' deferred files)
             opened = []
+            # the downloads come after every model's views: wait until each model has its row
+            models = 2 if len(list_checkpoints(ckdir)) > 1 else 1  # compare is on by default
+            deadline = time.time() + 120
+            while page.get_by_role("button", name="report").count() < models:
+                assert time.time() < deadline, "the download buttons never appeared"
+                time.sleep(0.5)
             for label, check in (("(NPZ)", _npz), ("(JSON)", _json), ("report", _png)):
                 buttons = page.get_by_role("button", name=label)
                 assert buttons.count() >= 1, label
@@ -107,7 +113,7 @@ def test_upload_a_photo_and_see_the_prediction(app_url, ckdir, tmp_path) -> None
                     name = download.value.suggested_filename
                     check(Path(download.value.path()).read_bytes())
                     opened.append(name)
-            assert len(opened) == 3 * buttons.count() and len(set(opened)) == len(opened)
+            assert len(opened) == 3 * models and len(set(opened)) == len(opened)
             assert all(photo.stem in n for n in opened)
         finally:
             browser.close()
