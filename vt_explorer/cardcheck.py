@@ -108,14 +108,18 @@ def _scalars(field: str, extra: Any) -> None:
             raise ValueError(f"{field}.{k}: expected a number, string or boolean")
 
 
+def _fields_of(field: str, value: Any, cls: type, what: str = "an object") -> None:
+    """``value`` must be a dict whose keys are all fields of dataclass ``cls``."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{field}: expected {what}")
+    unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ValueError(f"{field}: unknown fields {unknown}")
+
+
 def check_vt(vt: Any) -> None:
     """Types and ranges of a card's ``config.vt`` (a dict); ValueError naming the field."""
-    if not isinstance(vt, dict):
-        raise ValueError("config.vt: expected an object or null")
-    known = {f.name for f in dataclasses.fields(VTConfig)}
-    unknown = sorted(set(vt) - known)
-    if unknown:
-        raise ValueError(f"config.vt: unknown fields {unknown}")
+    _fields_of("config.vt", vt, VTConfig, "an object or null")
     for k, v in vt.items():
         f = f"config.vt.{k}"
         if k in _VT_INTS:
@@ -131,12 +135,7 @@ def check_vt(vt: Any) -> None:
 
 def check_config(cfg: Any) -> None:
     """Types and ranges of a card's ``config`` (a dict); ValueError naming the field."""
-    if not isinstance(cfg, dict):
-        raise ValueError("config: expected an object")
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(set(cfg) - known)
-    if unknown:
-        raise ValueError(f"config: unknown fields {unknown}")
+    _fields_of("config", cfg, ModelConfig)
     if not isinstance(cfg.get("name"), str) or not cfg["name"]:
         raise ValueError("config.name: expected a non-empty string")
     for k, allowed in _MODEL_CHOICES.items():
