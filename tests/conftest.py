@@ -20,3 +20,9 @@ torch.set_num_threads(2)
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(int(os.environ.get("VT_TEST_SEED", "0")))
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch) -> None:
+    """Decoded datasets and feature caches go to this test's own folder, not ~/.cache."""
+    monkeypatch.setenv("VT_EXPLORER_CACHE", str(tmp_path / "cache"))

@@ -19,10 +19,7 @@ from vt_explorer.data import (
 
 from .imagegen import image_bytes, make_dataset, make_image
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("VT_EXPLORER_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 def test_decode_modes_all_become_rgb() -> None:

@@ -15,10 +15,7 @@ from vt_explorer.model import create_model
 
 from .imagegen import COLORS, make_dataset, make_image
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("VT_EXPLORER_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 @pytest.fixture

@@ -29,10 +29,7 @@ from vt_explorer.train import TrainArgs, TrainInterrupted, train
 
 from .imagegen import make_dataset, make_image
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("VT_EXPLORER_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 @pytest.fixture

@@ -32,9 +32,7 @@ if TINY not in {c for c in __import__("vt_explorer.model", fromlist=["x"]).list_
     register(get_config("vt_lite0").replace(name=TINY, input_size=64, token_dim=32, heads=2))
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("VT_EXPLORER_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 @pytest.fixture(scope="module")
