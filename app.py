@@ -457,13 +457,23 @@ def show_groups_tab(a: ImageAnalysis, k: int, uid: str) -> None:
     if v.diversity.verdict != "diverse":
         st.warning(f"Tokens {v.diversity.verdict}: the colours may come from tiny differences "
                    "between near-identical maps.")  # fmt: skip
+    group_downloads(a, labels, share, ("Semantic groups", "semantic groups", "groups"), k, uid)
+
+
+def group_downloads(
+    a: ImageAnalysis, labels: np.ndarray, weights: np.ndarray, names: tuple[str, str, str],
+    k: int, uid: str,
+) -> None:  # fmt: skip
+    """PNG/SVG downloads of a per-pixel token labelling of module k (semantic groups or the
+    projector view); ``names``: (button label, title words, file and key word)."""
+    label, title, word = names
     downloads(
-        "Semantic groups",
+        label,
         lambda fmt: fig_export.groups_figure(
-            a.image, labels, share, f"{a.name}: semantic groups, module {k + 1}", fmt
+            a.image, labels, weights, f"{a.name}: {title}, module {k + 1}", fmt
         ),
-        f"{a.name}-groups-module{k + 1}",
-        f"groups-{uid}",
+        f"{a.name}-{word}-module{k + 1}",
+        f"{word}-{uid}",
     )
 
 
@@ -478,14 +488,7 @@ def show_projector_tab(a: ImageAnalysis, k: int, uid: str) -> None:
     st.image(grouped(a.image, plabels), width=360)
     names = [f"t{i:02d}" for i in range(len(mass))]  # zero-padded: sorted as numbers
     st.bar_chart(pd.DataFrame({"mean weight": mass}, index=names))
-    downloads(
-        "Projector view",
-        lambda fmt: fig_export.groups_figure(
-            a.image, plabels, mass, f"{a.name}: projector view, module {k + 1}", fmt
-        ),
-        f"{a.name}-projector-module{k + 1}",
-        f"proj-{uid}",
-    )
+    group_downloads(a, plabels, mass, ("Projector view", "projector view", "projector"), k, uid)
 
 
 def show_attention_tab(a: ImageAnalysis, k: int, uid: str) -> None:
