@@ -307,7 +307,7 @@ def distill(
             state = {"model": student.state_dict(), "optimizer": opt.state_dict(),
                      "generator": g.get_state(), "step": step, "curve": json.dumps(curve),
                      "elapsed": seconds, "loss_avg": loss_avg,
-                     "args": json.dumps(dataclasses.asdict(args))}  # fmt: skip
+                     "args": dataclasses.asdict(args)}  # fmt: skip
             _save_point(log_path, resume_path, point, state)
     bar.close()
     return _write_card(args, student, wnids, bank_sets, holdouts, curve, t_start, elapsed_before)
@@ -356,23 +356,20 @@ def _one_cycle(step: int, total: int, peak: float, warmup: float) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * t))
 
 
+#: what a ``distill`` resume state holds, and the settings a resumed run may change
+DISTILL_STATE_KEYS = frozenset({"model", "optimizer", "generator", "step", "curve", "elapsed",
+                                "loss_avg", "args"})  # fmt: skip
+DISTILL_RUN_ONLY = frozenset({"device", "threads", "resume", "eval_every"})
+
+
 def _read_state(path: Path, args: DistillArgs) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(
-            f"{path}: not a distillation resume state ({type(err).__name__})"
-        ) from None
-    saved = json.loads(state.get("args", "{}"))
-    run_only = {"device", "threads", "resume", "eval_every"}
-    diff = {k: (saved.get(k), v) for k, v in dataclasses.asdict(args).items()
-            if k not in run_only and saved.get(k, v) != v}  # fmt: skip
+    """The resume state at ``path`` (train's reader), refused for another recipe."""
+    from .train import changed_settings, describe_changes, read_resume_state
+
+    state = read_resume_state(path, DISTILL_STATE_KEYS, "vt-explorer distill")
+    diff = changed_settings(state["args"], args, DISTILL_RUN_ONLY)
     if diff:
-        raise ValueError(
-            f"{path}: --resume with a different recipe ("
-            + "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in diff.items())
-            + ")"
-        )
+        raise ValueError(f"{path}: --resume with a different recipe ({describe_changes(diff)})")
     return state
 
 

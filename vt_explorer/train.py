@@ -250,22 +250,45 @@ RUN_ONLY_FIELDS = frozenset(
 )
 
 
-def read_resume_state(path: Path) -> dict[str, Any]:
-    """A resume file written by :func:`train` (tensors and plain data only: loaded with
-    ``weights_only=True``, never unpickled); ValueError with one line otherwise."""
+#: what a ``train`` resume state holds
+TRAIN_STATE_KEYS = frozenset({"model", "optimizer", "epoch", "args", "history", "elapsed"})
+
+
+def read_resume_state(
+    path: Path, need: frozenset[str] = TRAIN_STATE_KEYS, writer: str = "vt-explorer train"
+) -> dict[str, Any]:
+    """A resume file written by ``writer`` (tensors and plain data only: loaded with
+    ``weights_only=True``, never unpickled) holding the keys ``need``, its ``args`` a dict;
+    ValueError with one line otherwise."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pickle-protocol notes about a foreign file
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError, RuntimeError, EOFError, zip errors...
         raise ValueError(
-            f"{path}: not a resume state written by vt-explorer train ({type(err).__name__}); "
+            f"{path}: not a resume state written by {writer} ({type(err).__name__}); "
             "delete it to start from scratch"
         ) from None
-    need = {"model", "optimizer", "epoch", "args", "history", "elapsed"}
     if not isinstance(state, dict) or not need <= set(state) or not isinstance(state["args"], dict):
-        raise ValueError(f"{path}: not a resume state written by vt-explorer train")
+        raise ValueError(f"{path}: not a resume state written by {writer}")
     return state
+
+
+def changed_settings(
+    saved: dict[str, Any], args: Any, run_only: frozenset[str]
+) -> dict[str, tuple[Any, Any]]:
+    """{setting: (saved, now)} for every field of the dataclass ``args`` outside ``run_only``
+    whose value differs from the one a resume state saved."""
+    return {
+        k: (saved.get(k), v)
+        for k, v in dataclasses.asdict(args).items()
+        if k not in run_only and saved.get(k, v) != v
+    }
+
+
+def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
+    """``"lr: 0.1 -> 0.01; batch_size: 16 -> 8"``."""
+    return "; ".join(f"{k}: {old} -> {new}" for k, (old, new) in changes.items())
 
 
 def recipe_changes(
@@ -273,13 +296,7 @@ def recipe_changes(
 ) -> dict[str, tuple[Any, Any]]:
     """{setting: (saved, now)} for every recipe setting (and the class list) that differs
     between a resume state and this run; empty when the run may simply continue."""
-    now = dataclasses.asdict(args)
-    saved = state["args"]
-    changes = {
-        k: (saved.get(k), v)
-        for k, v in now.items()
-        if k not in RUN_ONLY_FIELDS and saved.get(k, v) != v
-    }
+    changes = changed_settings(state["args"], args, RUN_ONLY_FIELDS)
     if "classes" in state and list(state["classes"]) != list(classes):
         changes["classes"] = (len(state["classes"]), len(classes))
     return changes
@@ -452,9 +469,8 @@ def resume_from(run: _Run, state: dict[str, Any]) -> None:
     changes = recipe_changes(state, run.args, run.classes)
     if changes and not run.args.resume_anyway:
         raise ValueError(
-            f"{path}: --resume with a different recipe ("
-            + "; ".join(f"{k}: {old} -> {new}" for k, (old, new) in changes.items())
-            + "); re-run with the interrupted run's settings, or add --resume-anyway"
+            f"{path}: --resume with a different recipe ({describe_changes(changes)}); re-run "
+            "with the interrupted run's settings, or add --resume-anyway"
         )
     if "classes" in changes:
         raise ValueError(f"{path}: saved for other classes; cannot resume")
