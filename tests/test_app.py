@@ -198,6 +198,9 @@ def test_thin_image_is_named_and_the_rest_is_shown(app) -> None:
 def test_faithfulness_panel_and_randomisation_check(app) -> None:
     at = app.run()
     at.checkbox(key="compare").uncheck().run()
+    assert "deletion score" not in [m.label for m in at.metric]  # only the open tab is drawn
+    at.session_state["view-0"] = "Checks"
+    at.run()
     labels = [m.label for m in at.metric]
     assert "deletion score" in labels
     verdicts = ("collapsed", "partly collapsed", "diverse")
@@ -278,3 +281,31 @@ def test_several_images_get_an_overview_table_first(app) -> None:
     assert (
         (df["cifar10-vt-filter: confidence %"] > 0) & (df["cifar10-vt-filter: confidence %"] <= 100)
     ).all()
+
+
+def test_every_view_opens_with_a_picked_pixel_and_token(app) -> None:
+    """Each tab draws both models side by side; a picked pixel shows every token's weight
+    at that cell (tokenizer and projector) and a picked token is framed and listed."""
+    at = app.run()
+    one = [("one.png", image_bytes(make_image((200, 20, 20), 48)), "image/png")]
+    at.file_uploader(key="upload").set_value(one).run()
+    at.selectbox(key="token-0").set_value(3).run()
+    at.session_state["pixel-0"] = (0.4, 0.7)
+    for tab in ("Maps", "Groups", "Projector", "Attention", "Fig. 6", "Pixel", "Table",
+                "Checks", "All modules"):  # fmt: skip
+        at.session_state["view-0"] = tab
+        at.run()
+        assert not at.exception, tab
+        titles = [m.value for m in at.markdown if ", module 3 (" in m.value]
+        assert len(titles) == 2, tab  # one column per model, under its name and module
+        if tab == "Attention":  # the picked token's row and column outlined in both
+            specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+            heat = [f for f in specs if any(t["type"] == "heatmap" for t in f["data"])]
+            assert len(heat) == 2
+            assert all(len(f["layout"]["shapes"]) == 2 for f in heat)
+    at.session_state["view-0"] = "Pixel"
+    at.run()
+    cells = [c.value for c in at.caption if c.value.startswith("Cell row ")]
+    # 16x16 maps of a 32x32 input: 0.4 down, 0.7 across is row 7, column 12 (1-based)
+    assert len(cells) == 2 and all(c.startswith("Cell row 7, column 12 of 16x16") for c in cells)
+    assert any("ringed on every map" in c.value for c in at.caption)

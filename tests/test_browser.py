@@ -92,31 +92,82 @@ def test_upload_a_photo_and_see_the_prediction(app_url, ckdir, tmp_path) -> None
             page.get_by_role("heading", name=photo.name).wait_for(timeout=120_000)
             verdict = page.get_by_text(f"{Path(ck_path).name} predicts {expected}").first
             verdict.wait_for(timeout=120_000)
-            page.get_by_text("token 0").first.wait_for(timeout=60_000)
+            page.get_by_text("Tile labels:").first.wait_for(timeout=60_000)
             time.sleep(1.0)
             page.screenshot(path=str(ARTIFACTS / "app-upload.png"), full_page=False)
-            # every model's exports download, one after another, and open (a download used
-            # to rerun the image's fragment and lose the other buttons' deferred files)
-            opened = []
-            # the downloads come after every model's views: wait until each model has its row
             models = 2 if len(list_checkpoints(ckdir)) > 1 else 1  # compare is on by default
-            deadline = time.time() + 120
-            while page.get_by_role("button", name="report").count() < models:
-                assert time.time() < deadline, "the download buttons never appeared"
-                time.sleep(0.5)
-            for label, check in (("(NPZ)", _npz), ("(JSON)", _json), ("report", _png)):
-                buttons = page.get_by_role("button", name=label)
-                assert buttons.count() >= 1, label
-                for i in range(buttons.count()):
-                    with page.expect_download(timeout=60_000) as download:
-                        buttons.nth(i).click()
-                    name = download.value.suggested_filename
-                    check(Path(download.value.path()).read_bytes())
-                    opened.append(name)
-            assert len(opened) == 3 * models and len(set(opened)) == len(opened)
-            assert all(photo.stem in n for n in opened)
+            _linked_views(page, models)
+            _download_everything(page, models, photo.stem)
         finally:
             browser.close()
+
+
+def _idle(page, quiet: float = 1.0, timeout: float = 60.0) -> None:
+    """Wait until the app has not been running for ``quiet`` seconds (no status widget): a
+    click that lands during a rerun hits a button that is about to be replaced."""
+    deadline, since = time.time() + timeout, time.time()
+    while time.time() - since < quiet:
+        assert time.time() < deadline, "the app never went idle"
+        if page.locator('[data-testid="stStatusWidget"]').count():
+            since = time.time()
+        time.sleep(0.1)
+
+
+def _click_cell(page, chart, frac_x: float, frac_y: float) -> None:
+    """Click a point of a Plotly chart at fractions of its plotting area."""
+    chart.scroll_into_view_if_needed()
+    box = chart.locator(".nsewdrag").first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * frac_x, box["y"] + box["height"] * frac_y)
+
+
+def _linked_views(page, models: int) -> None:
+    """A click on the image picks a cell for every model; a click on an attention cell
+    shows both tokens' maps (real Plotly clicks, not session state)."""
+    page.get_by_role("tab", name="Pixel", exact=True).click()
+    page.get_by_text("Click the image to pick").first.wait_for(timeout=60_000)
+    time.sleep(1.0)
+    pickers = page.locator(".js-plotly-plot").filter(has=page.locator(".imagelayer image"))
+    _click_cell(page, pickers.first, 0.5, 0.4)
+    page.get_by_text("Cell row").nth(models - 1).wait_for(timeout=60_000)
+    page.get_by_text("ringed on every map").first.wait_for(timeout=10_000)
+    page.get_by_role("tab", name="Attention", exact=True).click()
+    page.get_by_text("Click a cell to see both").first.wait_for(timeout=60_000)
+    time.sleep(1.0)
+    heat = page.locator(".js-plotly-plot").filter(has=page.locator(".hm"))
+    _click_cell(page, heat.first, 5.5 / 16, 2.5 / 16)
+    page.get_by_text("reads (query)").first.wait_for(timeout=60_000)
+    _idle(page)
+
+
+def _download_everything(page, models: int, stem: str) -> None:
+    """Every model's exports download, one after another, and open (a download used to
+    rerun the image's fragment and lose the other buttons' deferred files)."""
+    opened = []
+    deadline = time.time() + 120
+    while page.get_by_role("button", name="Report", exact=True).count() < models:
+        assert time.time() < deadline, "the download buttons never appeared"
+        time.sleep(0.5)
+    for label, check in (("NPZ", _npz), ("JSON", _json), ("Report", _png), ("ZIP", _zip)):
+        buttons = page.get_by_role("button", name=label, exact=True)
+        assert buttons.count() == models, label
+        for i in range(buttons.count()):
+            _idle(page)
+            with page.expect_download(timeout=60_000) as download:
+                buttons.nth(i).click()
+            check(Path(download.value.path()).read_bytes())
+            opened.append(download.value.suggested_filename)
+    assert len(opened) == 4 * models and len(set(opened)) == len(opened)
+    assert all(stem in n for n in opened)
+
+
+def _zip(data: bytes) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        names = z.namelist()
+        assert any(n.endswith("/summary.json") for n in names)
+        assert any(n.endswith("/m0_tokens.png") for n in names)
+        _npz(z.read(next(n for n in names if n.endswith("/arrays.npz"))))
 
 
 def _npz(data: bytes) -> None:

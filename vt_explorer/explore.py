@@ -76,6 +76,30 @@ class ModuleView:
     distinct: int
     diversity: Diversity
 
+    def table(self) -> dict[str, np.ndarray]:
+        """Per-token columns for people (the app's table, the CSV export): share of pixels,
+        projector mass (only with a projector: without one it would repeat the share),
+        entropy in nats and over a uniform map's, and the logit change if the token is
+        removed (classifier modules)."""
+        s = self.stats
+        cols = {"share of pixels": s.share}
+        if self.projector is not None:
+            cols["projector mass"] = s.mass
+        cols["entropy (nats)"] = s.entropy
+        cols["entropy / uniform"] = s.entropy / s.uniform_entropy
+        if s.contribution is not None:
+            cols["logit change if removed"] = s.contribution
+        return cols
+
+    def at_pixel(self, cell: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        """What each token weighs at one cell (row, col) of the (h, w) map grid: the
+        tokenizer's attention there (eq. 1/2, a softmax over pixels: uniform 1/hw), and the
+        projector's weights there (eq. 5, a softmax over tokens: uniform 1/L; None without a
+        projector). Shapes (L,) and (L,)."""
+        r, c = cell
+        proj = None if self.projector is None else self.projector[:, r, c]
+        return self.maps[:, r, c], proj
+
 
 @dataclass
 class ImageAnalysis:

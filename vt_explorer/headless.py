@@ -8,7 +8,6 @@ Both batch the model's trace, then use the same analysis and figure functions as
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +37,8 @@ from .data import (
 )
 from .evaluate import label_map
 from .explore import ImageAnalysis, analyse_batch, token_rows
+from .exports import figure_files, slug
 from .tokenstats import TOKENS_FORMAT, parse_token_statistics, read_token_statistics  # noqa: F401
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "image"
 
 
 @dataclass
@@ -82,43 +78,11 @@ def _load_mask(folder: Path | None, stem: str) -> np.ndarray | None:
 
 
 def _write_figures(folder: Path, ck_name: str, a: ImageAnalysis, opts: ExplainOptions) -> list[str]:
-    """Every figure of one analysis, drawn from its arrays only (the app draws the same)."""
-    from .viz.export import deletion_figure, groups_figure, heatmap_figure, predictions_figure
-    from .viz.figures import token_grid_png
-
+    """Every figure of one analysis (:func:`~vt_explorer.exports.figure_files`, the same
+    files as the app's ZIP), in PNG and, with ``opts.svg``, SVG."""
     written = []
-    fmts = ["png", "svg"] if opts.svg else ["png"]
-    for fmt in fmts:
-        files: dict[str, bytes] = {
-            f"predictions.{fmt}": predictions_figure(a.classes, a.probs, title=a.name, fmt=fmt)
-        }
-        for k, v in enumerate(a.modules):
-            title = f"{ck_name}, module {k + 1} ({v.kind})"
-            files[f"m{k}_tokens.{fmt}"] = token_grid_png(
-                a.image, v.maps, opts.cmap, opts.alpha, title=title, fmt=fmt
-            )
-            files[f"m{k}_groups.{fmt}"] = groups_figure(
-                a.image, v.groups, v.stats.share, f"semantic groups, {title}", fmt
-            )
-            if v.projector_labels is not None:
-                files[f"m{k}_projector.{fmt}"] = groups_figure(
-                    a.image, v.projector_labels, v.stats.mass, f"projector view, {title}", fmt
-                )
-            for j, att in enumerate(v.token_attention):
-                files[f"m{k}_attention_l{j}.{fmt}"] = heatmap_figure(
-                    att.mean(0), f"token attention (mean of {len(att)} heads), {title}",
-                    fmt=fmt, uniform=1.0 / att.shape[-1],
-                )  # fmt: skip
-            if v.propagated is not None:
-                files[f"m{k}_propagated.{fmt}"] = token_grid_png(
-                    a.image, v.propagated, opts.cmap, opts.alpha,
-                    title=f"after the transformer, {title}", fmt=fmt,
-                )  # fmt: skip
-        if a.deletion is not None:
-            cls = a.classes[a.deletion.predicted]
-            files[f"deletion.{fmt}"] = deletion_figure(a.deletion, cls, fmt)
-        files[f"report.{fmt}"] = a.report(f"{a.name} - {ck_name}", opts.cmap, opts.alpha, fmt)
-        for fname, data in files.items():
+    for fmt in ["png", "svg"] if opts.svg else ["png"]:
+        for fname, data in figure_files(a, ck_name, opts.cmap, opts.alpha, fmt).items():
             (folder / fname).write_bytes(data)
             written.append(fname)
     return written
@@ -159,7 +123,7 @@ def explain(
         except (OSError, ValueError) as err:
             errors.append(str(err))
             continue
-        stem = _slug(f.stem)
+        stem = slug(f.stem)
         seen[stem] = seen.get(stem, 0) + 1
         images.append((stem if seen[stem] == 1 else f"{stem}-{seen[stem]}", img))
     results = []
@@ -186,7 +150,7 @@ def _explain_one(
     """Write one analysis: summary.json (its to_json, plus foreground shares and the
     randomisation check when asked), arrays.npz (its to_arrays), the figures."""
     mask = _load_mask(opts.masks, a.name)
-    folder = out / a.name / _slug(ck_name)
+    folder = out / a.name / slug(ck_name)
     folder.mkdir(parents=True, exist_ok=True)
     summary = a.to_json()
     summary["checkpoint"] = ck_name

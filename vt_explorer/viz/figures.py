@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -12,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import plotly.graph_objects as go
 from matplotlib import colormaps
+from PIL import Image, ImageDraw, ImageFont
 
 from ..analysis import upsample
 
@@ -82,7 +84,6 @@ def near_uniform(values: np.ndarray, uniform: float, tol: float = 0.05) -> bool:
 def colour_bar_png(cmap: str, vmax: float, uniform: float | None, width: int = 320) -> np.ndarray:
     """A horizontal colour bar from 0 to ``vmax`` with ticks at 0, the uniform value and
     ``vmax``, as an (h, width, 3) uint8 image (for the app and the PNG grids)."""
-    from PIL import Image, ImageDraw, ImageFont
 
     lut = _lut(cmap)
     bar = lut[np.linspace(0, len(lut) - 1, width).astype(int)].astype(np.uint8)
@@ -102,49 +103,96 @@ def colour_bar_png(cmap: str, vmax: float, uniform: float | None, width: int = 3
     return np.asarray(canvas)
 
 
-def group_image(image: np.ndarray, labels: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    """Colour each pixel by the token that claims it: labels (h, w) ints -> (H, W, 3) uint8."""
+def group_image(
+    image: np.ndarray,
+    labels: np.ndarray,
+    alpha: float = 0.55,
+    highlight: int | None = None,
+    pixel: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Colour each pixel by the token that claims it: labels (h, w) ints -> (H, W, 3) uint8.
+
+    ``highlight``: one token's group keeps its colour, the rest of the image turns grey;
+    ``pixel``: (row, col) of a cell of the (h, w) grid, ringed."""
     h, w = image.shape[:2]
-    n = int(labels.max()) + 1
+    n = max(int(labels.max()) + 1, 0 if highlight is None else highlight + 1)
     onehot = np.eye(n, dtype=np.float32)[labels].transpose(2, 0, 1)  # n h w
     up = upsample(onehot, (h, w)).argmax(0)
     colour = palette(n)[up].astype(np.float32)
-    return (image * (1 - alpha) + colour * alpha).round().clip(0, 255).astype(np.uint8)
+    out = image * (1 - alpha) + colour * alpha
+    if highlight is not None:
+        grey = image.astype(np.float32).mean(-1, keepdims=True) * 0.6 + 90
+        out = np.where((up == highlight)[..., None], out, grey)
+    out = out.round().clip(0, 255).astype(np.uint8)
+    if pixel is not None:
+        canvas = Image.fromarray(out)
+        gh, gw = labels.shape
+        _ring(ImageDraw.Draw(canvas), (pixel[1] + 0.5) / gw * w, (pixel[0] + 0.5) / gh * h, 7)
+        out = np.asarray(canvas)
+    return out
 
 
 def attention_heatmap(
-    matrix: np.ndarray, title: str = "", labels: list[str] | None = None
-) -> go.Figure:
-    """Token-to-token attention (L, L) as a heatmap: row = query token, column = key token."""
-    n = matrix.shape[0]
-    labels = labels or [f"t{i}" for i in range(n)]
-    uniform = 1.0 / matrix.shape[1]
+    matrix: np.ndarray, title: str = "", labels: list[str] | None = None,
+    highlight: int | None = None,
+) -> go.Figure:  # fmt: skip
+    """Token-to-token attention (L, L) as a heatmap: row = query token, column = key token.
+
+    Anchored at 0 with the uniform value 1/L marked on the colour bar. ``highlight``: a row
+    and column index outlined (the picked token). Every cell carries an invisible marker, so
+    a click selects it in Streamlit (``on_select``; heatmaps alone are not selectable): the
+    selected point's ``point_index`` is ``row * L + column``."""
+    n, m = matrix.shape
+    labels = labels or [f"t{i}" for i in range(max(n, m))]
+    uniform = 1.0 / m
     top = max(float(matrix.max()), uniform * 1.0001)
     fig = go.Figure(
         go.Heatmap(
             z=matrix,
-            x=labels[: matrix.shape[1]],
-            y=labels[:n],
             colorscale="Viridis",
             zmin=0,
             zmax=top,
-            colorbar={
-                "tickvals": [0, uniform, top],
-                "ticktext": ["0", f"1/L = {uniform:.3g}", f"{top:.3g}"],
-            },
-            hovertemplate="token %{y} reads %{x}: %{z:.4f}<extra></extra>",
+            colorbar=_uniform_ticks(uniform, top),
+            hoverinfo="skip",
         )
     )
+    rows, cols = np.divmod(np.arange(n * m), m)
+    fig.add_scatter(
+        x=cols, y=rows, mode="markers", marker={"size": 14, "color": "rgba(0,0,0,0)"},
+        customdata=np.stack([[labels[r] for r in rows], [labels[c] for c in cols],
+                             matrix.ravel()], 1),
+        hovertemplate="token %{customdata[0]} reads %{customdata[1]}: "
+                      "%{customdata[2]:.4f}<extra></extra>",
+        showlegend=False,
+    )  # fmt: skip
+    if highlight is not None:
+        line = {"color": "#dc0078", "width": 3}
+        fig.add_shape(type="rect", x0=-0.5, x1=m - 0.5, y0=highlight - 0.5, y1=highlight + 0.5,
+                      line=line)  # fmt: skip
+        fig.add_shape(type="rect", y0=-0.5, y1=n - 0.5, x0=highlight - 0.5, x1=highlight + 0.5,
+                      line=line)  # fmt: skip
     if near_uniform(matrix, uniform):
-        title += " - attention ~ uniform: the transformer mixes all tokens equally"
+        title += "<br><sup>attention ~ uniform: the transformer mixes all tokens equally</sup>"
+    axis = {"tickmode": "array", "showgrid": False, "zeroline": False}
     fig.update_layout(
         title=title,
-        yaxis={"autorange": "reversed", "title": "query token"},
-        xaxis={"title": "key token"},
-        height=360,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-    )
+        yaxis=axis | {"range": [n - 0.5, -0.5], "title": "query token",
+                      "tickvals": list(range(n)), "ticktext": labels[:n]},
+        xaxis=axis | {"range": [-0.5, m - 0.5], "title": "key token",
+                      "tickvals": list(range(m)), "ticktext": labels[:m]},
+        height=400,
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        clickmode="event+select",
+    )  # fmt: skip
     return fig
+
+
+def _uniform_ticks(uniform: float, top: float) -> dict:
+    """Colour-bar ticks at 0, the uniform value and the top; one label for the last two when
+    they would overlap (top within 15% of uniform)."""
+    if top < 1.15 * uniform:
+        return {"tickvals": [0, top], "ticktext": ["0", f"1/L = {uniform:.3g}, max {top:.3g}"]}
+    return {"tickvals": [0, uniform, top], "ticktext": ["0", f"1/L = {uniform:.3g}", f"{top:.3g}"]}
 
 
 def predictions_bar(classes: list[str], probs: np.ndarray, k: int = 5) -> go.Figure:
@@ -167,6 +215,57 @@ def predictions_bar(classes: list[str], probs: np.ndarray, k: int = 5) -> go.Fig
     return fig
 
 
+@dataclass(frozen=True)
+class GridMarks:
+    """What a grid of token maps marks on top of the maps (the app's linked views).
+
+    pixel: (row, col) of the picked cell on the maps' (h, w) grid, ringed on every tile.
+    token: the picked token, whose tile gets a frame.
+    share: per-token share of the pixels, added to each tile's label.
+    """
+
+    pixel: tuple[int, int] | None = None
+    token: int | None = None
+    share: np.ndarray | None = None
+
+
+def token_grid(
+    image: np.ndarray,
+    maps: np.ndarray,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    title: str = "",
+    cols: int = 8,
+    shared: bool = True,
+    marks: GridMarks | None = None,
+) -> Image.Image:
+    """Every token's map over the image as one picture (PIL), as the app shows it and the
+    PNG export writes it.
+
+    ``shared`` (default): one colour scale for every tile, from 0 to the largest value of
+    any map, with a colour bar marking a uniform map's value; each tile is labelled with its
+    entropy relative to a uniform map (1 = looks everywhere) and, with ``marks.share``, the
+    share of the pixels it wins. ``shared=False`` stretches each tile to its own range, and
+    the title says so. Composed with PIL (tiles of at most 160 px): 30x faster than
+    matplotlib subplots."""
+    from ..analysis import entropy_ratio
+
+    marks = marks or GridMarks()
+    vmax, uniform = map_scale(maps)
+    tiles = token_strip(image, maps, cmap, alpha, vmax if shared else None)
+    ratio = entropy_ratio(maps)
+    part = [""] * len(maps) if marks.share is None else [f" {s:.0%}" for s in marks.share]
+    labels = [f"t{i}{part[i]} H/Hu {ratio[i]:.2f}" for i in range(len(maps))]
+    note = (f"one scale 0-{vmax:.3g} (uniform {uniform:.3g})" if shared
+            else "each tile stretched to its own range")  # fmt: skip
+    if near_uniform(maps, uniform, 0.1):
+        note += "; maps ~ uniform: every token looks everywhere"
+    title = f"{title} [{note}]" if title else note
+    bar = colour_bar_png(cmap, vmax, uniform) if shared else None
+    return _grid_canvas(tiles, title, cols, labels=labels, bar=bar, marks=marks,
+                        grid_hw=maps.shape[1:])  # fmt: skip
+
+
 def token_grid_png(
     image: np.ndarray,
     maps: np.ndarray,
@@ -176,55 +275,49 @@ def token_grid_png(
     cols: int = 8,
     fmt: str = "png",
     shared: bool = True,
+    marks: GridMarks | None = None,
 ) -> bytes:
-    """Every token's map over the image as one PNG (or SVG with ``fmt="svg"``).
-
-    ``shared`` (default): one colour scale for every tile, from 0 to the largest value of
-    any map, with a colour bar marking a uniform map's value; each tile is labelled with its
-    entropy relative to a uniform map (1 = looks everywhere). ``shared=False`` stretches
-    each tile to its own range, and the title says so. The PNG is composed with PIL (tiles
-    of at most 160 px): 30x faster than matplotlib subplots; the SVG is drawn by matplotlib."""
+    """:func:`token_grid` as PNG bytes, or as SVG (``fmt="svg"``, drawn by matplotlib)."""
+    if fmt == "png":
+        buf = io.BytesIO()
+        token_grid(image, maps, cmap, alpha, title, cols, shared, marks).save(buf, "PNG")
+        return buf.getvalue()
     from ..analysis import entropy_ratio
 
     vmax, uniform = map_scale(maps)
     tiles = token_strip(image, maps, cmap, alpha, vmax if shared else None)
     ratio = entropy_ratio(maps)
-    labels = [f"t{i} H/Hu {ratio[i]:.2f}" for i in range(len(maps))]
     note = (f"one scale 0-{vmax:.3g} (uniform {uniform:.3g})" if shared
             else "each tile stretched to its own range")  # fmt: skip
-    if near_uniform(maps, uniform, 0.1):
-        note += "; maps ~ uniform: every token looks everywhere"
-    title = f"{title} [{note}]" if title else note
-    if fmt == "png":
-        bar = colour_bar_png(cmap, vmax, uniform) if shared else None
-        return _grid_png(tiles, title, cols, labels=labels, bar=bar)
     rows = (len(tiles) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.7 * rows + 0.4), squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i < len(tiles):
             ax.imshow(tiles[i])
-            ax.set_title(labels[i], fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
+            ax.set_title(f"t{i} H/Hu {ratio[i]:.2f}", fontsize=7)
+    fig.suptitle(f"{title} [{note}]" if title else note, fontsize=10)
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, bbox_inches="tight", dpi=110)
     plt.close(fig)
     return buf.getvalue()
 
 
-def _grid_png(
+def _grid_canvas(
     tiles: list[np.ndarray],
     title: str,
     cols: int,
     side: int = 160,
     labels: list[str] | None = None,
     bar: np.ndarray | None = None,
-) -> bytes:
+    marks: GridMarks | None = None,
+    grid_hw: tuple[int, int] = (1, 1),
+) -> Image.Image:
     """Tiles (H, W, 3) uint8 in a grid, each under its label ("token i" by default), with
-    an optional colour bar image at the bottom, as PNG bytes."""
-    from PIL import Image, ImageDraw, ImageFont
+    an optional colour bar image at the bottom; ``marks`` rings a cell of the ``grid_hw``
+    map grid on every tile and frames one tile."""
 
+    marks = marks or GridMarks()
     labels = labels or [f"token {i}" for i in range(len(tiles))]
     h, w = tiles[0].shape[:2]
     scale = side / max(h, w)
@@ -244,11 +337,21 @@ def _grid_png(
         x, y = pad + c * (tw + pad), title_h + r * (th + label_h + pad)
         draw.text((x, y), labels[i], fill="black", font=font)
         canvas.paste(Image.fromarray(tile).resize((tw, th), Image.BILINEAR), (x, y + label_h))
+        if marks.pixel is not None:
+            _ring(draw, x + (marks.pixel[1] + 0.5) / grid_hw[1] * tw,
+                  y + label_h + (marks.pixel[0] + 0.5) / grid_hw[0] * th)  # fmt: skip
+        if marks.token == i:
+            draw.rectangle([x - 3, y + label_h - 3, x + tw + 2, y + label_h + th + 2],
+                           outline=(220, 0, 120), width=3)  # fmt: skip
     if bar is not None:
         canvas.paste(Image.fromarray(bar), (pad, title_h + rows * (th + label_h + pad)))
-    buf = io.BytesIO()
-    canvas.save(buf, "PNG")
-    return buf.getvalue()
+    return canvas
+
+
+def _ring(draw: ImageDraw.ImageDraw, x: float, y: float, r: float = 5) -> None:
+    """A black-and-white ring at (x, y): visible on any colour map."""
+    draw.ellipse([x - r - 1, y - r - 1, x + r + 1, y + r + 1], outline="black", width=2)
+    draw.ellipse([x - r + 1, y - r + 1, x + r - 1, y + r - 1], outline="white", width=2)
 
 
 def confusion_heatmap(confusion: list[list[int]], classes: list[str]) -> go.Figure:

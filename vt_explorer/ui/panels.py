@@ -1,0 +1,223 @@
+"""The page's panels around the images: model cards, dataset token statistics, the image
+inputs and pager, and the batch overview table."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from ..examples import example_images
+from ..tokenstats import parse_token_statistics, read_token_statistics
+from ..viz import confusion_heatmap, curves_figure, token_class_heatmap
+from ..viz.linked import png_data_url
+from .state import (
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_MB,
+    Image,
+    Settings,
+    get_analysis,
+    get_checkpoint,
+    image_digest,
+    image_error,
+    short,
+)
+
+log = logging.getLogger("vt_explorer.app")
+PAGE_SIZE = 4  # images drawn per page
+
+
+def show_card(key: str) -> None:
+    """The model card: data, accuracy, per-class accuracy, confusion, curves, cost."""
+    card = get_checkpoint(key).card
+    cfg = card["config"]
+    met = card.get("metrics") or {}
+    st.markdown(f"#### {short(key)}")
+    st.write(
+        f"Architecture `{cfg['name']}`; input {card['input_size']} px; "
+        f"{len(card['classes'])} classes; trained on {card.get('hardware', 'unknown hardware')} "
+        f"in {card.get('train_seconds', '?')} s; code {card.get('code_version', '?')}."
+    )
+    if "accuracy" in met:
+        source = ((card.get("dataset") or {}).get("val") or {}).get("source", "its test set")
+        st.metric("Top-1", f"{met['accuracy']:.2%}", help=f"on {met['n']} images of {source}")
+        per = met.get("per_class") or {}
+        if len(per) <= 20:
+            st.dataframe(pd.DataFrame({"accuracy": per}).T, key=f"per-{key}")
+        if met.get("confusion") is not None and len(met["confusion"]) <= 20:
+            st.plotly_chart(confusion_heatmap(met["confusion"], met["classes"]), key=f"conf-{key}")
+    for source, h in (met.get("holdout") or {}).items():
+        top1 = (
+            ""
+            if h.get("top1") is None
+            else f", top-1 {h['top1']:.1%} (teacher {h['teacher_top1']:.1%})"
+        )
+        st.write(f"Held out **{source}** ({h['n']} images): agreement with the teacher "
+                 f"{h['agreement']:.1%}{top1}.")  # fmt: skip
+    if card.get("history"):
+        st.plotly_chart(curves_figure(card["history"]), key=f"curves-{key}")
+    stages = (card.get("complexity") or {}).get("stages") or {}
+    if stages:
+        st.dataframe(pd.DataFrame({s: {"params (M)": v["params"] / 1e6, "GMACs": v["flops"] / 2e9}
+                                   for s, v in stages.items()}).T, key=f"cost-{key}")  # fmt: skip
+    if card.get("command"):
+        st.code(card["command"], language="bash")
+
+
+def show_token_statistics(key: str) -> None:
+    """Dataset-level token statistics from ``vt-explorer tokens`` (NAME.tokens.json beside
+    the checkpoint, or an uploaded file)."""
+    found = None if key.startswith("upload:") else Path(key + ".tokens.json")
+    up = st.file_uploader(f"tokens.json for {short(key)}", type=["json"], key=f"tokfile-{key}",
+                          help="written by `vt-explorer tokens CHECKPOINT DATA --out DIR`")  # fmt: skip
+    stats = None
+    try:
+        if up is not None:
+            stats = parse_token_statistics(up.getvalue(), up.name)
+        elif found is not None and found.is_file():
+            stats = read_token_statistics(found)
+    except ValueError as err:
+        st.error(f"Cannot use that file: {err}")
+    if stats is None:
+        st.info(f"No statistics for {short(key)} yet: run `vt-explorer tokens CHECKPOINT DATA "
+                f"--out DIR` and upload DIR/tokens.json.")  # fmt: skip
+        return
+    st.caption(
+        f"{stats['n']} images of {short(stats['data'])} (top-1 {stats['accuracy']:.2%}). "
+        "Share: the fraction of an image a token wins in the semantic-group map, averaged "
+        "per class. Entropy / uniform: 1 = the token looks everywhere."
+    )
+    for k, kind in enumerate(stats["module_kinds"]):
+        share = np.asarray(stats["mean_share"][k])
+        st.plotly_chart(
+            token_class_heatmap(share, stats["classes"], f"module {k + 1} ({kind}): mean share"),
+            key=f"tokhm-{key}-{k}",
+        )
+        ent = np.asarray(stats["entropy_ratio"][k])
+        dom = np.asarray(stats["dominant"][k]).sum(0)
+        st.dataframe(pd.DataFrame({"entropy / uniform": ent, "images where largest": dom},
+                                  index=[f"t{i}" for i in range(len(ent))]).T,
+                     key=f"tokdf-{key}-{k}")  # fmt: skip
+
+
+def image_inputs() -> list[tuple[str, bytes]]:
+    """(name, bytes) of the uploaded images, and of the example gallery when asked for (or
+    while nothing is uploaded)."""
+    uploads = st.file_uploader(
+        f"Images (JPEG, PNG, WebP, BMP, GIF, TIFF; up to {MAX_UPLOAD_MB} MB and 64 megapixels each)",
+        type=["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"],
+        accept_multiple_files=True,
+        key="upload",
+    )
+    examples = st.checkbox("Also show the example gallery", value=False, key="examples",
+                           help="shown anyway while nothing is uploaded")  # fmt: skip
+    items = [(f.name, f.getvalue()) for f in uploads or []]
+    if examples or not uploads:
+        for name, img in example_images().items():
+            buf = io.BytesIO()
+            img.save(buf, "PNG")
+            items.append((name, buf.getvalue()))
+    return items
+
+
+def readable_images(items: list[tuple[str, bytes]]) -> list[Image]:
+    """(name, bytes, SHA-256) of the images that can be shown; the others are named first."""
+    readable = []
+    for name, data in items:
+        digest = image_digest(data)
+        if len(data) > MAX_UPLOAD_BYTES:
+            st.error(f"{name}: file is larger than {MAX_UPLOAD_MB} MB; skipped.")
+            continue
+        error = image_error(digest, data, name)
+        if error is not None:
+            st.error(f"Cannot show {error}")
+            continue
+        readable.append((name, data, digest))
+    return readable
+
+
+def _pages(n: int) -> list[int]:
+    return list(range(0, n, PAGE_SIZE))
+
+
+def _label(n: int) -> Callable[[int], str]:
+    return lambda i: f"{i + 1}-{min(i + PAGE_SIZE, n)}"
+
+
+def page_start(n: int) -> int:
+    """Index of the first image of the page chosen (PAGE_SIZE images per page); the pager
+    at the bottom (:func:`bottom_pager`) moves the same page."""
+    if n <= PAGE_SIZE:
+        return 0
+    return st.radio(f"{n} images, {PAGE_SIZE} per page", _pages(n), format_func=_label(n),
+                    horizontal=True, key="page",
+                    help="a view setting redraws the images of this page only")  # fmt: skip
+
+
+def bottom_pager(n: int, first: int) -> None:
+    """The pager again under the images; choosing a page here moves the top one too."""
+    if n <= PAGE_SIZE:
+        return
+    st.session_state["page_bottom"] = first  # shows the page the top pager shows
+
+    def follow() -> None:  # runs before the rerun: the top pager takes the bottom's choice
+        st.session_state["page"] = st.session_state["page_bottom"]
+
+    st.radio("Page", _pages(n), format_func=_label(n), horizontal=True, key="page_bottom",
+             on_change=follow)  # fmt: skip
+
+
+def overview(readable: list[Image], cfg: Settings) -> int | None:
+    """With several images, a sortable table first: each image's thumbnail, every model's
+    top-1 and confidence, whether two models agree, the last module's diversity verdict and
+    the deletion score. Selecting a row shows only that image; returns its index (None:
+    nothing selected, the images are shown a page at a time)."""
+    df = pd.DataFrame([_overview_row(image, cfg) for image in readable])
+    st.caption("Click a row to show that image alone (click again to go back to all images); "
+               "click a column header to sort. Tokens: the last module's diversity verdict.")  # fmt: skip
+    number = {c: st.column_config.NumberColumn(format="%.1f" if "confidence" in c else "%+.4f")
+              for c in df.columns if "confidence" in c or "deletion" in c}  # fmt: skip
+    event = st.dataframe(
+        df, key="overview", on_select="rerun", selection_mode="single-row", hide_index=True,
+        column_config={"thumbnail": st.column_config.ImageColumn("thumbnail", width="small")}
+        | number,
+    )  # fmt: skip
+    picked = event.selection.rows if event is not None else []
+    return int(picked[0]) if picked else None
+
+
+def _overview_row(image: Image, cfg: Settings) -> dict:
+    """One image's row of the overview table."""
+    name, data, digest = image
+    row: dict = {"image": name}
+    tops = []
+    for key in cfg.models:
+        m = short(key)
+        try:
+            a = get_analysis(key, digest, data, name)
+        except Exception:  # the image's own section names the error
+            log.exception("overview: %s with %s", name, key)
+            row[f"{m}: top-1"] = "error"
+            continue
+        row.setdefault("thumbnail", png_data_url(_thumb(a.tile)))
+        cls, p = a.top
+        tops.append(cls)
+        row[f"{m}: top-1"], row[f"{m}: confidence %"] = cls, round(100 * p, 1)
+        row[f"{m}: tokens"] = a.modules[-1].diversity.verdict if a.modules else "-"
+        row[f"{m}: deletion score"] = None if a.deletion is None else a.deletion.score
+    if len(cfg.models) == 2:
+        row["agree"] = len(tops) == 2 and tops[0] == tops[1]
+    return row
+
+
+def _thumb(image: np.ndarray, side: int = 64) -> np.ndarray:
+    from PIL import Image as PILImage
+
+    im = PILImage.fromarray(image)
+    im.thumbnail((side, side))
+    return np.asarray(im)

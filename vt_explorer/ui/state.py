@@ -1,0 +1,179 @@
+"""What the page knows between reruns: the settings record, the models on offer, and the
+Streamlit caches that make a rerun redraw only what changed.
+
+Model keys are a catalog stem (``checkpoints/NAME``) or ``upload:SHA256`` for a visitor's
+own checkpoint, held in their tab's session only; :func:`short` is the name people see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from ..analysis import randomisation_check
+from ..checkpoint import (
+    LoadedCheckpoint,
+    checkpoint_catalog,
+    load_checkpoint,
+    sha256_file,
+)
+from ..data import check_viewable, decode_image
+from ..device import select_device
+from ..explore import ImageAnalysis, analyse
+from ..viz import group_image, overlay
+from ..viz.figures import GridMarks, token_grid
+
+# one limit for every upload: what .streamlit/config.toml lets the server receive is what
+# the app accepts (checked again here, in case the server runs with another config)
+MAX_UPLOAD_MB = int(st.get_option("server.maxUploadSize"))
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 2**20
+MODEL_CACHE = 8  # checkpoints held in memory per server process (least recently used out)
+OWN = "yours: "  # prefix of a visitor's own uploaded checkpoint, never a shipped name
+MODULE_CHOICES = ["last", "1", "2", "3"]
+
+Image = tuple[str, bytes, str]  # (name, bytes, SHA-256) of one readable upload
+
+
+@dataclass
+class Settings:
+    """What the sidebar chose: the model keys to show and how to draw maps."""
+
+    models: list[str]
+    cmap: str
+    alpha: float
+    stretch: bool = False  # each map stretched to its own range instead of one shared scale
+    module: str = "last"  # the VT module both models show: "last", or "1", "2", ... (1-based)
+
+
+@dataclass
+class Picks:
+    """What the visitor picked on one image, shared by both models' views.
+
+    token: the token to highlight (tile frame, attention row and column, group), or None.
+    pixel: (y, x) as fractions of the image, or None; each model maps it onto its own grid
+        (:func:`vt_explorer.viz.linked.cell_of`), so grids of different sizes agree.
+    """
+
+    token: int | None = None
+    pixel: tuple[float, float] | None = None
+
+
+def module_index(choice: str, n: int) -> int:
+    """0-based module to show of a model with ``n`` VT modules: the last one by default (the
+    recurrent one in a recurrent model, so a comparison opens on filter vs recurrent); a
+    number beyond a model's modules shows its last."""
+    return n - 1 if choice == "last" else min(int(choice), n) - 1
+
+
+def app_arguments() -> argparse.Namespace:
+    """The app's own flags, after ``--``: ``streamlit run app.py -- --checkpoint-dir DIR``."""
+    parser = argparse.ArgumentParser(prog="app.py", add_help=False)
+    parser.add_argument("--checkpoint-dir", action="append", default=None, metavar="DIR")
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return args
+
+
+def catalog() -> dict[str, str]:
+    """{name: checkpoint stem} of the folders the server's operator chose: ``--checkpoint-dir``
+    (repeatable), else ``$VT_EXPLORER_CHECKPOINTS``, else the shipped ``checkpoints/``.
+    Visitors pick names from it; no path typed in a browser ever reaches the file system."""
+    dirs = app_arguments().checkpoint_dir
+    return checkpoint_catalog([Path(d) for d in dirs] if dirs else None)
+
+
+LABELS: dict[str, str] = {}  # model key -> the name shown (filled by the sidebar)
+
+
+def short(key: str) -> str:
+    """The name a visitor sees for a model key (never a server path)."""
+    return LABELS.get(key) or key.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=MODEL_CACHE)
+def load_cached(resolved: str, identity: str) -> LoadedCheckpoint:
+    """One operator checkpoint per (resolved path, weights SHA-256), the least recently
+    used of at most MODEL_CACHE dropped; on the GPU when there is one."""
+    return load_checkpoint(resolved, device=select_device())
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def weights_digest(resolved: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a weights file, recomputed only when its size or time changes."""
+    return sha256_file(resolved + ".safetensors")
+
+
+def get_checkpoint(key: str) -> LoadedCheckpoint:
+    """The loaded checkpoint behind a model key: a catalog stem, or the visitor's upload."""
+    own = st.session_state.get("own_checkpoint")
+    if own is not None and key == own[0]:
+        return own[1]
+    resolved = str(Path(key).resolve())
+    st_ = Path(resolved + ".safetensors").stat()
+    return load_cached(resolved, weights_digest(resolved, st_.st_size, st_.st_mtime_ns))
+
+
+@st.cache_data(show_spinner="Running the model...", max_entries=256)
+def get_analysis(key: str, digest: str, _data: bytes, name: str) -> ImageAnalysis:
+    """Trace one image once per (checkpoint, image bytes); an uploaded checkpoint's key
+    holds its weights' hash, so equal keys mean equal models."""
+    return analyse(get_checkpoint(key), decode_image(_data, name), name)
+
+
+@st.cache_data(max_entries=256)
+def image_error(digest: str, _data: bytes, name: str) -> str | None:
+    """Why an upload cannot be shown (None when it decodes and is not too thin)."""
+    try:
+        check_viewable(decode_image(_data, name), name)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def image_digest(data: bytes) -> str:
+    """SHA-256 of an upload's bytes: the image's identity in every cache."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@st.cache_data(show_spinner="Randomising the model layer by layer...", max_entries=64)
+def get_randomisation(key: str, digest: str, _data: bytes, name: str) -> dict:
+    """Cascading model-randomisation check of one image (Adebayo et al. 2018)."""
+    ck = get_checkpoint(key)
+    device = next(ck.model.parameters()).device
+    x = ck.preprocess(decode_image(_data, name))[None].to(device)
+    res = randomisation_check(ck.model, x)
+    return {"steps": res.steps, "correlation": res.correlation}
+
+
+@st.cache_data(max_entries=4096, show_spinner=False)
+def tinted(
+    image: np.ndarray, heat: np.ndarray, cmap: str, alpha: float, vmax: float | None = None
+) -> np.ndarray:
+    """``overlay``, memoised: reruns for other views (token, layer, head, module) redraw
+    nothing that did not change. ``vmax``: the grid's shared scale (None: own range)."""
+    return overlay(image, heat, cmap, alpha, vmax)
+
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def grouped(
+    image: np.ndarray, labels: np.ndarray, token: int | None, cell: tuple[int, int] | None
+) -> np.ndarray:
+    """``group_image``, memoised: one token's group highlighted, one cell ringed."""
+    return group_image(image, labels, highlight=token, pixel=cell)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def grid_picture(
+    key: tuple, _image: np.ndarray, _maps: np.ndarray, _share: np.ndarray | None,
+    cmap: str, alpha: float, stretch: bool, cell: tuple[int, int] | None, token: int | None,
+) -> np.ndarray:  # fmt: skip
+    """A grid of one module's maps as one picture (:func:`~vt_explorer.viz.figures.token_grid`,
+    four tiles a row), memoised by ``key`` (model, image, module, which maps) and the
+    drawing settings: the same picture the PNG download writes."""
+    marks = GridMarks(cell, token, _share)
+    return np.asarray(token_grid(_image, _maps, cmap, alpha, "", 4, not stretch, marks))
