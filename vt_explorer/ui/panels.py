@@ -16,9 +16,8 @@ from ..examples import example_images
 from ..tokenstats import parse_token_statistics, read_token_statistics
 from ..viz import confusion_heatmap, curves_figure, token_class_heatmap
 from ..viz.linked import png_data_url
+from .inputs import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB
 from .state import (
-    MAX_UPLOAD_BYTES,
-    MAX_UPLOAD_MB,
     Image,
     Settings,
     get_analysis,
@@ -105,23 +104,13 @@ def show_token_statistics(key: str) -> None:
                      key=f"tokdf-{key}-{k}")  # fmt: skip
 
 
-def image_inputs() -> list[tuple[str, bytes]]:
-    """(name, bytes) of the uploaded images, and of the example gallery when asked for (or
-    while nothing is uploaded)."""
-    uploads = st.file_uploader(
-        f"Images (JPEG, PNG, WebP, BMP, GIF, TIFF; up to {MAX_UPLOAD_MB} MB and 64 megapixels each)",
-        type=["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"],
-        accept_multiple_files=True,
-        key="upload",
-    )
-    examples = st.checkbox("Also show the example gallery", value=False, key="examples",
-                           help="shown anyway while nothing is uploaded")  # fmt: skip
-    items = [(f.name, f.getvalue()) for f in uploads or []]
-    if examples or not uploads:
-        for name, img in example_images().items():
-            buf = io.BytesIO()
-            img.save(buf, "PNG")
-            items.append((name, buf.getvalue()))
+def with_examples(items: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """``items`` followed by the example gallery's drawn images, as PNG bytes."""
+    items = list(items)
+    for name, img in example_images().items():
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        items.append((name, buf.getvalue()))
     return items
 
 

@@ -29,10 +29,6 @@ from ..explore import ImageAnalysis, analyse
 from ..viz import group_image, overlay
 from ..viz.figures import GridMarks, token_grid
 
-# one limit for every upload: what .streamlit/config.toml lets the server receive is what
-# the app accepts (checked again here, in case the server runs with another config)
-MAX_UPLOAD_MB = int(st.get_option("server.maxUploadSize"))
-MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 2**20
 MODEL_CACHE = 8  # checkpoints held in memory per server process (least recently used out)
 OWN = "yours: "  # prefix of a visitor's own uploaded checkpoint, never a shipped name
 MODULE_CHOICES = ["last", "1", "2", "3"]

@@ -1,0 +1,169 @@
+"""The app's speed as a visitor sees it: a real headless Chromium against `streamlit run`.
+
+    python benchmarks/bench_browser.py [--reps 3]
+
+Measures the goals of the views issue, each until the pictures are drawn in the browser
+(every image of the open tab loaded), not until the server is done:
+
+0. the first page after the server started: until the uploader takes files (the script's
+   imports: torch, the package);
+1. ten photos uploaded at once: until the overview table is drawn (fresh server, models
+   already loaded by one drawn image, no photo analysed before);
+2. page load: until the uploader takes files (median of ``--reps`` new pages);
+3. one photo uploaded: until both models' predictions and the default view (the token-map
+   grids of the last module) are drawn (a photo never analysed before, each rep);
+4. a view change on that photo: colour map, module, picked token; until every picture of
+   the open tab has been redrawn.
+
+Needs Debian's chromium (/usr/bin/chromium) and the shipped checkpoints. Prints one line
+per measurement; the README quotes them with the machine they ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+
+from vt_explorer.appserver import running_app  # noqa: E402
+
+PICTURES_JS = """() => [...document.querySelectorAll('[role=tabpanel] img')]
+    .filter(i => i.offsetParent !== null).map(i => i.complete && i.naturalWidth > 0 ? i.src : '')"""
+
+
+def _variant(photo: Path, k: int) -> bytes:
+    """A photo made new (never analysed before): mirrored and cropped by ``k`` pixels."""
+    im = ImageOps.mirror(Image.open(photo).convert("RGB"))
+    im = im.crop((k, k, im.width - k, im.height - k))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+def _until(check, timeout: float = 120.0) -> float:
+    """Seconds until ``check()`` is true (polled every 20 ms)."""
+    t0 = time.perf_counter()
+    while not check():
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError("the page never got there")
+        time.sleep(0.02)
+    return time.perf_counter() - t0
+
+
+def _pictures(page) -> list[str]:
+    return page.evaluate(PICTURES_JS)
+
+
+def _redrawn(page, before: list[str], n: int):
+    """A check: at least ``n`` pictures in the open tab, all loaded, none left from before."""
+
+    def check() -> bool:
+        now = _pictures(page)
+        return len(now) >= n and all(now) and not set(now) & set(before)
+
+    return check
+
+
+def _upload(page, files: list[tuple[str, bytes]]) -> None:
+    payload = [{"name": n, "mimeType": "image/jpeg", "buffer": b} for n, b in files]
+    page.locator(".st-key-upload input[type=file]").set_input_files(payload)
+
+
+def _choose(page, key: str, option: str) -> None:
+    """Pick ``option`` in the selectbox whose widget key is ``key``."""
+    page.locator(f".st-key-{key}").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def run(url: str, reps: int) -> list[tuple[str, float, float]]:
+    """[(what, seconds, goal)] measured against the app at ``url``."""
+    from playwright.sync_api import sync_playwright
+
+    photos = sorted(PHOTOS.glob("*.JPEG"))
+    out = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
+                                     args=["--no-sandbox", "--headless"])  # fmt: skip
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        t0 = time.perf_counter()
+        page.goto(url)
+        page.locator(".st-key-upload input[type=file]").wait_for(state="attached")
+        out.append(("first page load after start: uploader", time.perf_counter() - t0, 3.0))
+        # warm-up: both models loaded once (a server's one-time cost), with a drawn image
+        page.locator(".st-key-upload input[type=file]").wait_for(state="attached")
+        _upload(page, [("warm.jpg", _variant(photos[0], 40))])
+        page.get_by_role("heading", name="warm.jpg").wait_for(timeout=300_000)
+        ten = [(f"p{i}.jpg", _variant(photos[i % len(photos)], 2 + i)) for i in range(10)]
+        page.goto(url)
+        page.locator(".st-key-upload input[type=file]").wait_for(state="attached")
+        t0 = time.perf_counter()
+        _upload(page, ten)
+        # the table comes first in the page, then the first image's heading
+        page.locator(".st-key-overview").wait_for(timeout=300_000)
+        page.get_by_role("heading", name="p0.jpg").wait_for(timeout=300_000)
+        out.append(("ten photos: overview table drawn", time.perf_counter() - t0, 5.0))
+        loads = []
+        for _ in range(reps):
+            fresh = browser.new_page(viewport={"width": 1500, "height": 1100})
+            t0 = time.perf_counter()
+            fresh.goto(url)
+            fresh.locator(".st-key-upload input[type=file]").wait_for(state="attached")
+            loads.append(time.perf_counter() - t0)
+            fresh.close()
+        out.append(("page load: uploader usable", statistics.median(loads), 3.0))
+        uploads, cmap, module, token = [], [], [], []
+        for r in range(reps):
+            page.goto(url)  # nothing uploaded: the example gallery is drawn
+            page.locator(".st-key-overview").wait_for()  # (several example images)
+            _until(lambda: len(_pictures(page)) >= 2 and all(_pictures(page)), 120)
+            gallery = _pictures(page)
+            t0 = time.perf_counter()
+            _upload(page, [(f"one{r}.jpg", _variant(photos[r % len(photos)], 60 + r))])
+            page.get_by_role("heading", name=f"one{r}.jpg").wait_for(timeout=120_000)
+            _until(_redrawn(page, gallery, 2), 120)
+            uploads.append(time.perf_counter() - t0)
+            before = _pictures(page)
+            t0 = time.perf_counter()
+            _choose(page, "cmap", ["viridis", "magma", "inferno"][r % 3])
+            _until(_redrawn(page, before, 2))
+            cmap.append(time.perf_counter() - t0)
+            before = _pictures(page)
+            t0 = time.perf_counter()
+            _choose(page, "module", "module 1")
+            _until(_redrawn(page, before, 2))
+            module.append(time.perf_counter() - t0)
+            before = _pictures(page)
+            t0 = time.perf_counter()
+            _choose(page, "token-0", "t3")
+            _until(_redrawn(page, before, 2))
+            token.append(time.perf_counter() - t0)
+            _choose(page, "module", "the last (default)")
+        out.append(("one photo: predictions and token maps drawn", statistics.median(uploads), 2.0))
+        out.append(("view change: colour map", statistics.median(cmap), 1.0))
+        out.append(("view change: module", statistics.median(module), 1.0))
+        out.append(("view change: token picked", statistics.median(token), 1.0))
+        browser.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per measurement")
+    args = parser.parse_args()
+    with running_app(timeout=120) as url:
+        for what, seconds, goal in run(url, args.reps):
+            verdict = "met" if seconds < goal else "NOT met"
+            print(f"{what:<46} {seconds:6.2f} s  (goal < {goal:.0f} s: {verdict})", flush=True)
+
+
+if __name__ == "__main__":
+    main()

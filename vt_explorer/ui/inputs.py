@@ -1,0 +1,27 @@
+"""The page's first widgets, which need Streamlit only: the image uploader is usable before
+the model code (torch, torchvision: about 2 s) is imported on a server's first page."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+# one limit for every upload: what .streamlit/config.toml lets the server receive is what
+# the app accepts (checked again after reading, in case the server runs with another config)
+MAX_UPLOAD_MB = int(st.get_option("server.maxUploadSize"))
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 2**20
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
+
+
+def image_uploads() -> tuple[list[tuple[str, bytes]], bool]:
+    """The image uploader and the gallery checkbox: ((name, bytes) of each upload, whether
+    to add the example gallery: asked for, or nothing uploaded)."""
+    uploads = st.file_uploader(
+        f"Images (JPEG, PNG, WebP, BMP, GIF, TIFF; up to {MAX_UPLOAD_MB} MB and 64 megapixels each)",
+        type=IMAGE_TYPES,
+        accept_multiple_files=True,
+        key="upload",
+    )
+    examples = st.checkbox("Also show the example gallery", value=False, key="examples",
+                           help="shown anyway while nothing is uploaded")  # fmt: skip
+    items = [(f.name, f.getvalue()) for f in uploads or []]
+    return items, examples or not items

@@ -1,0 +1,122 @@
+"""The sidebar: the models on offer (the operator's catalog and the visitor's own upload)
+and how to draw the maps; :func:`sidebar` returns the :class:`~.state.Settings` record."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import streamlit as st
+
+from ..checkpoint import CheckpointError, load_checkpoint_bytes
+from ..device import select_device
+from .inputs import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB
+from .state import LABELS, MODULE_CHOICES, OWN, Settings, catalog, short
+
+CMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "gray"]
+# the default comparison: the fine-tuned VT-Lite0 pair when shipped (14x14 maps of a
+# 224-pixel photo), else the CIFAR-scale pair. The ImageNet students are selectable, not
+# the default: they do not yet beat this pair on held-out agreement and token diversity.
+DEFAULT_PAIR = (("cifar10-lite0-vt-recurrent", "vt-recurrent"), ("cifar10-lite0-vt-filter", "vt-filter"))  # fmt: skip
+
+
+def own_checkpoint_upload() -> None:
+    """A visitor's own checkpoint (.safetensors + .json), held for this browser tab only;
+    once loaded it is selected at once and labelled as theirs."""
+    files = st.sidebar.file_uploader(
+        "Your own checkpoint (NAME.safetensors + NAME.json)",
+        type=["safetensors", "json"],
+        accept_multiple_files=True,
+        key="ck_upload",
+        help="Trained with `vt-explorer train`. Both files at once, at most "
+        f"{MAX_UPLOAD_MB} MB each; kept for this browser tab only, never written to the "
+        "server's checkpoint folders.",
+    )
+    if not files:
+        st.session_state.pop("own_checkpoint", None)
+        return
+    weights = [f for f in files if f.name.lower().endswith(".safetensors")]
+    cards = [f for f in files if f.name.lower().endswith(".json")]
+    if len(weights) != 1 or len(cards) != 1:
+        st.sidebar.error("Upload exactly one NAME.safetensors and one NAME.json together.")
+        return
+    w, c = weights[0].getvalue(), cards[0].getvalue()
+    if max(len(w), len(c)) > MAX_UPLOAD_BYTES:
+        st.sidebar.error(f"Cannot use that checkpoint: a file is over {MAX_UPLOAD_MB} MB.")
+        return
+    name = Path(cards[0].name).stem
+    key = "upload:" + hashlib.sha256(w + b"\0" + c).hexdigest()
+    own = st.session_state.get("own_checkpoint")
+    if own is not None and own[0] == key:
+        return
+    try:
+        ck = load_checkpoint_bytes(w, c, name, device=select_device())
+    except CheckpointError as err:
+        st.session_state.pop("own_checkpoint", None)
+        st.sidebar.error(f"Cannot use that checkpoint: {err}")
+        return
+    st.session_state["own_checkpoint"] = (key, ck, OWN + name)
+    st.session_state["model_a"] = key
+
+
+def model_choices() -> list[str]:
+    """Model keys on offer: the visitor's own checkpoint first, then the operator's catalog
+    (fills ``LABELS`` with the names people see); stops the page when there is none."""
+    shipped = catalog()
+    LABELS.clear()
+    LABELS.update({stem: name for name, stem in shipped.items()})
+    own_checkpoint_upload()
+    choices = list(shipped.values())
+    own = st.session_state.get("own_checkpoint")
+    if own is not None:
+        choices.insert(0, own[0])
+        LABELS[own[0]] = own[2]
+    if not choices:
+        st.error("No checkpoints in the server's checkpoint folders. Train one with "
+                 "`vt-explorer train`, or upload your own in the sidebar.")  # fmt: skip
+        st.stop()
+    for slot in ("model_a", "model_b"):
+        if st.session_state.get(slot) not in choices:
+            st.session_state.pop(slot, None)
+    return choices
+
+
+def default_model(choices: list[str], names: tuple[str, ...]) -> str:
+    """The first of ``names`` offered (exact name, else a name ending in -NAME), else the
+    first choice."""
+    for name in names:
+        for c in choices:
+            if short(c) == name or short(c).endswith("-" + name):
+                return c
+    return choices[0]
+
+
+def sidebar() -> Settings:
+    """Models (operator's catalog + the visitor's own upload) and display settings."""
+    st.sidebar.title("vt_explorer")
+    choices = model_choices()
+    # defaults go through session state (a widget given both an index and a state value
+    # warns); an uploaded checkpoint sets model_a itself
+    st.session_state.setdefault("model_a", default_model(choices, DEFAULT_PAIR[0]))
+    models = [st.sidebar.selectbox("Model", choices, format_func=short, key="model_a")]
+    if st.sidebar.checkbox("Compare with a second model", value=True, key="compare") and (
+        len(choices) > 1
+    ):
+        st.session_state.setdefault("model_b", default_model(choices, DEFAULT_PAIR[1]))
+        models.append(st.sidebar.selectbox("Second model", choices, format_func=short,
+                                           key="model_b"))  # fmt: skip
+    cmap = st.sidebar.selectbox("Colour map", CMAPS, key="cmap")
+    alpha = st.sidebar.slider("Map opacity", 0.0, 1.0, 0.55, 0.05, key="alpha")
+    stretch = st.sidebar.checkbox(
+        "Stretch each map to its own range", value=False, key="stretch",
+        help="Off (default): every tile of a grid shares one colour scale from 0, with a "
+        "colour bar, so a near-uniform map looks near-uniform. On: each tile uses its full "
+        "colour range, which makes diffuse maps look as sharp as peaked ones.",
+    )  # fmt: skip
+    module = st.sidebar.selectbox(
+        "VT module", MODULE_CHOICES, key="module",
+        format_func=lambda c: "the last (default)" if c == "last" else f"module {c}",
+        help="One choice for both models. The last module is the recurrent one in a recurrent "
+        "model, so the default comparison is filter vs recurrent; module 1 is always filter.",
+    )  # fmt: skip
+    return Settings(models, cmap, alpha, stretch, module)
