@@ -1,69 +1,136 @@
-"""The README's app screenshots: start the app, upload a photo in headless Chromium and save
+"""The README's app screenshots: start the app, upload photos in headless Chromium and save
 one screenshot per view into docs/.
 
     python benchmarks/screenshots.py [--photo PATH] [--out docs]
 
 Needs Debian's chromium (/usr/bin/chromium; `bash scripts/test.sh` installs it) and the
-shipped checkpoints. Writes app-upload.png (default comparison, token maps),
-app-groups.png (semantic groups tab), app-attention.png (token attention tab) and
-app-faithfulness.png (the faithfulness expander).
+shipped checkpoints. Writes (JPEG, the default comparison of the photo):
+
+* app-overview.jpg: four photos uploaded, the overview table;
+* app-predictions.jpg: both models' top-5, the pickers and the tab bar;
+* app-view-<tab>.jpg for every tab (Maps, Groups, Projector, Attention, Fig. 6, Pixel,
+  Table, Checks, All modules), with a pixel clicked on the image and token t3 picked, and
+  a clicked attention cell in the Attention view; the last module of each model, except
+  for Projector (module 1: the last modules of the default pair have no projector).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 from vt_explorer.appserver import running_app
 
 ROOT = Path(__file__).resolve().parent.parent
-PHOTO = ROOT.parent / "shared" / "data" / "photos" / "n02123045_tabby.JPEG"
+PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+PHOTO = PHOTOS / "n02123045_tabby.JPEG"
+TABS = ["Maps", "Groups", "Projector", "Attention", "Fig. 6", "Pixel", "Table", "Checks",
+        "All modules"]  # fmt: skip
+
+
+def _clip(page, top, bottom_of, height: int = 1500, scroll: bool = True) -> dict:
+    """The screenshot area from ``top``'s top to ``bottom_of``'s bottom (at most ``height``),
+    ``top`` first scrolled to the top of the window (``scroll``)."""
+    if scroll:
+        top.evaluate("e => e.scrollIntoView({block: 'start'})")
+    y0 = max(0, top.bounding_box()["y"] - 10)
+    box = bottom_of.bounding_box()
+    y1 = min(box["y"] + box["height"] + 10, y0 + height)
+    return {"x": 0, "y": y0, "width": page.viewport_size["width"], "height": y1 - y0}
+
+
+def _settle(page, seconds: float = 1.5) -> None:
+    """Wait until the app has been idle (no running indicator) for ``seconds``."""
+    since = time.time()
+    while time.time() - since < seconds:
+        if page.locator('[data-testid="stStatusWidget"]').count():
+            since = time.time()
+        time.sleep(0.1)
+
+
+def _click_at(page, chart, fx: float, fy: float) -> None:
+    chart.scroll_into_view_if_needed()
+    box = chart.locator(".nsewdrag").first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+
+
+def overview(page, url: str, out: Path) -> None:
+    """Four photos at once: the overview table."""
+    page.goto(url)
+    page.locator(".st-key-upload input[type=file]").wait_for(state="attached", timeout=120_000)
+    four = [str(p) for p in sorted(PHOTOS.glob("*.JPEG"))[:4]]
+    page.locator(".st-key-upload input[type=file]").set_input_files(four)
+    table = page.locator(".st-key-overview")
+    table.wait_for(timeout=180_000)
+    _settle(page, 3)
+    page.screenshot(path=str(out / "app-overview.jpg"), type="jpeg", quality=80,
+                    clip=_clip(page, page.get_by_text("4 images.").first, table, scroll=False))  # fmt: skip
+
+
+def views(page, url: str, photo: str, out: Path) -> None:
+    """One photo: predictions, then every tab with a pixel and a token picked."""
+    page.goto(url)
+    page.locator(".st-key-upload input[type=file]").wait_for(state="attached", timeout=120_000)
+    page.locator(".st-key-upload input[type=file]").set_input_files(photo)
+    heading = page.get_by_role("heading", name=Path(photo).name)
+    heading.wait_for(timeout=180_000)
+    page.get_by_text("Tile labels:").nth(1).wait_for(timeout=180_000)
+    _settle(page)
+    tablist = page.get_by_role("tablist").first
+    page.screenshot(path=str(out / "app-predictions.jpg"), type="jpeg", quality=80,
+                    clip=_clip(page, heading, tablist))  # fmt: skip
+    page.get_by_role("tab", name="Pixel", exact=True).click()
+    page.get_by_text("Click the image to pick").first.wait_for(timeout=60_000)
+    _settle(page)
+    pickers = page.locator(".js-plotly-plot").filter(has=page.locator(".imagelayer image"))
+    _click_at(page, pickers.first, 0.45, 0.3)
+    page.get_by_text("Cell row").first.wait_for(timeout=60_000)
+    page.locator(".st-key-token-0").click()
+    page.get_by_role("option", name="t3", exact=True).click()
+    _settle(page)
+    for tab in TABS:
+        if tab == "Projector":  # the last modules of the default pair have no projector
+            _choose_module(page, "module 1")
+        page.get_by_role("tab", name=tab, exact=True).click()
+        _settle(page, 2)
+        if tab == "Attention":
+            heat = page.locator(".js-plotly-plot").filter(has=page.locator(".hm"))
+            _click_at(page, heat.first, 5.5 / 16, 2.5 / 16)
+            page.get_by_text("reads (query)").first.wait_for(timeout=60_000)
+            _settle(page, 2)
+        panel = page.get_by_role("tabpanel").first
+        name = tab.lower().replace(". ", "").replace(" ", "-")
+        page.screenshot(path=str(out / f"app-view-{name}.jpg"), type="jpeg", quality=80,
+                        clip=_clip(page, tablist, panel))  # fmt: skip
+        if tab == "Projector":
+            _choose_module(page, "the last (default)")
+
+
+def _choose_module(page, option: str) -> None:
+    """The sidebar's VT module picker."""
+    page.locator(".st-key-module").click()
+    page.get_by_role("option", name=option, exact=True).click()
+    _settle(page, 2)
 
 
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--photo", default=str(PHOTO))
-    p.add_argument("--out", default=str(ROOT / "docs"))
+    p.add_argument("--photo", default=str(PHOTO), help="the photo of the per-view shots")
+    p.add_argument("--out", default=str(ROOT / "docs"), help="folder to write into")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(exist_ok=True)
     with running_app(timeout=60) as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--headless"]
-        )
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        page.goto(url, wait_until="domcontentloaded")
-        page.locator(".st-key-upload input[type=file]").wait_for(state="attached", timeout=120_000)
-        page.locator(".st-key-upload input[type=file]").set_input_files(args.photo)
-        name = os.path.basename(args.photo)
-        heading = page.get_by_role("heading", name=name)
-        heading.wait_for(timeout=180_000)
-        for i in range(2):  # both models of the default comparison
-            page.get_by_text(" predicts ").nth(i).wait_for(timeout=180_000)
-        time.sleep(3)
-        heading.scroll_into_view_if_needed()
-        page.screenshot(path=str(out / "app-upload.png"))
-        shots = [
-            ("Groups", "app-groups.png"),
-            ("Attention", "app-attention.png"),
-        ]
-        for tab, fname in shots:
-            for t in page.get_by_role("tab", name=tab, exact=True).all()[:2]:
-                t.click()
-            time.sleep(2)
-            page.get_by_role("tab", name=tab, exact=True).first.scroll_into_view_if_needed()
-            page.screenshot(path=str(out / fname))
-        exp = page.get_by_text("Can these maps be trusted?").first
-        exp.click()
-        time.sleep(3)
-        exp.scroll_into_view_if_needed()
-        page.screenshot(path=str(out / "app-faithfulness.png"))
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
+                                     args=["--no-sandbox", "--headless"])  # fmt: skip
+        page = browser.new_page(viewport={"width": 1500, "height": 2400})
+        overview(page, url, out)
+        views(page, url, args.photo, out)
         browser.close()
-    print("wrote", ", ".join(sorted(f.name for f in out.glob("app-*.png"))))
+    print("wrote", ", ".join(sorted(f.name for f in out.glob("app-*.jpg"))))
 
 
 if __name__ == "__main__":

@@ -164,13 +164,18 @@ def bottom_pager(n: int, first: int) -> None:
 def overview(readable: list[Image], cfg: Settings) -> int | None:
     """With several images, a sortable table first: each image's thumbnail, every model's
     top-1 and confidence, whether two models agree, the last module's diversity verdict and
-    the deletion score. Selecting a row shows only that image; returns its index (None:
-    nothing selected, the images are shown a page at a time)."""
+    the deletion score (models named A and B in the headers, spelled out above). Selecting a
+    row shows only that image; returns its index (None: nothing selected, the images are
+    shown a page at a time)."""
     df = pd.DataFrame([_overview_row(image, cfg) for image in readable])
+    names = " · ".join(f"**{chr(65 + j)}** = {short(m)}" for j, m in enumerate(cfg.models))
+    st.markdown(f"{len(readable)} images. {names}")
     st.caption("Click a row to show that image alone (click again to go back to all images); "
-               "click a column header to sort. Tokens: the last module's diversity verdict.")  # fmt: skip
-    number = {c: st.column_config.NumberColumn(format="%.1f" if "confidence" in c else "%+.4f")
-              for c in df.columns if "confidence" in c or "deletion" in c}  # fmt: skip
+               "click a column header to sort. Tokens: the last module's diversity verdict; "
+               "deletion: the deletion score (above 0: the tokens the map ranks first "
+               "matter more than chance).")  # fmt: skip
+    number = {c: st.column_config.NumberColumn(format="%.1f" if c.endswith("%") else "%+.4f")
+              for c in df.columns if c.endswith(("%", "deletion"))}  # fmt: skip
     event = st.dataframe(
         df, key="overview", on_select="rerun", selection_mode="single-row", hide_index=True,
         column_config={"thumbnail": st.column_config.ImageColumn("thumbnail", width="small")}
@@ -181,24 +186,24 @@ def overview(readable: list[Image], cfg: Settings) -> int | None:
 
 
 def _overview_row(image: Image, cfg: Settings) -> dict:
-    """One image's row of the overview table."""
+    """One image's row of the overview table; model j's columns start with its letter."""
     name, data, digest = image
     row: dict = {"image": name}
     tops = []
-    for key in cfg.models:
-        m = short(key)
+    for j, key in enumerate(cfg.models):
+        m = chr(65 + j)
         try:
             a = get_analysis(key, digest, data, name)
         except Exception:  # the image's own section names the error
             log.exception("overview: %s with %s", name, key)
-            row[f"{m}: top-1"] = "error"
+            row[f"{m} top-1"] = "error"
             continue
         row.setdefault("thumbnail", png_data_url(_thumb(a.tile)))
         cls, p = a.top
         tops.append(cls)
-        row[f"{m}: top-1"], row[f"{m}: confidence %"] = cls, round(100 * p, 1)
-        row[f"{m}: tokens"] = a.modules[-1].diversity.verdict if a.modules else "-"
-        row[f"{m}: deletion score"] = None if a.deletion is None else a.deletion.score
+        row[f"{m} top-1"], row[f"{m} %"] = cls, round(100 * p, 1)
+        row[f"{m} tokens"] = a.modules[-1].diversity.verdict if a.modules else "-"
+        row[f"{m} deletion"] = None if a.deletion is None else a.deletion.score
     if len(cfg.models) == 2:
         row["agree"] = len(tops) == 2 and tops[0] == tops[1]
     return row

@@ -254,6 +254,8 @@ def view_pixel(s: Slot, cfg: Settings, picks: Picks) -> None:
     line = f"Cell row {r + 1}, column {c + 1} of {hw[0]}x{hw[1]}: semantic group t{v.groups[r, c]}"
     if v.projector_labels is not None:
         line += f", reads back most from t{v.projector_labels[r, c]}"
+    if tok.max() < 1 / (hw[0] * hw[1]):
+        line += "; no token attends to this cell more than a uniform map would"
     st.caption(line)
     st.plotly_chart(token_weights_bar(tok, 1 / (hw[0] * hw[1]),
                     "tokenizer: each token's attention on this cell", picks.token),
