@@ -17,10 +17,9 @@ shipped checkpoints. Writes (JPEG, the default comparison of the photo):
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from vt_explorer.appserver import running_app
+from vt_explorer.appserver import click_chart, running_app, wait_idle
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
@@ -40,21 +39,6 @@ def _clip(page, top, bottom_of, height: int = 1500, scroll: bool = True) -> dict
     return {"x": 0, "y": y0, "width": page.viewport_size["width"], "height": y1 - y0}
 
 
-def _settle(page, seconds: float = 1.5) -> None:
-    """Wait until the app has been idle (no running indicator) for ``seconds``."""
-    since = time.time()
-    while time.time() - since < seconds:
-        if page.locator('[data-testid="stStatusWidget"]').count():
-            since = time.time()
-        time.sleep(0.1)
-
-
-def _click_at(page, chart, fx: float, fy: float) -> None:
-    chart.scroll_into_view_if_needed()
-    box = chart.locator(".nsewdrag").first.bounding_box()
-    page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
-
-
 def overview(page, url: str, out: Path) -> None:
     """Four photos at once: the overview table."""
     page.goto(url)
@@ -63,7 +47,7 @@ def overview(page, url: str, out: Path) -> None:
     page.locator(".st-key-upload input[type=file]").set_input_files(four)
     table = page.locator(".st-key-overview")
     table.wait_for(timeout=180_000)
-    _settle(page, 3)
+    wait_idle(page, 3)
     page.screenshot(path=str(out / "app-overview.jpg"), type="jpeg", quality=80,
                     clip=_clip(page, page.get_by_text("4 images.").first, table, scroll=False))  # fmt: skip
 
@@ -76,29 +60,29 @@ def views(page, url: str, photo: str, out: Path) -> None:
     heading = page.get_by_role("heading", name=Path(photo).name)
     heading.wait_for(timeout=180_000)
     page.get_by_text("Tile labels:").nth(1).wait_for(timeout=180_000)
-    _settle(page)
+    wait_idle(page, 1.5)
     tablist = page.get_by_role("tablist").first
     page.screenshot(path=str(out / "app-predictions.jpg"), type="jpeg", quality=80,
                     clip=_clip(page, heading, tablist))  # fmt: skip
     page.get_by_role("tab", name="Pixel", exact=True).click()
     page.get_by_text("Click the image to pick").first.wait_for(timeout=60_000)
-    _settle(page)
+    wait_idle(page, 1.5)
     pickers = page.locator(".js-plotly-plot").filter(has=page.locator(".imagelayer image"))
-    _click_at(page, pickers.first, 0.45, 0.3)
+    click_chart(page, pickers.first, 0.45, 0.3)
     page.get_by_text("Cell row").first.wait_for(timeout=60_000)
     page.locator(".st-key-token-0").click()
     page.get_by_role("option", name="t3", exact=True).click()
-    _settle(page)
+    wait_idle(page, 1.5)
     for tab in TABS:
         if tab == "Projector":  # the last modules of the default pair have no projector
             _choose_module(page, "module 1")
         page.get_by_role("tab", name=tab, exact=True).click()
-        _settle(page, 2)
+        wait_idle(page, 2)
         if tab == "Attention":
             heat = page.locator(".js-plotly-plot").filter(has=page.locator(".hm"))
-            _click_at(page, heat.first, 5.5 / 16, 2.5 / 16)
+            click_chart(page, heat.first, 5.5 / 16, 2.5 / 16)
             page.get_by_text("reads (query)").first.wait_for(timeout=60_000)
-            _settle(page, 2)
+            wait_idle(page, 2)
         panel = page.get_by_role("tabpanel").first
         name = tab.lower().replace(". ", "").replace(" ", "-")
         page.screenshot(path=str(out / f"app-view-{name}.jpg"), type="jpeg", quality=80,
@@ -111,7 +95,7 @@ def _choose_module(page, option: str) -> None:
     """The sidebar's VT module picker."""
     page.locator(".st-key-module").click()
     page.get_by_role("option", name=option, exact=True).click()
-    _settle(page, 2)
+    wait_idle(page, 2)
 
 
 def main() -> None:

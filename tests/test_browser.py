@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from vt_explorer.appserver import running_app
+from vt_explorer.appserver import click_chart, running_app, wait_idle
 from vt_explorer.checkpoint import load_checkpoint, save_checkpoint
 from vt_explorer.data import decode_image
 from vt_explorer.explore import list_checkpoints
@@ -102,24 +102,6 @@ def test_upload_a_photo_and_see_the_prediction(app_url, ckdir, tmp_path) -> None
             browser.close()
 
 
-def _idle(page, quiet: float = 1.0, timeout: float = 60.0) -> None:
-    """Wait until the app has not been running for ``quiet`` seconds (no status widget): a
-    click that lands during a rerun hits a button that is about to be replaced."""
-    deadline, since = time.time() + timeout, time.time()
-    while time.time() - since < quiet:
-        assert time.time() < deadline, "the app never went idle"
-        if page.locator('[data-testid="stStatusWidget"]').count():
-            since = time.time()
-        time.sleep(0.1)
-
-
-def _click_cell(page, chart, frac_x: float, frac_y: float) -> None:
-    """Click a point of a Plotly chart at fractions of its plotting area."""
-    chart.scroll_into_view_if_needed()
-    box = chart.locator(".nsewdrag").first.bounding_box()
-    page.mouse.click(box["x"] + box["width"] * frac_x, box["y"] + box["height"] * frac_y)
-
-
 def _linked_views(page, models: int) -> None:
     """A click on the image picks a cell for every model; a click on an attention cell
     shows both tokens' maps (real Plotly clicks, not session state)."""
@@ -127,16 +109,16 @@ def _linked_views(page, models: int) -> None:
     page.get_by_text("Click the image to pick").first.wait_for(timeout=60_000)
     time.sleep(1.0)
     pickers = page.locator(".js-plotly-plot").filter(has=page.locator(".imagelayer image"))
-    _click_cell(page, pickers.first, 0.5, 0.4)
+    click_chart(page, pickers.first, 0.5, 0.4)
     page.get_by_text("Cell row").nth(models - 1).wait_for(timeout=60_000)
     page.get_by_text("ringed on every map").first.wait_for(timeout=10_000)
     page.get_by_role("tab", name="Attention", exact=True).click()
     page.get_by_text("Click a cell to see both").first.wait_for(timeout=60_000)
     time.sleep(1.0)
     heat = page.locator(".js-plotly-plot").filter(has=page.locator(".hm"))
-    _click_cell(page, heat.first, 5.5 / 16, 2.5 / 16)
+    click_chart(page, heat.first, 5.5 / 16, 2.5 / 16)
     page.get_by_text("reads (query)").first.wait_for(timeout=60_000)
-    _idle(page)
+    wait_idle(page)
 
 
 def _download_everything(page, models: int, stem: str) -> None:
@@ -151,7 +133,7 @@ def _download_everything(page, models: int, stem: str) -> None:
         buttons = page.get_by_role("button", name=label, exact=True)
         assert buttons.count() == models, label
         for i in range(buttons.count()):
-            _idle(page)
+            wait_idle(page)
             with page.expect_download(timeout=60_000) as download:
                 buttons.nth(i).click()
             check(Path(download.value.path()).read_bytes())

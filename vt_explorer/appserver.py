@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 
@@ -81,3 +82,26 @@ def running_app(
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+# --- driving the running app from Playwright (the browser test, screenshots, benchmarks) ---
+
+
+def wait_idle(page: Any, quiet: float = 1.0, timeout: float = 60.0) -> None:
+    """Wait until a Playwright ``page`` of the app has not been running for ``quiet`` seconds
+    (no status widget): a click that lands during a rerun may hit a widget about to be
+    replaced. AssertionError after ``timeout`` seconds."""
+    deadline, since = time.time() + timeout, time.time()
+    while time.time() - since < quiet:
+        assert time.time() < deadline, "the app never went idle"
+        if page.locator('[data-testid="stStatusWidget"]').count():
+            since = time.time()
+        time.sleep(0.1)
+
+
+def click_chart(page: Any, chart: Any, fx: float, fy: float) -> None:
+    """Click a Plotly ``chart`` (a locator) at fractions ``fx``, ``fy`` of its plotting area,
+    as a visitor's mouse does."""
+    chart.scroll_into_view_if_needed()
+    box = chart.locator(".nsewdrag").first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)

@@ -248,22 +248,32 @@ def token_grid(
     share of the pixels it wins. ``shared=False`` stretches each tile to its own range, and
     the title says so. Composed with PIL (tiles of at most 160 px): 30x faster than
     matplotlib subplots."""
+    marks = marks or GridMarks()
+    tiles, labels, title, (vmax, uniform) = _grid_parts(image, maps, cmap, alpha, title,
+                                                        shared, marks.share)  # fmt: skip
+    bar = colour_bar_png(cmap, vmax, uniform) if shared else None
+    return _grid_canvas(tiles, title, cols, labels=labels, bar=bar, marks=marks,
+                        grid_hw=maps.shape[1:])  # fmt: skip
+
+
+def _grid_parts(
+    image: np.ndarray, maps: np.ndarray, cmap: str, alpha: float, title: str, shared: bool,
+    share: np.ndarray | None,
+) -> tuple[list[np.ndarray], list[str], str, tuple[float, float]]:  # fmt: skip
+    """What a grid of maps shows, in PNG and SVG alike: the tiles, their labels (token,
+    share, entropy over uniform), the title with the scale note, and (vmax, uniform)."""
     from ..analysis import entropy_ratio
 
-    marks = marks or GridMarks()
     vmax, uniform = map_scale(maps)
     tiles = token_strip(image, maps, cmap, alpha, vmax if shared else None)
     ratio = entropy_ratio(maps)
-    part = [""] * len(maps) if marks.share is None else [f" {s:.0%}" for s in marks.share]
+    part = [""] * len(maps) if share is None else [f" {s:.0%}" for s in share]
     labels = [f"t{i}{part[i]} H/Hu {ratio[i]:.2f}" for i in range(len(maps))]
     note = (f"one scale 0-{vmax:.3g} (uniform {uniform:.3g})" if shared
             else "each tile stretched to its own range")  # fmt: skip
     if near_uniform(maps, uniform, 0.1):
         note += "; maps ~ uniform: every token looks everywhere"
-    title = f"{title} [{note}]" if title else note
-    bar = colour_bar_png(cmap, vmax, uniform) if shared else None
-    return _grid_canvas(tiles, title, cols, labels=labels, bar=bar, marks=marks,
-                        grid_hw=maps.shape[1:])  # fmt: skip
+    return tiles, labels, f"{title} [{note}]" if title else note, (vmax, uniform)
 
 
 def token_grid_png(
@@ -282,21 +292,16 @@ def token_grid_png(
         buf = io.BytesIO()
         token_grid(image, maps, cmap, alpha, title, cols, shared, marks).save(buf, "PNG")
         return buf.getvalue()
-    from ..analysis import entropy_ratio
-
-    vmax, uniform = map_scale(maps)
-    tiles = token_strip(image, maps, cmap, alpha, vmax if shared else None)
-    ratio = entropy_ratio(maps)
-    note = (f"one scale 0-{vmax:.3g} (uniform {uniform:.3g})" if shared
-            else "each tile stretched to its own range")  # fmt: skip
+    share = None if marks is None else marks.share
+    tiles, labels, title, _ = _grid_parts(image, maps, cmap, alpha, title, shared, share)
     rows = (len(tiles) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.7 * rows + 0.4), squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i < len(tiles):
             ax.imshow(tiles[i])
-            ax.set_title(f"t{i} H/Hu {ratio[i]:.2f}", fontsize=7)
-    fig.suptitle(f"{title} [{note}]" if title else note, fontsize=10)
+            ax.set_title(labels[i], fontsize=7)
+    fig.suptitle(title, fontsize=10)
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, bbox_inches="tight", dpi=110)
     plt.close(fig)
