@@ -20,12 +20,8 @@ from tqdm.auto import tqdm
 
 from .analysis import (
     deletion_curves,
-    diversity,
-    entropy_ratio,
     foreground_share,
-    projector_groups,
     randomisation_check,
-    semantic_groups,
 )
 from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .data import (
@@ -36,7 +32,7 @@ from .data import (
     normalize,
 )
 from .evaluate import label_map
-from .explore import ImageAnalysis, analyse_batch, token_rows
+from .explore import ImageAnalysis, ModuleView, analyse_batch, module_views, token_rows
 from .exports import figure_files, slug
 from .tokenstats import TOKENS_FORMAT, parse_token_statistics, read_token_statistics  # noqa: F401
 
@@ -224,7 +220,7 @@ def token_statistics(
         if not trace.modules:
             raise ValueError(f"{ck.config.name} has no VT modules: no token statistics")
         correct += int((trace.logits.argmax(1).cpu() == truth[start : start + batch_size]).sum())
-        acc.add(trace, y)
+        acc.add([module_views(trace, b) for b in range(len(y))], y)
         for b in range(len(y)):
             if len(deletion_scores) < deletion_images:
                 deletion_scores.append(deletion_curves(model, trace, b, random_orders=4).score)
@@ -256,27 +252,25 @@ class _TokenSums:
         self.sums: dict[str, np.ndarray] = {}
         self.div: list[list[tuple[float, float, str]]] = []  # per module, per image
 
-    def add(self, trace, y: np.ndarray) -> None:
-        """Add every image of a traced batch (``y``: each image's class index)."""
+    def add(self, views: list[list[ModuleView]], y: np.ndarray) -> None:
+        """Add the images of a traced batch: ``views[b]`` is image b's module views (the
+        per-image result the app and ``explain`` draw, :func:`~.explore.module_views`),
+        ``y[b]`` its class index."""
         if not self.kinds:
-            M, L = len(trace.modules), trace.modules[0].num_tokens
-            self.kinds = [m.kind for m in trace.modules]
+            M, L = len(views[0]), len(views[0][0].maps)
+            self.kinds = [v.kind for v in views[0]]
             for key in ("share", "mass", "entropy"):
                 self.sums[key] = np.zeros((M, self.K, L))
             self.sums["dominant"] = np.zeros((M, self.K, L), dtype=np.int64)
             self.div = [[] for _ in range(M)]
-        for k, m in enumerate(trace.modules):
-            maps = m.tokenizer_attention.float().cpu().numpy()  # (B, L, h, w)
-            for b, c in enumerate(y):
-                _, share = semantic_groups(maps[b])
-                mass = share
-                if m.projector_attention is not None:
-                    _, mass = projector_groups(m.projector_attention[b].float().cpu().numpy())
-                self.sums["share"][k, c] += share
-                self.sums["mass"][k, c] += mass
-                self.sums["dominant"][k, c, int(share.argmax())] += 1
-                self.sums["entropy"][k, c] += entropy_ratio(maps[b])
-                d = diversity(maps[b], share)
+        for image, c in zip(views, y, strict=True):
+            for k, v in enumerate(image):
+                s = v.stats
+                self.sums["share"][k, c] += s.share
+                self.sums["mass"][k, c] += s.mass
+                self.sums["dominant"][k, c, int(s.share.argmax())] += 1
+                self.sums["entropy"][k, c] += s.entropy / s.uniform_entropy
+                d = v.diversity
                 self.div[k].append((d.effective_groups, d.similarity, d.verdict))
 
     def result(self) -> dict[str, Any]:
