@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -214,3 +215,85 @@ def test_diversity_measures_on_constructed_maps() -> None:
     assert peak_spread(disjoint) > 0.3
     assert np.isclose(effective_groups(np.array([0.5, 0.5, 0, 0])), 2.0)
     assert np.isclose(map_similarity(np.stack([same[0], same[0]])), 1.0)
+
+
+def test_zip_holds_what_explain_writes(tmp_path) -> None:
+    """The app's ZIP for one image: the same figure files `explain` writes, the same arrays,
+    the summary, and one token-table CSV per module whose numbers are the table's."""
+    import csv
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from vt_explorer.checkpoint import load_checkpoint, save_checkpoint
+    from vt_explorer.cli import main
+    from vt_explorer.exports import zip_bytes
+
+    save_checkpoint(create_model("vt_resnet20", depth=2), tmp_path / "ck")
+    ck = load_checkpoint(tmp_path / "ck")
+    (tmp_path / "imgs").mkdir()
+    make_image((20, 40, 200), 40, seed=3).save(tmp_path / "imgs" / "one.png")
+    out = tmp_path / "out"
+    assert (
+        main(["explain", str(tmp_path / "imgs"), "-c", str(tmp_path / "ck"), "--out", str(out)])
+        == 0
+    )
+    folder = out / "one" / "ck"
+    a = analyse(ck, Image.open(tmp_path / "imgs" / "one.png"), "one.png")
+    with zipfile.ZipFile(io.BytesIO(zip_bytes(a, "ck"))) as z:
+        names = {n.split("/", 1)[1]: n for n in z.namelist()}
+        assert {n.split("/")[0] for n in z.namelist()} == {"one-ck"}
+        figures = {f.name for f in folder.glob("*.png")}
+        assert figures and figures == {n for n in names if n.endswith(".png")}
+        arrays = np.load(io.BytesIO(z.read(names["arrays.npz"])))
+        written = np.load(folder / "arrays.npz")
+        assert set(arrays.files) == set(written.files)
+        for k in written.files:
+            np.testing.assert_array_equal(arrays[k], written[k], err_msg=k)
+        summary = json.loads(z.read(names["summary.json"]))
+        assert summary["model"] == "ck" and len(summary["modules"]) == len(a.modules)
+        for k, v in enumerate(a.modules):
+            rows = list(csv.reader(io.StringIO(z.read(names[f"m{k}_tokens.csv"]).decode())))
+            assert rows[0] == ["token", *v.table()] and len(rows) == 1 + len(v.maps)
+            share = [float(r[1]) for r in rows[1:]]
+            np.testing.assert_allclose(share, v.table()["share of pixels"], rtol=1e-5)
+
+
+def test_pixel_weights_and_cells_of_two_grids() -> None:
+    """What a picked cell shows: the tokenizer's column of the maps and the projector's
+    weights there (a softmax over tokens: sums to 1); one picked point lands on the same
+    place in a 14x14 and a 16x16 grid."""
+    from vt_explorer.checkpoint import LoadedCheckpoint
+    from vt_explorer.viz.linked import cell_of
+
+    torch.manual_seed(0)
+    model = create_model("vt_resnet20").eval()
+    pre = Preprocess(32, model.cfg.mean, model.cfg.std)
+    ck = LoadedCheckpoint(model=model, card={"classes": list("abcdefghij")}, preprocess=pre,
+                          config=model.cfg)  # fmt: skip
+    v = analyse(ck, make_image((10, 200, 10), 64)).modules[0]
+    tok, proj = v.at_pixel((3, 5))
+    np.testing.assert_array_equal(tok, v.maps[:, 3, 5])
+    assert proj is not None and np.isclose(proj.sum(), 1.0, atol=1e-5)
+    assert cell_of((0.5, 0.25), (14, 14)) == (7, 3) and cell_of((0.5, 0.25), (16, 16)) == (8, 4)
+    assert cell_of((0.999, 0.999), (14, 14)) == (13, 13)
+
+
+def test_marks_frame_the_picked_tile_and_grey_the_other_groups() -> None:
+    """The linked views' marks: the picked token's tile framed in the grid picture, the
+    other groups grey in the group map, the picked cell ringed."""
+    from vt_explorer.viz.figures import GridMarks, token_grid
+
+    img = np.full((32, 32, 3), 128, np.uint8)
+    maps = np.full((4, 4, 4), 1 / 16)
+    plain = np.asarray(token_grid(img, maps, cols=4))
+    framed = np.asarray(token_grid(img, maps, cols=4, marks=GridMarks(token=2)))
+    diff = np.argwhere((plain != framed).any(-1))
+    assert len(diff) and diff[:, 1].min() > 2 * plain.shape[1] // 4 - 10  # around tile 2 only
+    labels = np.array([[0, 1], [1, 1]])
+    out = group_image(img, labels, highlight=0)
+    assert (out[:16, :16] != out[16:, 16:]).any()  # group 0 in colour, the rest grey
+    assert np.ptp(out[20:, 20:].astype(int), axis=-1).max() == 0  # grey: no colour
+    ringed = group_image(img, labels, pixel=(1, 1))
+    assert (ringed != group_image(img, labels)).any()

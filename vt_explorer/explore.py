@@ -214,6 +214,7 @@ class ImageAnalysis:
             alpha,
             self.deletion,
             fmt,
+            [v.diversity.verdict for v in self.modules],
         )
 
 

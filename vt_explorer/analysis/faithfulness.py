@@ -237,3 +237,13 @@ def entropy_ratio(maps: np.ndarray) -> np.ndarray:
     """Each token's map entropy divided by a uniform map's (1 = uniform, 0 = one pixel)."""
     ent, uniform = token_entropy(maps)
     return ent / uniform if uniform > 0 else np.zeros_like(ent)
+
+
+def deletion_verdict(score: float) -> str:
+    """A deletion score in words (|score| under 0.01: no measurable effect): "tokens
+    matter", "the map's ranking is worse than chance" or "tokens redundant"."""
+    if score > 0.01:
+        return "tokens matter: removing the ones the map ranks first hurts more than chance"
+    if score < -0.01:
+        return "the map's ranking is worse than chance for this prediction"
+    return "tokens redundant for this prediction: removing them in any order changes little"

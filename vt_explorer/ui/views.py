@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from ..analysis import deletion_verdict
 from ..explore import ImageAnalysis, ModuleView, npz_bytes
 from ..exports import token_table_csv, zip_bytes
 from ..model.config import CIFAR10_CLASSES
@@ -282,15 +283,6 @@ def view_table(s: Slot, cfg: Settings, picks: Picks) -> None:
     st.download_button("Per-token table (CSV)", token_table_csv(v),
                        file_name=f"{_stem(s, 'tokens')}.csv", mime="text/csv",
                        key=f"csv-{s.uid}", on_click="ignore")  # fmt: skip
-
-
-def deletion_verdict(score: float) -> str:
-    """The deletion score in words (|score| under 0.01: no measurable effect)."""
-    if score > 0.01:
-        return "tokens matter: removing the ones the map ranks first hurts more than chance"
-    if score < -0.01:
-        return "the map's ranking is worse than chance for this prediction"
-    return "tokens redundant for this prediction: removing them in any order changes little"
 
 
 def view_checks(s: Slot, cfg: Settings, picks: Picks) -> None:

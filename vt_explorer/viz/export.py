@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from ..analysis import DeletionResult
-from .figures import group_image, overlay, palette
+from ..analysis import DeletionResult, deletion_verdict
+from .figures import group_image, map_scale, overlay, palette
 
 FORMATS = ("png", "svg")
 
@@ -122,9 +122,18 @@ def deletion_figure(res: DeletionResult, class_name: str = "", fmt: str = "png")
     ax.fill_between(k, res.curve, res.random_curve, alpha=0.2)
     ax.set_xlabel("tokens removed", fontsize=8)
     ax.set_ylabel(f"p({class_name or res.predicted})", fontsize=8)
-    ax.set_title(f"deletion score {res.score:+.3f}", fontsize=10)
+    ax.set_ylim(0, 1.02)  # a probability: anchored, so a flat curve looks flat
+    ax.set_title(f"deletion score {res.score:+.3f}\n{_wrap(deletion_verdict(res.score))}",
+                 fontsize=9)  # fmt: skip
     ax.legend(fontsize=7)
     return _save(fig, fmt)
+
+
+def _wrap(text: str, width: int = 60) -> str:
+    """``text`` broken into lines of at most ``width`` characters (figure titles)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
 
 
 _GAP = 6  # white pixels between the tiles of a report row
@@ -150,6 +159,7 @@ def report_figure(
     alpha: float = 0.5,
     deletion: DeletionResult | None = None,
     fmt: str = "png",
+    verdicts: list[str] | None = None,
 ) -> bytes:
     """One page of an image's analysis: the image and its top-5, every module's token maps
     (first row: tokenizer maps; second: after the token transformer, Fig. 6) and
@@ -157,7 +167,9 @@ def report_figure(
     (``ImageAnalysis.report`` passes its own).
 
     maps: per module (L, h, w); propagated: per module (L, h, w) or None; groups: per
-    module (labels (h, w), share (L,)); kinds: per module "filter"/"recurrent".
+    module (labels (h, w), share (L,)); kinds: per module "filter"/"recurrent"; verdicts:
+    per module the diversity verdict in words. Each module's maps share one colour scale
+    from 0 (stated under them); the deletion curve is drawn on 0-1 with its verdict.
     """
     n_mod = len(maps)
     L = maps[0].shape[0] if maps else 0
@@ -181,7 +193,9 @@ def report_figure(
         ax = fig.add_subplot(grid[0, cols // 2 + 1 :])
         ax.plot(deletion.curve, label="by importance")
         ax.plot(deletion.random_curve, ls="--", label="random")
-        ax.set_title(f"deletion score {deletion.score:+.3f}", fontsize=9)
+        ax.set_ylim(0, 1.02)  # a probability: anchored, so a flat curve looks flat
+        ax.set_title(f"deletion score {deletion.score:+.3f}: "
+                     f"{deletion_verdict(deletion.score).split(':')[0]}", fontsize=9)  # fmt: skip
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6)
     for m in range(n_mod):
@@ -189,9 +203,10 @@ def report_figure(
         labels, share = groups[m]
         # one axes per row of L tiles (not L axes): matplotlib's cost is per axes
         rows_maps = [(1, maps[m])] + ([(2, prop)] if prop is not None else [])
+        vmax, uniform = map_scale(maps[m])  # one scale for both rows of the module
         for r, row_maps in rows_maps:
             ax = fig.add_subplot(grid[r + 3 * m, :L])
-            ax.imshow(_tile_row([overlay(image, mp, cmap, alpha) for mp in row_maps]))
+            ax.imshow(_tile_row([overlay(image, mp, cmap, alpha, vmax) for mp in row_maps]))
             ax.axis("off")
             if r == 1:
                 w = image.shape[1] + _GAP
@@ -209,7 +224,10 @@ def report_figure(
             0,
             0.5,
             f"module {m + 1} ({kinds[m]} tokenizer): row 1 token maps, row 2 after the token "
-            "transformer (Fig. 6)\nlargest semantic groups: "
+            f"transformer (Fig. 6); both rows on one colour scale, 0 to {vmax:.3g} "
+            f"(uniform {uniform:.3g})\n"
+            + (f"tokens {verdicts[m]}; " if verdicts else "")
+            + "largest semantic groups: "
             + ", ".join(f"t{i} {share[i]:.0%}" for i in top),
             fontsize=7,
             va="center",
