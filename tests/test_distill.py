@@ -10,7 +10,14 @@ import torch
 
 from vt_explorer.checkpoint import load_checkpoint
 from vt_explorer.cli import main
-from vt_explorer.distill import DistillArgs, distill, kd_loss, mix_views, random_views
+from vt_explorer.distill import (
+    DistillArgs,
+    distill,
+    kd_loss,
+    mix_views,
+    random_views,
+    token_overlap,
+)
 from vt_explorer.train import TrainInterrupted
 
 from .imagegen import make_image
@@ -59,6 +66,32 @@ def test_views_mixes_and_loss_against_plain_computations() -> None:
     ref = (torch.softmax(t, 1) * (torch.log_softmax(t, 1) - torch.log_softmax(s, 1))).sum(1).mean()
     torch.testing.assert_close(kd_loss(s, t, 1.0), ref)
     assert float(kd_loss(t, t, 2.0)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_token_overlap_is_map_similarity_and_lowers_collapse() -> None:
+    """The diversity term equals the reported map similarity (per image, averaged), is 1 for
+    identical maps and 0 for disjoint ones, and its gradient pulls two maps apart."""
+    import numpy as np
+
+    from vt_explorer.analysis import map_similarity
+
+    maps = torch.rand(3, 5, 4, 4)
+    maps = maps / maps.sum((2, 3), keepdim=True)
+    ref = np.mean([map_similarity(m.numpy()) for m in maps])
+    assert float(token_overlap(maps)) == pytest.approx(ref, rel=1e-5)
+    same = torch.full((1, 4, 2, 2), 0.25)
+    assert float(token_overlap(same)) == pytest.approx(1.0)
+    disjoint = torch.eye(4).reshape(1, 4, 2, 2)
+    assert float(token_overlap(disjoint)) == pytest.approx(0.0)
+    logits = torch.zeros(1, 2, 4, requires_grad=True)
+    with torch.no_grad():
+        logits[0, 0, 0] = 1.0
+        logits[0, 1, 1] = 1.0
+    before = float(token_overlap(logits.softmax(-1).reshape(1, 2, 2, 2)))
+    token_overlap(logits.softmax(-1).reshape(1, 2, 2, 2)).backward()
+    with torch.no_grad():
+        logits -= 1.0 * logits.grad
+    assert float(token_overlap(logits.softmax(-1).reshape(1, 2, 2, 2))) < before
 
 
 @pytest.mark.slow

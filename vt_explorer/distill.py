@@ -20,6 +20,10 @@ The recipe is "patient and consistent" function matching (Beyer et al., CVPR 202
    divergence from its temperature-softened outputs, ``T^2 KL(p_T || p_S)``, plus
    ``ce_weight`` x cross-entropy on the hard label where the photo's folder is a wnid and
    the map is not mixed.
+4. **Optional token diversity** (not in the paper; default off): ``diversity_weight`` x the
+   mean pairwise cosine similarity of each VT module's token maps (:func:`token_overlap`,
+   the measure ``analysis.map_similarity`` reports), a remedy for recurrent tokens that
+   collapse onto one spot of a photo.
 
 Measured on held-out sources (wnid folders never trained on): top-1 agreement with the
 teacher, top-1 and top-5 against the folder labels, every ``eval_every`` samples: the
@@ -84,6 +88,10 @@ class DistillArgs:
                               type=float_in(0, 100, lo_open=True))  # fmt: skip
     ce_weight: float = flag(0.0, "weight of cross-entropy on wnid folder labels (0: KL only)",
                             type=float_in(0, 100))  # fmt: skip
+    diversity_weight: float = flag(0.0, "weight of the token-diversity term: mean pairwise "
+                                   "cosine similarity of each module's token maps (0: the "
+                                   "paper's loss; > 0 fights recurrent tokens collapsing "
+                                   "onto one spot)", type=float_in(0, 100))  # fmt: skip
     bank_size: int = flag(288, "photos enter the trunk at this size once; views are crops of "
                           "the resulting map (288: 18x18)", type=int_in(64, 1024))  # fmt: skip
     min_scale: float = flag(0.08, "smallest crop area as a fraction of the map",
@@ -184,6 +192,18 @@ def kd_loss(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
     t = F.log_softmax(teacher / temperature, -1)
     s = F.log_softmax(student / temperature, -1)
     return F.kl_div(s, t, log_target=True, reduction="batchmean") * temperature**2
+
+
+def token_overlap(maps: Tensor) -> Tensor:
+    """Mean pairwise cosine similarity of each image's L token maps (pairs l < l'), averaged
+    over the batch: 1 when every token attends to the same place, about 0 for disjoint
+    maps. The differentiable form of :func:`vt_explorer.analysis.map_similarity`.
+    maps: (B, L, h, w) tokenizer attention (eq. 1/2). Returns a scalar."""
+    unit = F.normalize(maps.flatten(2).float(), dim=-1)  # (B, L, hw)
+    sim = unit @ unit.transpose(1, 2)  # (B, L, L)
+    L = sim.shape[-1]
+    off = sim.sum((-2, -1)) - sim.diagonal(dim1=-2, dim2=-1).sum(-1)
+    return (off / max(L * (L - 1), 1)).mean()
 
 
 @torch.no_grad()
@@ -335,8 +355,12 @@ def distill_step(
     x = x.to(device)
     with torch.no_grad():
         t_logits = teacher.tail(x)
-    s_logits = student.head(x).logits
+    out = student.head(x, need_weights=args.diversity_weight > 0)
+    s_logits = out.logits
     loss = kd_loss(s_logits, t_logits, args.temperature)
+    if args.diversity_weight > 0:
+        overlap = torch.stack([token_overlap(m.tokenizer_attention) for m in out.modules])
+        loss = loss + args.diversity_weight * overlap.mean()
     y = hard[idx].to(device)
     if args.ce_weight > 0 and not mixed and (y >= 0).any():
         loss = loss + args.ce_weight * F.cross_entropy(s_logits[y >= 0], y[y >= 0])
@@ -392,6 +416,7 @@ def _write_card(args, student, wnids, bank_sets, holdouts, curve, t_start, elaps
         "distillation": {
             "temperature": args.temperature,
             "ce_weight": args.ce_weight,
+            "diversity_weight": args.diversity_weight,
             "views": "random-resized crops of the trunk's feature map (area "
             f"{args.min_scale}-1, aspect 3/4-4/3) + flips, MixUp/CutMix with p={args.mix}",
             "samples": (curve[-1]["samples"] if curve else 0),
