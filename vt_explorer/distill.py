@@ -273,14 +273,9 @@ def distill(
     student = create_model(cfg)
     student.load_pretrained()
     teacher = teacher_model(device)
-    # the pool's maps at bank size, the held-out sources' at the model's own input size
-    bank_sets = [_features(student, s, args.bank_size, device, progress) for s in args.data]
+    bank_sets, holdouts = _feature_sets(args, student, wnids, device, progress)
     bank = torch.cat([fs.features for fs in bank_sets])
     hard = torch.cat([wnid_labels(fs, wnids) for fs in bank_sets])
-    holdouts = []
-    for src in args.holdout:
-        fs = _subset(_features(student, src, cfg.input_size, device, progress), args.holdout_limit)
-        holdouts.append((src, fs, wnid_labels(fs, wnids)))
     student.to(device).train()
     params = [p for p in student.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
@@ -331,6 +326,20 @@ def distill(
             _save_point(log_path, resume_path, point, state)
     bar.close()
     return _write_card(args, student, wnids, bank_sets, holdouts, curve, t_start, elapsed_before)
+
+
+def _feature_sets(
+    args: DistillArgs, student: nn.Module, wnids: list[str], device: torch.device, progress: bool
+) -> tuple[list[FeatureSet], list[tuple[str, FeatureSet, Tensor]]]:
+    """The pool's trunk maps at bank size, and each held-out source's at the model's own
+    input size (a fixed sample of ``holdout_limit``) with its wnid labels."""
+    bank_sets = [_features(student, s, args.bank_size, device, progress) for s in args.data]
+    holdouts = []
+    for src in args.holdout:
+        size = student.cfg.input_size
+        fs = _subset(_features(student, src, size, device, progress), args.holdout_limit)
+        holdouts.append((src, fs, wnid_labels(fs, wnids)))
+    return bank_sets, holdouts
 
 
 def _save_point(log: Path, resume: Path, point: dict[str, Any], state: dict[str, Any]) -> None:

@@ -199,37 +199,48 @@ def report_figure(
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6)
     for m in range(n_mod):
-        prop = propagated[m]
-        labels, share = groups[m]
-        # one axes per row of L tiles (not L axes): matplotlib's cost is per axes
-        rows_maps = [(1, maps[m])] + ([(2, prop)] if prop is not None else [])
-        vmax, uniform = map_scale(maps[m])  # one scale for both rows of the module
-        for r, row_maps in rows_maps:
-            ax = fig.add_subplot(grid[r + 3 * m, :L])
-            ax.imshow(_tile_row([overlay(image, mp, cmap, alpha, vmax) for mp in row_maps]))
-            ax.axis("off")
-            if r == 1:
-                w = image.shape[1] + _GAP
-                for t in range(L):
-                    ax.text(
-                        t * w + w / 2, -2, f"m{m + 1} t{t}", fontsize=6, ha="center", va="bottom"
-                    )
-        ax = fig.add_subplot(grid[3 + 3 * m, :2])
-        ax.imshow(group_image(image, labels))
-        ax.axis("off")
-        ax = fig.add_subplot(grid[3 + 3 * m, 2:])
-        ax.axis("off")
-        top = np.argsort(-share)[:6]
-        ax.text(
-            0,
-            0.5,
-            f"module {m + 1} ({kinds[m]} tokenizer): row 1 token maps, row 2 after the token "
-            f"transformer (Fig. 6); both rows on one colour scale, 0 to {vmax:.3g} "
-            f"(uniform {uniform:.3g})\n"
-            + (f"tokens {verdicts[m]}; " if verdicts else "")
-            + "largest semantic groups: "
-            + ", ".join(f"t{i} {share[i]:.0%}" for i in top),
-            fontsize=7,
-            va="center",
-        )
+        verdict = verdicts[m] if verdicts else None
+        _report_module(fig, grid, m, image, maps[m], propagated[m], groups[m], kinds[m],
+                       verdict, cmap, alpha)  # fmt: skip
     return _save(fig, fmt)
+
+
+def _report_module(
+    fig: plt.Figure, grid, m: int, image: np.ndarray, maps: np.ndarray,
+    prop: np.ndarray | None, groups: tuple[np.ndarray, np.ndarray], kind: str,
+    verdict: str | None, cmap: str, alpha: float,
+) -> None:  # fmt: skip
+    """Rows 3m+1 to 3m+3 of the report: module m's token maps, its propagated maps (one
+    colour scale for both, from 0), and its semantic groups with a line of words."""
+    labels, share = groups
+    L = len(maps)
+    # one axes per row of L tiles (not L axes): matplotlib's cost is per axes
+    rows_maps = [(1, maps)] + ([(2, prop)] if prop is not None else [])
+    vmax, uniform = map_scale(maps)  # one scale for both rows of the module
+    for r, row_maps in rows_maps:
+        ax = fig.add_subplot(grid[r + 3 * m, :L])
+        ax.imshow(_tile_row([overlay(image, mp, cmap, alpha, vmax) for mp in row_maps]))
+        ax.axis("off")
+        if r == 1:
+            w = image.shape[1] + _GAP
+            for t in range(L):
+                ax.text(t * w + w / 2, -2, f"m{m + 1} t{t}", fontsize=6, ha="center",
+                        va="bottom")  # fmt: skip
+    ax = fig.add_subplot(grid[3 + 3 * m, :2])
+    ax.imshow(group_image(image, labels))
+    ax.axis("off")
+    ax = fig.add_subplot(grid[3 + 3 * m, 2:])
+    ax.axis("off")
+    top = np.argsort(-share)[:6]
+    ax.text(
+        0,
+        0.5,
+        f"module {m + 1} ({kind} tokenizer): row 1 token maps, row 2 after the token "
+        f"transformer (Fig. 6); both rows on one colour scale, 0 to {vmax:.3g} "
+        f"(uniform {uniform:.3g})\n"
+        + (f"tokens {verdict}; " if verdict else "")
+        + "largest semantic groups: "
+        + ", ".join(f"t{i} {share[i]:.0%}" for i in top),
+        fontsize=7,
+        va="center",
+    )
