@@ -308,3 +308,18 @@ def test_every_view_opens_with_a_picked_pixel_and_token(app) -> None:
     # 16x16 maps of a 32x32 input: 0.4 down, 0.7 across is row 7, column 12 (1-based)
     assert len(cells) == 2 and all(c.startswith("Cell row 7, column 12 of 16x16") for c in cells)
     assert any("ringed on every map" in c.value for c in at.caption)
+
+
+def test_example_gallery_adds_the_operators_photos(app, tmp_path, monkeypatch) -> None:
+    """$VT_EXPLORER_EXAMPLES (scripts/app.sh points it at the shared photos): its images join
+    the gallery shown while nothing is uploaded; a file in it that is not an image is named."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    make_image((200, 120, 40), 80, seed=1).save(folder / "a_photo.jpg")
+    (folder / "broken.png").write_bytes(b"not a png")
+    monkeypatch.setenv("VT_EXPLORER_EXAMPLES", str(folder))
+    at = app.run()
+    assert not at.exception
+    df = at.dataframe(key="overview").value
+    assert "a_photo.jpg" in list(df["image"])
+    assert any("broken.png" in e.value for e in at.error)

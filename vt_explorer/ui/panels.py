@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from ..data import image_files
 from ..examples import example_images
 from ..tokenstats import parse_token_statistics, read_token_statistics
 from ..viz import confusion_heatmap, curves_figure, token_class_heatmap
@@ -104,9 +106,24 @@ def show_token_statistics(key: str) -> None:
                      key=f"tokdf-{key}-{k}")  # fmt: skip
 
 
+EXAMPLE_PHOTOS = 12  # at most this many files of the operator's example folder
+
+
+def example_photos() -> list[tuple[str, bytes]]:
+    """(name, bytes) of the photos in ``$VT_EXPLORER_EXAMPLES`` (a folder the server's
+    operator chose; ``scripts/app.sh`` points it at ``../shared/data/photos`` when that
+    exists), at most EXAMPLE_PHOTOS, sorted; none when unset or missing. A file that does
+    not decode is named on the page like any upload."""
+    folder = os.environ.get("VT_EXPLORER_EXAMPLES", "").strip()
+    if not folder or not Path(folder).is_dir():
+        return []
+    return [(f.name, f.read_bytes()) for f in image_files([folder])[:EXAMPLE_PHOTOS]]
+
+
 def with_examples(items: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    """``items`` followed by the example gallery's drawn images, as PNG bytes."""
-    items = list(items)
+    """``items`` followed by the example gallery: the operator's example photos (real
+    photos: what the models make of them), then the drawn images, as PNG bytes."""
+    items = [*items, *example_photos()]
     for name, img in example_images().items():
         buf = io.BytesIO()
         img.save(buf, "PNG")
