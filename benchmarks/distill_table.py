@@ -1,7 +1,7 @@
 """The ImageNet students' results, read from their cards (written by `vt-explorer distill`).
 
     python benchmarks/distill_table.py [CHECKPOINT ...]
-        # default: checkpoints/imagenet-lite0-vt-{recurrent,filter}
+        # default: checkpoints/imagenet-lite0-vt-{recurrent,filter,recurrent-diverse}
 
 Prints, per checkpoint, the learning curve (held-out top-1 agreement with the teacher, and
 top-1 against the wnid folder labels, by training samples seen) and a final table with the
@@ -17,7 +17,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = [ROOT / "checkpoints" / f"imagenet-lite0-vt-{k}" for k in ("recurrent", "filter")]
+DEFAULT = [
+    ROOT / "checkpoints" / f"imagenet-lite0-vt-{k}"
+    for k in ("recurrent", "filter", "recurrent-diverse")
+]
 
 
 def pct(v: float | None) -> str:
