@@ -63,12 +63,20 @@ def app(ckdir, monkeypatch) -> AppTest:
     return AppTest.from_file(APP, default_timeout=240)
 
 
+def with_gallery(at: AppTest) -> AppTest:
+    """Turn the example gallery on (it is drawn on request only)."""
+    return at.toggle(key="examples").set_value(True).run()
+
+
 def predictions(at: AppTest) -> list[str]:
     return [m.value for m in at.markdown if " predicts " in m.value]
 
 
 def test_example_gallery_compares_two_models(app) -> None:
     at = app.run()
+    assert not at.exception and not predictions(at)  # nothing computed before a request
+    assert any("turn on the example gallery" in i.value for i in at.info)
+    at = with_gallery(at)
     assert not at.exception
     preds = predictions(at)
     assert any("cifar10-vt-recurrent" in p for p in preds)
@@ -83,7 +91,6 @@ def test_example_gallery_compares_two_models(app) -> None:
 @pytest.mark.slow
 def test_upload_photos_and_bad_files(app) -> None:
     at = app.run()
-    at.checkbox(key="examples").uncheck()
     at.checkbox(key="compare").uncheck()
     photo = sorted(PHOTOS.glob("*.JPEG"))[0] if PHOTOS.is_dir() else None
     files = [("drawn.png", image_bytes(make_image((20, 200, 20), 300)), "image/png")]
@@ -145,7 +152,7 @@ def _pair(stem: Path) -> list[tuple[str, bytes, str]]:
 def test_no_server_path_from_the_browser_only_the_operators_catalog(app, ckdir) -> None:
     """The sidebar offers the operator's checkpoints by name: no text box for a path, no
     server folder in any option or message."""
-    at = app.run()
+    at = with_gallery(app.run())
     assert not at.exception
     assert len(at.text_input) == 0
     assert set(at.selectbox(key="model_a").options) == {"cifar10-vt-recurrent", "cifar10-vt-filter"}
@@ -156,7 +163,7 @@ def test_no_server_path_from_the_browser_only_the_operators_catalog(app, ckdir) 
 def test_own_checkpoint_upload_is_selected_and_bad_ones_keep_the_previous_models(
     app, ckdir, tmp_path
 ) -> None:
-    at = app.run()
+    at = with_gallery(app.run())
     before = predictions(at)
     # a foreign card: one line naming the uploaded file, never a traceback or a server path
     (tmp_path / "fake.json").write_text("{not json")
@@ -196,7 +203,7 @@ def test_thin_image_is_named_and_the_rest_is_shown(app) -> None:
 
 
 def test_faithfulness_panel_and_randomisation_check(app) -> None:
-    at = app.run()
+    at = with_gallery(app.run())
     at.checkbox(key="compare").uncheck().run()
     assert "deletion score" not in [m.label for m in at.metric]  # only the open tab is drawn
     at.session_state["view-0"] = "Checks"
@@ -253,7 +260,7 @@ def test_dataset_statistics_panel_reads_the_file_beside_the_checkpoint(app, ckdi
 def test_one_module_picker_for_both_models_defaults_to_the_last(app) -> None:
     """The comparison opens on each model's last module (recurrent in the recurrent model:
     filter vs recurrent), and one sidebar choice moves both."""
-    at = app.run()
+    at = with_gallery(app.run())
     shown = [c.value for c in at.caption if c.value.startswith("Showing ")]
     assert "Showing module 3 (recurrent) of 3 (sidebar: VT module)" in shown
     assert "Showing module 3 (filter) of 3 (sidebar: VT module)" in shown
@@ -318,7 +325,7 @@ def test_example_gallery_adds_the_operators_photos(app, tmp_path, monkeypatch) -
     make_image((200, 120, 40), 80, seed=1).save(folder / "a_photo.jpg")
     (folder / "broken.png").write_bytes(b"not a png")
     monkeypatch.setenv("VT_EXPLORER_EXAMPLES", str(folder))
-    at = app.run()
+    at = with_gallery(app.run())
     assert not at.exception
     df = at.dataframe(key="overview").value
     assert "a_photo.jpg" in list(df["image"])

@@ -13,15 +13,19 @@ IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 
 
 def image_uploads() -> tuple[list[tuple[str, bytes]], bool]:
-    """The image uploader and the gallery checkbox: ((name, bytes) of each upload, whether
-    to add the example gallery: asked for, or nothing uploaded)."""
+    """The image uploader and the gallery toggle: ((name, bytes) of each upload, whether to
+    add the example gallery). The gallery is drawn on request only: nothing is computed for
+    a visitor who came to upload."""
     uploads = st.file_uploader(
         f"Images (JPEG, PNG, WebP, BMP, GIF, TIFF; up to {MAX_UPLOAD_MB} MB and 64 megapixels each)",
         type=IMAGE_TYPES,
         accept_multiple_files=True,
         key="upload",
     )
-    examples = st.checkbox("Also show the example gallery", value=False, key="examples",
-                           help="shown anyway while nothing is uploaded")  # fmt: skip
+    examples = st.toggle("Show the example gallery", value=False, key="examples",
+                         help="drawn images and, when the server has them, real photos: "
+                         "drawn only when on")  # fmt: skip
     items = [(f.name, f.getvalue()) for f in uploads or []]
-    return items, examples or not items
+    if not items and not examples:
+        st.info("Upload images above, or turn on the example gallery.")
+    return items, examples

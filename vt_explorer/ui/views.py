@@ -275,11 +275,20 @@ def _on_pixel(chart: str, state: str, hw: tuple[int, int]) -> None:
         st.session_state[state] = ((r + 0.5) / hw[0], (c + 0.5) / hw[1])
 
 
+# the table's headers, short so that every column fits half a page (the CSV keeps the long)
+SHORT_COLUMNS = {"share of pixels": "share", "projector mass": "proj. mass",
+                 "entropy (nats)": "H (nats)", "entropy / uniform": "H / H unif.",
+                 "logit change if removed": "Δ logit"}  # fmt: skip
+
+
 def view_table(s: Slot, cfg: Settings, picks: Picks) -> None:
     """Every token's numbers, all rows and columns, and a CSV download."""
     v = s.view
     df = pd.DataFrame(v.table(), index=[f"t{i}" for i in range(len(v.maps))])
-    st.dataframe(df.style.format("{:.3f}"), key=f"df-{s.uid}", height=36 * (len(df) + 1) + 3)
+    shown = df.rename(columns=SHORT_COLUMNS)
+    st.dataframe(shown.style.format("{:.3f}"), key=f"df-{s.uid}",
+                 height=36 * (len(df) + 1) + 3)  # fmt: skip
+    st.caption(" · ".join(f"{SHORT_COLUMNS.get(c, c)}: {c}" for c in df.columns))
     st.download_button("Per-token table (CSV)", token_table_csv(v),
                        file_name=f"{_stem(s, 'tokens')}.csv", mime="text/csv",
                        key=f"csv-{s.uid}", on_click="ignore")  # fmt: skip
