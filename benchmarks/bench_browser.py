@@ -107,7 +107,9 @@ def run(url: str, reps: int) -> list[tuple[str, float, float]]:
         page.locator(".st-key-upload input[type=file]").wait_for(state="attached")
         t0 = time.perf_counter()
         _upload(page, ten)
-        # the table comes first in the page, then the first image's heading
+        # the table (its line "10 images." is drawn with it: an upload in progress may rerun
+        # the page with fewer), then the first image's heading
+        page.get_by_text("10 images.").wait_for(timeout=300_000)
         page.locator(".st-key-overview").wait_for(timeout=300_000)
         page.get_by_role("heading", name="p0.jpg").wait_for(timeout=300_000)
         out.append(("ten photos: overview table drawn", time.perf_counter() - t0, 5.0))
