@@ -211,7 +211,6 @@ def app(tmp: Path, uploads: int) -> None:
     label = at.file_uploader(key="upload").label
     report("upload limit", limit == 64 and f"{limit} MB" in label, f"server {limit} MB; {label}")
     at.checkbox(key="compare").uncheck()
-    at.checkbox(key="examples").uncheck()
     strip = io.BytesIO()
     Image.new("RGB", (1000, 2), (200, 0, 0)).save(strip, "PNG")
     photo = io.BytesIO()

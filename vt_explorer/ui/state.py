@@ -146,7 +146,9 @@ def get_randomisation(key: str, digest: str, _data: bytes, name: str) -> dict:
     return {"steps": res.steps, "correlation": res.correlation}
 
 
-@st.cache_data(max_entries=4096, show_spinner=False)
+# picture caches are bounded by memory: at most ~0.6 MB an overlay or group image (448 px)
+# and ~1.5 MB a map grid, so about 150 + 150 + 100 MB per server process at worst
+@st.cache_data(max_entries=256, show_spinner=False)
 def tinted(
     image: np.ndarray, heat: np.ndarray, cmap: str, alpha: float, vmax: float | None = None
 ) -> np.ndarray:
@@ -155,7 +157,7 @@ def tinted(
     return overlay(image, heat, cmap, alpha, vmax)
 
 
-@st.cache_data(max_entries=1024, show_spinner=False)
+@st.cache_data(max_entries=256, show_spinner=False)
 def grouped(
     image: np.ndarray, labels: np.ndarray, token: int | None, cell: tuple[int, int] | None
 ) -> np.ndarray:
@@ -163,7 +165,7 @@ def grouped(
     return group_image(image, labels, highlight=token, pixel=cell)
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
+@st.cache_data(max_entries=64, show_spinner=False)
 def grid_picture(
     key: tuple, _image: np.ndarray, _maps: np.ndarray, _share: np.ndarray | None,
     cmap: str, alpha: float, stretch: bool, cell: tuple[int, int] | None, token: int | None,
