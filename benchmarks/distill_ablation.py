@@ -12,7 +12,8 @@ after ``--samples`` training views:
 * no mixing (``--mix 0``);
 * no crops: each view is the whole map, flipped at random (``--min-scale 1``);
 * neither: whole maps, no mixing (the "one view per photo" baseline of the issue);
-* full recipe + the token-diversity term (``--diversity-weight 1``).
+* full recipe + the token-diversity term (``--diversity-weight 1``);
+* full recipe + classifier reuse (``--reuse-classifier``: SimKD, the teacher's classifier).
 
 Pool-val accuracy is not reported on purpose: it measures the pool, not the teacher.
 """
@@ -34,6 +35,7 @@ VARIANTS = {
     "no crops": {"min_scale": 1.0},
     "neither": {"mix": 0.0, "min_scale": 1.0},
     "full + diversity term": {"diversity_weight": 1.0},
+    "full + classifier reuse": {"reuse_classifier": True},
 }
 HOLDOUT = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
 

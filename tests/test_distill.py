@@ -171,3 +171,20 @@ def test_eval_and_tokens_accept_imagenet_wnid_folders(pool, tmp_path, capsys) ->
     assert main(["tokens", str(tmp_path / "im"), str(pool), "--out", str(out)]) == 0
     stats = json.loads((out / "tokens.json").read_text())
     assert stats["classes"] == ["n00000001", "n00000007"] and len(stats["mean_share"][0]) == 2
+
+
+def test_classifier_reuse_keeps_the_teachers_classifier(pool, tmp_path) -> None:
+    """--reuse-classifier (SimKD): the student's last layer is the teacher's own classifier,
+    frozen through training, behind a learned 1280-d projection; the checkpoint reloads with
+    the same head."""
+    from vt_explorer.model.efficientnet import ReusedClassifier, pretrained_state_dict
+
+    card = distill(_args(pool, tmp_path / "simkd", samples=32, eval_every=32,
+                         reuse_classifier=True), progress=False)  # fmt: skip
+    assert card["distillation"]["reuse_classifier"] is True
+    ck = load_checkpoint(tmp_path / "simkd")
+    assert isinstance(ck.model.fc, ReusedClassifier)
+    assert ck.model.fc.proj.out_features == 1280
+    teacher = pretrained_state_dict()
+    torch.testing.assert_close(ck.model.fc.classifier.weight, teacher["_fc.weight"])
+    torch.testing.assert_close(ck.model.fc.classifier.bias, teacher["_fc.bias"])

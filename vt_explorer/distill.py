@@ -20,7 +20,10 @@ The recipe is "patient and consistent" function matching (Beyer et al., CVPR 202
    divergence from its temperature-softened outputs, ``T^2 KL(p_T || p_S)``, plus
    ``ce_weight`` x cross-entropy on the hard label where the photo's folder is a wnid and
    the map is not mixed.
-4. **Optional token diversity** (not in the paper; default off): ``diversity_weight`` x the
+4. **Optional classifier reuse** (SimKD, Chen et al. CVPR 2022; ``reuse_classifier``): the
+   student's pooled tokens are mapped to the teacher's 1280-d pooled feature and the
+   teacher's own classifier, frozen, gives the logits.
+5. **Optional token diversity** (not in the paper; default off): ``diversity_weight`` x the
    mean pairwise cosine similarity of each VT module's token maps (:func:`token_overlap`,
    the measure ``analysis.map_similarity`` reports), a remedy for recurrent tokens that
    collapse onto one spot of a photo.
@@ -92,6 +95,9 @@ class DistillArgs:
                                    "cosine similarity of each module's token maps (0: the "
                                    "paper's loss; > 0 fights recurrent tokens collapsing "
                                    "onto one spot)", type=float_in(0, 100))  # fmt: skip
+    reuse_classifier: bool = flag(False, "classifier reuse (SimKD): the student predicts the "
+                                  "teacher's pooled 1280-d feature and keeps the teacher's own "
+                                  "classifier, frozen (not the paper's head)")  # fmt: skip
     bank_size: int = flag(288, "photos enter the trunk at this size once; views are crops of "
                           "the resulting map (288: 18x18)", type=int_in(64, 1024))  # fmt: skip
     min_scale: float = flag(0.08, "smallest crop area as a fraction of the map",
@@ -262,6 +268,8 @@ def distill(
     device = select_device(args.device)
     wnids = find_wnids(args)
     cfg = get_config(args.student)
+    if args.reuse_classifier:
+        cfg = cfg.replace(extra={**cfg.extra, "reuse_classifier": True})
     if cfg.num_classes != 1000:
         raise ValueError(f"{args.student}: a student needs 1000 outputs, not {cfg.num_classes}")
     stem = Path(args.out)
@@ -426,6 +434,7 @@ def _write_card(args, student, wnids, bank_sets, holdouts, curve, t_start, elaps
             "temperature": args.temperature,
             "ce_weight": args.ce_weight,
             "diversity_weight": args.diversity_weight,
+            "reuse_classifier": args.reuse_classifier,
             "views": "random-resized crops of the trunk's feature map (area "
             f"{args.min_scale}-1, aspect 3/4-4/3) + flips, MixUp/CutMix with p={args.mix}",
             "samples": (curve[-1]["samples"] if curve else 0),

@@ -219,8 +219,14 @@ class _Lite0Trunk(TracedClassifier):
         for k in keys:
             if own[k].shape != state[k].shape:
                 raise RuntimeError(f"{k}: pretrained {tuple(state[k].shape)} vs {own[k].shape}")
-        self.load_state_dict({k: state[k] for k in keys}, strict=False)
-        return len(keys)
+        loaded = {k: state[k] for k in keys}
+        if isinstance(getattr(self, "fc", None), ReusedClassifier):  # the teacher's classifier
+            for part in ("weight", "bias"):
+                if own[f"fc.classifier.{part}"].shape != state[f"_fc.{part}"].shape:
+                    raise RuntimeError("classifier reuse needs as many classes as the teacher")
+                loaded[f"fc.classifier.{part}"] = state[f"_fc.{part}"]
+        self.load_state_dict(loaded, strict=False)
+        return len(loaded)
 
 
 class EfficientNetLite0(_Lite0Trunk):
@@ -257,6 +263,21 @@ class EfficientNetLite0(_Lite0Trunk):
         return {"trunk": ["_conv_stem", "_bn0", "_blocks"], "head": ["_conv_head", "_bn1", "_fc"]}
 
 
+class ReusedClassifier(nn.Module):
+    """Classifier reuse (SimKD, Chen et al. CVPR 2022; an option, not the paper's head): a
+    linear map of the pooled tokens to the teacher's pooled feature, then the teacher's own
+    classifier (Lite0's ``_fc``), frozen. (B, C_T) -> (B, 1280) -> (B, num_classes)."""
+
+    def __init__(self, token_dim: int, num_classes: int, feature_dim: int = HEAD_CHANNELS) -> None:
+        super().__init__()
+        self.proj = nn.Linear(token_dim, feature_dim)
+        self.classifier = nn.Linear(feature_dim, num_classes)
+        self.classifier.requires_grad_(False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.proj(x))
+
+
 class VTLite0(TokenAverageHead, _Lite0Trunk):
     """VT-Lite0: Lite0's stem and blocks 0-10 (stride 16, C = 112), then a VT stage
     (filter tokenizer, then ``cfg.vt.variant``), then the token-average classifier.
@@ -283,7 +304,12 @@ class VTLite0(TokenAverageHead, _Lite0Trunk):
         self.feature_norm = nn.BatchNorm2d(channels) if norm else nn.Identity()
         self.vt = VTStage(channels, cfg.vt)
         self.head_norm = nn.LayerNorm(self.vt.token_dim) if cfg.vt.head_norm else nn.Identity()
-        self.fc = nn.Linear(self.vt.token_dim, cfg.num_classes)
+        # extra["reuse_classifier"]: the teacher's classifier behind a learned projection
+        self.fc = (
+            ReusedClassifier(self.vt.token_dim, cfg.num_classes)
+            if cfg.extra.get("reuse_classifier")
+            else nn.Linear(self.vt.token_dim, cfg.num_classes)
+        )
         self._init_weights()
         self.set_frozen(bool(cfg.extra.get("freeze_backbone", True)))
 
