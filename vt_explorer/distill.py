@@ -20,9 +20,10 @@ The recipe is "patient and consistent" function matching (Beyer et al., CVPR 202
    divergence from its temperature-softened outputs, ``T^2 KL(p_T || p_S)``, plus
    ``ce_weight`` x cross-entropy on the hard label where the photo's folder is a wnid and
    the map is not mixed.
-4. **Optional classifier reuse** (SimKD, Chen et al. CVPR 2022; ``reuse_classifier``): the
-   student's pooled tokens are mapped to the teacher's 1280-d pooled feature and the
-   teacher's own classifier, frozen, gives the logits.
+4. **Optional classifier reuse** (after SimKD, Chen et al. CVPR 2022; ``reuse_classifier``):
+   the student's pooled tokens are projected to 1280-d and the teacher's own classifier,
+   frozen, gives the logits; the projection learns through the same KL loss (SimKD matches
+   the features with an L2 loss instead).
 5. **Optional token diversity** (not in the paper; default off): ``diversity_weight`` x the
    mean pairwise cosine similarity of each VT module's token maps (:func:`token_overlap`,
    the measure ``analysis.map_similarity`` reports), a remedy for recurrent tokens that
@@ -95,9 +96,10 @@ class DistillArgs:
                                    "cosine similarity of each module's token maps (0: the "
                                    "paper's loss; > 0 fights recurrent tokens collapsing "
                                    "onto one spot)", type=float_in(0, 100))  # fmt: skip
-    reuse_classifier: bool = flag(False, "classifier reuse (SimKD): the student predicts the "
-                                  "teacher's pooled 1280-d feature and keeps the teacher's own "
-                                  "classifier, frozen (not the paper's head)")  # fmt: skip
+    reuse_classifier: bool = flag(False, "classifier reuse (after SimKD): the student's pooled "
+                                  "tokens are projected to 1280-d and read by the teacher's own "
+                                  "classifier, frozen; trained by the same KL loss (not the "
+                                  "paper's head)")  # fmt: skip
     bank_size: int = flag(288, "photos enter the trunk at this size once; views are crops of "
                           "the resulting map (288: 18x18)", type=int_in(64, 1024))  # fmt: skip
     min_scale: float = flag(0.08, "smallest crop area as a fraction of the map",

@@ -264,9 +264,10 @@ class EfficientNetLite0(_Lite0Trunk):
 
 
 class ReusedClassifier(nn.Module):
-    """Classifier reuse (SimKD, Chen et al. CVPR 2022; an option, not the paper's head): a
-    linear map of the pooled tokens to the teacher's pooled feature, then the teacher's own
-    classifier (Lite0's ``_fc``), frozen. (B, C_T) -> (B, 1280) -> (B, num_classes)."""
+    """Classifier reuse (after SimKD, Chen et al. CVPR 2022; an option, not the paper's
+    head): a linear map of the pooled tokens to the width of the teacher's pooled feature,
+    then the teacher's own classifier (Lite0's ``_fc``), frozen.
+    (B, C_T) -> (B, 1280) -> (B, num_classes)."""
 
     def __init__(self, token_dim: int, num_classes: int, feature_dim: int = HEAD_CHANNELS) -> None:
         super().__init__()
