@@ -108,9 +108,7 @@ def main() -> None:
         at.selectbox(key="cmap").select(c).run()
         cm.append(time.perf_counter() - t0)
     assert not at.exception
-    print(
-        f"streamlit: upload -> page with all views:  {1000 * first:7.1f} ms"
-    )
+    print(f"streamlit: upload -> page with all views:  {1000 * first:7.1f} ms")
     print(f"streamlit: view change rerun (median of 3): {1000 * statistics.median(cm):7.1f} ms")
 
     # ten images at once: the nine photos and the drawn gallery's first image
