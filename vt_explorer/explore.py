@@ -86,7 +86,7 @@ class ModuleView:
         if self.projector is not None:
             cols["projector mass"] = s.mass
         cols["entropy (nats)"] = s.entropy
-        cols["entropy / uniform"] = s.entropy / s.uniform_entropy
+        cols["entropy / uniform"] = s.entropy_ratio
         if s.contribution is not None:
             cols["logit change if removed"] = s.contribution
         return cols
@@ -221,7 +221,7 @@ class ImageAnalysis:
 def token_rows(st: TokenStats, fg: np.ndarray | None = None) -> list[dict[str, Any]]:
     """One JSON row per token: share, mass, entropy (and over uniform), contribution and,
     with ``fg``, its foreground share."""
-    ratio = st.entropy / st.uniform_entropy if st.uniform_entropy > 0 else st.entropy
+    ratio = st.entropy_ratio
     rows = []
     for t in range(len(st.share)):
         row = {

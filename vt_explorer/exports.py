@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import zipfile
+from pathlib import Path
 
 from .explore import ImageAnalysis, ModuleView, npz_bytes
 
@@ -80,9 +82,7 @@ def zip_bytes(
     ``summary.json`` (:meth:`ImageAnalysis.to_json`), ``arrays.npz``
     (:meth:`ImageAnalysis.to_arrays`), ``m{k}_tokens.csv`` per module and every PNG figure of
     :func:`figure_files` (the same files ``vt-explorer explain`` writes)."""
-    import json
-
-    folder = f"{slug(a.name.rsplit('.', 1)[0])}-{slug(model)}"
+    folder = f"{slug(Path(a.name).stem)}-{slug(model)}"
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr(f"{folder}/summary.json", json.dumps(a.to_json() | {"model": model}, indent=1))

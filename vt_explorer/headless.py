@@ -269,7 +269,7 @@ class _TokenSums:
                 self.sums["share"][k, c] += s.share
                 self.sums["mass"][k, c] += s.mass
                 self.sums["dominant"][k, c, int(s.share.argmax())] += 1
-                self.sums["entropy"][k, c] += s.entropy / s.uniform_entropy
+                self.sums["entropy"][k, c] += s.entropy_ratio
                 d = v.diversity
                 self.div[k].append((d.effective_groups, d.similarity, d.verdict))
 

@@ -88,6 +88,13 @@ class TokenStats:
     uniform_entropy: float  # log(HW)
     contribution: np.ndarray | None  # logit change of the predicted class on removal
 
+    @property
+    def entropy_ratio(self) -> np.ndarray:
+        """Entropy over a uniform map's (1 = looks everywhere; 0 for a one-pixel map)."""
+        if self.uniform_entropy > 0:
+            return self.entropy / self.uniform_entropy
+        return np.zeros_like(self.entropy)
+
 
 def token_stats(
     trace: Trace, module: int, i: int = 0, model: nn.Module | None = None

@@ -219,14 +219,8 @@ class _Lite0Trunk(TracedClassifier):
         for k in keys:
             if own[k].shape != state[k].shape:
                 raise RuntimeError(f"{k}: pretrained {tuple(state[k].shape)} vs {own[k].shape}")
-        loaded = {k: state[k] for k in keys}
-        if isinstance(getattr(self, "fc", None), ReusedClassifier):  # the teacher's classifier
-            for part in ("weight", "bias"):
-                if own[f"fc.classifier.{part}"].shape != state[f"_fc.{part}"].shape:
-                    raise RuntimeError("classifier reuse needs as many classes as the teacher")
-                loaded[f"fc.classifier.{part}"] = state[f"_fc.{part}"]
-        self.load_state_dict(loaded, strict=False)
-        return len(loaded)
+        self.load_state_dict({k: state[k] for k in keys}, strict=False)
+        return len(keys)
 
 
 class EfficientNetLite0(_Lite0Trunk):
@@ -313,6 +307,19 @@ class VTLite0(TokenAverageHead, _Lite0Trunk):
         )
         self._init_weights()
         self.set_frozen(bool(cfg.extra.get("freeze_backbone", True)))
+
+    def load_pretrained(self, state: dict[str, Tensor] | None = None) -> int:
+        """The trunk's ImageNet weights and, with classifier reuse, the teacher's classifier
+        (Lite0's ``_fc``) into ``fc.classifier``. Returns the number of tensors loaded."""
+        state = pretrained_state_dict() if state is None else state
+        n = super().load_pretrained(state)
+        if isinstance(self.fc, ReusedClassifier):
+            head = self.fc.classifier
+            if head.weight.shape != state["_fc.weight"].shape:
+                raise RuntimeError("classifier reuse needs as many classes as the teacher")
+            head.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
+            n += 2
+        return n
 
     @property
     def frozen(self) -> bool:

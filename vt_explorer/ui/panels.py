@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image as PILImage
 
 from ..data import image_files
 from ..examples import example_images
+from ..explore import display_image
 from ..tokenstats import parse_token_statistics, read_token_statistics
 from ..viz import confusion_heatmap, curves_figure, token_class_heatmap
 from ..viz.linked import png_data_url
@@ -215,7 +217,7 @@ def _overview_row(image: Image, cfg: Settings) -> dict:
             log.exception("overview: %s with %s", name, key)
             row[f"{m} top-1"] = "error"
             continue
-        row.setdefault("thumbnail", png_data_url(_thumb(a.tile)))
+        row.setdefault("thumbnail", png_data_url(display_image(PILImage.fromarray(a.tile), 64)))
         cls, p = a.top
         tops.append(cls)
         row[f"{m} top-1"], row[f"{m} %"] = cls, round(100 * p, 1)
@@ -224,11 +226,3 @@ def _overview_row(image: Image, cfg: Settings) -> dict:
     if len(cfg.models) == 2:
         row["agree"] = len(tops) == 2 and tops[0] == tops[1]
     return row
-
-
-def _thumb(image: np.ndarray, side: int = 64) -> np.ndarray:
-    from PIL import Image as PILImage
-
-    im = PILImage.fromarray(image)
-    im.thumbnail((side, side))
-    return np.asarray(im)

@@ -54,10 +54,12 @@ class Picks:
     token: the token to highlight (tile frame, attention row and column, group), or None.
     pixel: (y, x) as fractions of the image, or None; each model maps it onto its own grid
         (:func:`vt_explorer.viz.linked.cell_of`), so grids of different sizes agree.
+    pixel_key: the session-state key the pixel lives under (a click writes it there).
     """
 
     token: int | None = None
     pixel: tuple[float, float] | None = None
+    pixel_key: str = "pixel"
 
 
 def module_index(choice: str, n: int) -> int:

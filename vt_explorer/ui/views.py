@@ -60,6 +60,11 @@ class Slot:
         return self.a.modules[self.k]
 
     @property
+    def stem(self) -> str:
+        """``IMAGE-MODEL``: the start of every file name of this image under this model."""
+        return f"{Path(self.a.name).stem}-{short(self.key)}"
+
+    @property
     def title(self) -> str:
         """``MODEL, module K (kind)``: the heading of this model's column."""
         return f"{short(self.key)}, module {self.k + 1} ({self.view.kind})"
@@ -76,7 +81,12 @@ def downloads(label: str, make: Callable[[str], bytes], stem: str, uid: str) -> 
 
 def _stem(s: Slot, what: str) -> str:
     """File name of one figure: image, model, what and module (1-based, as shown)."""
-    return f"{Path(s.a.name).stem}-{short(s.key)}-{what}-module{s.k + 1}"
+    return f"{s.stem}-{what}-module{s.k + 1}"
+
+
+def _top(s: Slot, cfg: Settings) -> float | None:
+    """The top of the module's shared colour scale (None: each map stretched)."""
+    return None if cfg.stretch else map_scale(s.view.maps)[0]
 
 
 def _scale_note(maps: np.ndarray, cfg: Settings) -> None:
@@ -97,14 +107,13 @@ def _scale_note(maps: np.ndarray, cfg: Settings) -> None:
 def _grid(s: Slot, which: str, maps: np.ndarray, cfg: Settings, picks: Picks) -> None:
     """A grid of 16 map overlays (one picture, four a row) with its scale and downloads."""
     share = s.view.stats.share if which == "maps" else None
-    marks = (s.cell, picks.token, share)
     st.image(grid_picture((s.key, s.image[2], s.k, which), s.a.tile, maps, share, cfg.cmap,
-                          cfg.alpha, cfg.stretch, *marks[:2]), width="stretch")  # fmt: skip
+                          cfg.alpha, cfg.stretch, s.cell, picks.token), width="stretch")  # fmt: skip
     _scale_note(maps, cfg)
     downloads(
         "Token maps" if which == "maps" else "Propagated maps",
         lambda fmt: token_grid_png(s.a.tile, maps, cfg.cmap, cfg.alpha, s.title, 4, fmt,
-                                   not cfg.stretch, GridMarks(*marks)),
+                                   not cfg.stretch, GridMarks(s.cell, picks.token, share)),
         _stem(s, "token-maps" if which == "maps" else "propagated"),
         f"{which}-{s.uid}",
     )  # fmt: skip
@@ -116,8 +125,7 @@ def view_maps(s: Slot, cfg: Settings, picks: Picks) -> None:
                f"map's (1 = looks everywhere). {s.view.kind.capitalize()} tokenizer.")  # fmt: skip
     _grid(s, "maps", s.view.maps, cfg, picks)
     if picks.token is not None and picks.token < len(s.view.maps):
-        vmax = None if cfg.stretch else map_scale(s.view.maps)[0]
-        st.image(tinted(s.a.image, s.view.maps[picks.token], cfg.cmap, cfg.alpha, vmax),
+        st.image(tinted(s.a.image, s.view.maps[picks.token], cfg.cmap, cfg.alpha, _top(s, cfg)),
                  caption=f"token {picks.token}, enlarged", width=360)  # fmt: skip
 
 
@@ -226,7 +234,7 @@ def _clicked_pair(s: Slot, chart: str, names: list[str], cfg: Settings) -> None:
         return
     n = len(names)
     pair = divmod(hit, n)
-    vmax = None if cfg.stretch else map_scale(s.view.maps)[0]
+    vmax = _top(s, cfg)
     cols = st.columns(2)
     for col, t, role in zip(cols, pair, ("reads (query)", "is read (key)"), strict=True):
         i = t - int(s.a.class_token)
@@ -243,7 +251,7 @@ def view_pixel(s: Slot, cfg: Settings, picks: Picks) -> None:
     v = s.view
     hw = v.maps.shape[1:]
     chart = f"pick-{s.uid}"
-    on_pick = functools.partial(_on_pixel, chart, f"pixel-{s.uid.split('-')[0]}", hw)
+    on_pick = functools.partial(_on_pixel, chart, picks.pixel_key, hw)
     st.plotly_chart(pixel_picker(s.a.tile, hw, s.cell), key=chart, on_select=on_pick,
                     selection_mode="points", width="content")  # fmt: skip
     if s.cell is None:
@@ -318,7 +326,7 @@ def view_checks(s: Slot, cfg: Settings, picks: Picks) -> None:
         st.caption(deletion_verdict(d.score))
         st.plotly_chart(deletion_plot(d.curve, d.random_curve, cls), key=f"del-{s.uid}")
         downloads("Deletion curve", lambda fmt: fig_export.deletion_figure(d, cls, fmt),
-                  f"{Path(a.name).stem}-{short(s.key)}-deletion", f"del-{s.uid}")  # fmt: skip
+                  f"{s.stem}-deletion", f"del-{s.uid}")  # fmt: skip
     if st.checkbox("Run the model-randomisation check (a few seconds)", key=f"rand-{s.uid}",
                    help="Adebayo et al. 2018: re-initialise the layers from the top down; "
                    "maps that depend on the learned weights should stop matching."):  # fmt: skip
@@ -398,16 +406,17 @@ def _picks(idx: int, slots: list[Slot]) -> Picks:
                          format_func=lambda t: "none" if t is None else f"t{t}",
                          help="frames its tile, outlines its row and column in the attention "
                          "matrix and keeps only its group coloured")  # fmt: skip
-    pixel = st.session_state.get(f"pixel-{idx}")
+    key = f"pixel-{idx}"
+    pixel = st.session_state.get(key)
     if pixel is None:
         c2.caption("Pixel: none picked (tab Pixel: click the image).")
     else:
         c2.caption(f"Pixel picked at {pixel[0]:.0%} down, {pixel[1]:.0%} across; ringed on "
                    "every map.")  # fmt: skip
         if c3.button("Clear pixel", key=f"clear-{idx}"):
-            st.session_state.pop(f"pixel-{idx}", None)
+            st.session_state.pop(key, None)
             pixel = None
-    return Picks(token, pixel)
+    return Picks(token, pixel, key)
 
 
 @st.fragment
@@ -445,8 +454,7 @@ def show_image(idx: int, image: Image, cfg: Settings) -> None:
 
 def image_downloads(s: Slot, cfg: Settings) -> None:
     """NPZ, JSON, report and a ZIP of everything, for one image under one model."""
-    a, model = s.a, short(s.key)
-    stem = f"{Path(a.name).stem}-{model}"
+    a, model, stem = s.a, short(s.key), s.stem
     st.caption(f"Downloads, {model}: arrays, numbers, one-page report, or all in one ZIP.")
     c1, c2, c3, c4 = st.columns(4)
     c1.download_button("NPZ", lambda: npz_bytes(a.to_arrays()), file_name=f"{stem}.npz",

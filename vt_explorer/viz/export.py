@@ -8,6 +8,7 @@ Every function takes ``fmt="png"`` or ``"svg"``.
 from __future__ import annotations
 
 import io
+import textwrap
 
 import matplotlib
 
@@ -131,8 +132,6 @@ def deletion_figure(res: DeletionResult, class_name: str = "", fmt: str = "png")
 
 def _wrap(text: str, width: int = 60) -> str:
     """``text`` broken into lines of at most ``width`` characters (figure titles)."""
-    import textwrap
-
     return "\n".join(textwrap.wrap(text, width))
 
 

@@ -17,6 +17,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..analysis import upsample
 
+PICK = "#dc0078"  # the colour of whatever is picked (token frame, pixel ring, rows, bars)
+
 
 def palette(n: int) -> np.ndarray:
     """(n, 3) uint8 distinct colours (tab20, repeated) for token groups."""
@@ -166,7 +168,7 @@ def attention_heatmap(
         showlegend=False,
     )  # fmt: skip
     if highlight is not None:
-        line = {"color": "#dc0078", "width": 3}
+        line = {"color": PICK, "width": 3}
         fig.add_shape(type="rect", x0=-0.5, x1=m - 0.5, y0=highlight - 0.5, y1=highlight + 0.5,
                       line=line)  # fmt: skip
         fig.add_shape(type="rect", y0=-0.5, y1=n - 0.5, x0=highlight - 0.5, x1=highlight + 0.5,
@@ -347,7 +349,7 @@ def _grid_canvas(
                   y + label_h + (marks.pixel[0] + 0.5) / grid_hw[0] * th)  # fmt: skip
         if marks.token == i:
             draw.rectangle([x - 3, y + label_h - 3, x + tw + 2, y + label_h + th + 2],
-                           outline=(220, 0, 120), width=3)  # fmt: skip
+                           outline=PICK, width=3)  # fmt: skip
     if bar is not None:
         canvas.paste(Image.fromarray(bar), (pad, title_h + rows * (th + label_h + pad)))
     return canvas

@@ -8,20 +8,17 @@ scatter marker whose ``point_index`` names the cell (row-major).
 from __future__ import annotations
 
 import base64
-import io
 
 import numpy as np
 import plotly.graph_objects as go
-from PIL import Image
 
-PICK = "#dc0078"  # the colour of whatever is picked (pixel ring, token frame, rows)
+from .export import image_bytes
+from .figures import PICK
 
 
 def png_data_url(image: np.ndarray) -> str:
     """(H, W, 3) uint8 as a ``data:image/png;base64`` URL (a compact Plotly image source)."""
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return "data:image/png;base64," + base64.b64encode(image_bytes(image)).decode()
 
 
 def pixel_picker(
