@@ -1,12 +1,15 @@
 """The README's app screenshots: start the app, upload photos in headless Chromium and save
 one screenshot per view into docs/.
 
-    python benchmarks/screenshots.py [--photo PATH] [--out docs]
+    python benchmarks/screenshots.py [--photo PATH ...] [--out docs]
 
 Needs Debian's chromium (/usr/bin/chromium; `bash scripts/test.sh` installs it) and the
-shipped checkpoints. Writes (JPEG, the default comparison of the photo):
+shipped checkpoints. By default the images are the project's own drawn examples
+(``vt_explorer.examples``), so the committed screenshots hold no copy of the shared photos;
+``--photo`` takes your own (the first gets the per-view shots). Writes (JPEG, the default
+comparison):
 
-* app-overview.jpg: four photos uploaded, the overview table;
+* app-overview.jpg: every image uploaded, the overview table;
 * app-predictions.jpg: both models' top-5, the pickers and the tab bar;
 * app-view-<tab>.jpg for every tab (Maps, Groups, Projector, Attention, Fig. 6, Pixel,
   Table, Checks, All modules), with a pixel clicked on the image and token t3 picked, and
@@ -17,13 +20,12 @@ shipped checkpoints. Writes (JPEG, the default comparison of the photo):
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from vt_explorer.appserver import click_chart, running_app, wait_idle
 
 ROOT = Path(__file__).resolve().parent.parent
-PHOTOS = ROOT.parent / "shared" / "data" / "photos"
-PHOTO = PHOTOS / "n02123045_tabby.JPEG"
 TABS = ["Maps", "Groups", "Projector", "Attention", "Fig. 6", "Pixel", "Table", "Checks",
         "All modules"]  # fmt: skip
 
@@ -39,17 +41,29 @@ def _clip(page, top, bottom_of, height: int = 1500, scroll: bool = True) -> dict
     return {"x": 0, "y": y0, "width": page.viewport_size["width"], "height": y1 - y0}
 
 
-def overview(page, url: str, out: Path) -> None:
-    """Four photos at once: the overview table."""
+def drawn_examples(folder: Path) -> list[str]:
+    """The project's drawn example images, written as PNG files into ``folder``."""
+    from vt_explorer.examples import example_images
+
+    paths = []
+    for name, img in example_images().items():
+        path = folder / (name.replace(" (drawn)", "").replace(" ", "_") + ".png")
+        img.save(path)
+        paths.append(str(path))
+    return paths
+
+
+def overview(page, url: str, images: list[str], out: Path) -> None:
+    """Every image at once: the overview table."""
     page.goto(url)
     page.locator(".st-key-upload input[type=file]").wait_for(state="attached", timeout=120_000)
-    four = [str(p) for p in sorted(PHOTOS.glob("*.JPEG"))[:4]]
-    page.locator(".st-key-upload input[type=file]").set_input_files(four)
+    page.locator(".st-key-upload input[type=file]").set_input_files(images)
     table = page.locator(".st-key-overview")
     table.wait_for(timeout=180_000)
     wait_idle(page, 3)
+    line = page.get_by_text(f"{len(images)} images.").first
     page.screenshot(path=str(out / "app-overview.jpg"), type="jpeg", quality=80,
-                    clip=_clip(page, page.get_by_text("4 images.").first, table, scroll=False))  # fmt: skip
+                    clip=_clip(page, line, table, scroll=False))  # fmt: skip
 
 
 def views(page, url: str, photo: str, out: Path) -> None:
@@ -102,17 +116,24 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--photo", default=str(PHOTO), help="the photo of the per-view shots")
+    p.add_argument("--photo", nargs="*", default=None,
+                   help="your own images (default: the drawn examples); the first gets the "
+                   "per-view shots")  # fmt: skip
     p.add_argument("--out", default=str(ROOT / "docs"), help="folder to write into")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(exist_ok=True)
-    with running_app(timeout=60) as url, sync_playwright() as pw:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_app(timeout=60) as url,
+        sync_playwright() as pw,
+    ):
+        images = args.photo or drawn_examples(Path(tmp))
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
                                      args=["--no-sandbox", "--headless"])  # fmt: skip
         page = browser.new_page(viewport={"width": 1500, "height": 2400})
-        overview(page, url, out)
-        views(page, url, args.photo, out)
+        overview(page, url, images, out)
+        views(page, url, images[0], out)
         browser.close()
     print("wrote", ", ".join(sorted(f.name for f in out.glob("app-*.jpg"))))
 
