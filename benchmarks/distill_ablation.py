@@ -13,7 +13,14 @@ after ``--samples`` training views:
 * no crops: each view is the whole map, flipped at random (``--min-scale 1``);
 * neither: whole maps, no mixing (the "one view per photo" baseline of the issue);
 * full recipe + the token-diversity term (``--diversity-weight 1``);
-* full recipe + classifier reuse (``--reuse-classifier``: SimKD, the teacher's classifier).
+* full recipe + classifier reuse (``--reuse-classifier``: SimKD, the teacher's classifier);
+* full recipe + feature matching (``--reuse-classifier --feature-weight 10``: the projected
+  feature matches the teacher's pooled 1280-d feature, MSE, beside the KL term);
+* feature matching alone (``--kd-weight 0``: SimKD's own loss);
+* full recipe + Caltech-101 in the pool: Caltech-101 minus its held-out sample (the source is
+  given both as data and as held-out, so ``distill`` splits it); the Caltech column then
+  measures photos of categories the pool has seen, the other two columns are unchanged;
+* that + feature matching.
 
 Pool-val accuracy is not reported on purpose: it measures the pool, not the teacher.
 """
@@ -36,7 +43,12 @@ VARIANTS = {
     "neither": {"mix": 0.0, "min_scale": 1.0},
     "full + diversity term": {"diversity_weight": 1.0},
     "full + classifier reuse": {"reuse_classifier": True},
-}
+    "full + feature matching": {"reuse_classifier": True, "feature_weight": 10.0},
+    "feature matching alone": {"reuse_classifier": True, "feature_weight": 10.0, "kd_weight": 0.0},
+    "full + Caltech in the pool": {"extra_data": ["caltech101.tar.gz"]},
+    "full + Caltech + feature matching": {"extra_data": ["caltech101.tar.gz"],
+                                          "reuse_classifier": True, "feature_weight": 10.0},
+}  # fmt: skip
 HOLDOUT = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
 
 
@@ -55,9 +67,11 @@ def main() -> None:
     for name, change in VARIANTS.items():
         if args.only and name not in args.only:
             continue
+        change = dict(change)
+        extra = change.pop("extra_data", [])
         run = DistillArgs(
-            data=[str(args.pool / "imagenette-train.tar.gz"),
-                  str(args.pool / "tiny-imagenet-train.tar.gz")],
+            data=[str(args.pool / d) for d in ["imagenette-train.tar.gz",
+                                               "tiny-imagenet-train.tar.gz", *extra]],
             holdout=[str(args.pool / h) for h in HOLDOUT],
             holdout_limit=args.holdout_limit,
             out=str(args.out / name.replace(" ", "-").replace("+", "plus")),

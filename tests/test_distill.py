@@ -12,10 +12,13 @@ from vt_explorer.checkpoint import load_checkpoint
 from vt_explorer.cli import main
 from vt_explorer.distill import (
     DistillArgs,
+    _feature_sets,
     distill,
+    distill_step,
     kd_loss,
     mix_views,
     random_views,
+    teacher_model,
     token_overlap,
 )
 from vt_explorer.train import TrainInterrupted
@@ -43,8 +46,9 @@ def pool(tmp_path) -> Path:
 
 
 def _args(pool: Path, out: Path, **kw) -> DistillArgs:
+    # the pool is both data and held-out: split, 6 of its 18 images held out
     base = dict(data=[str(pool)], holdout=[str(pool)], out=str(out), samples=96, batch_size=16,
-                eval_every=48, bank_size=64, threads=2)  # fmt: skip
+                eval_every=48, bank_size=64, threads=2, holdout_limit=6)  # fmt: skip
     return DistillArgs(**(base | kw))
 
 
@@ -101,7 +105,7 @@ def test_distill_writes_a_1000_class_card_with_a_learning_curve_and_resumes(pool
     curve = ref["learning_curve"]
     assert [p["samples"] for p in curve] == [48, 96]
     hold = curve[-1]["pool"]
-    assert 0 <= hold["agreement"] <= 1 and hold["n"] == 18 and hold["top1"] is not None
+    assert 0 <= hold["agreement"] <= 1 and hold["n"] == 6 and hold["top1"] is not None
     ck = load_checkpoint(tmp_path / "new" / "ref")
     assert len(ck.classes) == 1000 and ck.card["wnids"] == WNIDS
     assert ck.preprocess.resize == "center_crop" and ck.card["finished"] is True
@@ -188,3 +192,63 @@ def test_classifier_reuse_keeps_the_teachers_classifier(pool, tmp_path) -> None:
     teacher = pretrained_state_dict()
     torch.testing.assert_close(ck.model.fc.classifier.weight, teacher["_fc.weight"])
     torch.testing.assert_close(ck.model.fc.classifier.bias, teacher["_fc.bias"])
+
+
+def test_a_source_both_trained_on_and_held_out_is_split(pool, tmp_path) -> None:
+    """Data and held-out may name the same source: the bank keeps exactly the images that are
+    not in its fixed held-out sample (none shared, none lost), the card says so, and a
+    held-out sample that takes everything is an error naming the source."""
+    from vt_explorer.model import create_model
+
+    student = create_model("vt_lite0_imagenet_filter")
+    student.load_pretrained()
+    args = _args(pool, tmp_path / "o", bank_size=224)  # both at 224 px: rows comparable
+    (bank,), ((_, held, labels),) = _feature_sets(args, student, WNIDS, torch.device("cpu"), False)
+    assert len(bank) == 12 and len(held) == 6 and len(labels) == 6
+    rows = lambda fs: {fs.features[i].numpy().tobytes() for i in range(len(fs))}  # noqa: E731
+    assert not rows(bank) & rows(held) and len(rows(bank) | rows(held)) == 18
+    card = distill(_args(pool, tmp_path / "split", samples=16, eval_every=16), progress=False)
+    assert card["dataset"]["pool"][0]["n"] == 12 and "minus_holdout" in card["dataset"]["pool"][0]
+    with pytest.raises(Exception, match="all 18 images are held out"):
+        distill(_args(pool, tmp_path / "all", holdout_limit=18), progress=False)
+
+
+def test_teacher_tail_features_feed_its_classifier() -> None:
+    """The pooled feature the feature-matching term targets is what the teacher's classifier
+    reads: ``_fc(tail_features(trunk(x)))`` is the full classifier's output."""
+    from vt_explorer.model import create_model
+
+    teacher = teacher_model(torch.device("cpu"))
+    student = create_model("vt_lite0_imagenet_filter")  # the shared trunk, blocks 0-10
+    student.load_pretrained()
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        feature = teacher.tail_features(student.eval().features(images))
+        assert feature.shape == (2, 1280) and (feature >= 0).all() and (feature <= 6).all()
+        torch.testing.assert_close(teacher._fc(feature), teacher(images), atol=1e-4, rtol=1e-4)
+
+
+def test_feature_matching_fits_the_teachers_feature(pool, tmp_path, capsys) -> None:
+    """--feature-weight (SimKD's loss) alone (--kd-weight 0) pulls the student's projected
+    feature onto the teacher's pooled feature of the same views; it needs the reused
+    classifier's projection, and a loss of nothing is refused."""
+    from vt_explorer.model import create_model
+
+    torch.manual_seed(0)
+    cfg = create_model("vt_lite0_imagenet_filter").cfg
+    student = create_model(cfg.replace(extra={**cfg.extra, "reuse_classifier": True}))
+    student.load_pretrained()
+    teacher = teacher_model(torch.device("cpu"))
+    bank = torch.randn(8, 112, 14, 14, generator=torch.Generator().manual_seed(1)).half()
+    args = _args(pool, tmp_path / "o", reuse_classifier=True, feature_weight=1.0, kd_weight=0.0,
+                 mix=0.0, min_scale=1.0, batch_size=8)  # fmt: skip
+    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    losses = [distill_step(args, student, teacher, opt, bank, torch.full((8,), -1), 14, g).item()
+              for _ in range(30)]  # fmt: skip
+    assert losses[-1] < 0.5 * losses[0]
+    argv = ["distill", "--data", str(pool), "--out", str(tmp_path / "x"), "--samples", "16"]
+    assert main([*argv, "--feature-weight", "1"]) == 2
+    assert "add --reuse-classifier" in capsys.readouterr().err
+    assert main([*argv, "--kd-weight", "0"]) == 2
+    assert "nothing would be learned" in capsys.readouterr().err

@@ -22,14 +22,17 @@ The recipe is "patient and consistent" function matching (Beyer et al., CVPR 202
    the map is not mixed.
 4. **Optional classifier reuse** (after SimKD, Chen et al. CVPR 2022; ``reuse_classifier``):
    the student's pooled tokens are projected to 1280-d and the teacher's own classifier,
-   frozen, gives the logits; the projection learns through the same KL loss (SimKD matches
-   the features with an L2 loss instead).
+   frozen, gives the logits. With ``feature_weight`` > 0 the projection also matches the
+   teacher's pooled 1280-d feature on the same view (``feature_weight`` x mean squared
+   error, SimKD's loss; ``kd_weight`` = 0 leaves that loss alone): 1280 numbers per view
+   instead of a distribution dominated by the few classes the pool shows.
 5. **Optional token diversity** (not in the paper; default off): ``diversity_weight`` x the
    mean pairwise cosine similarity of each VT module's token maps (:func:`token_overlap`,
    the measure ``analysis.map_similarity`` reports), a remedy for recurrent tokens that
    collapse onto one spot of a photo.
 
-Measured on held-out sources (wnid folders never trained on): top-1 agreement with the
+Measured on held-out sources (never trained on; a source given both as data and as
+held-out is split: its fixed held-out sample is left out of the bank): top-1 agreement with the
 teacher, top-1 and top-5 against the folder labels, every ``eval_every`` samples: the
 learning curve the card records. Resumable (``--resume``): the state after the last
 evaluation is kept in ``OUT.resume.pt`` (tensors only).
@@ -88,6 +91,8 @@ class DistillArgs:
     lr: float = flag(2e-3, "AdamW peak learning rate, one-cycle", type=float_in(0, 1, lo_open=True))
     weight_decay: float = flag(0.05, "AdamW weight decay", type=float_in(0, 10))
     warmup: float = flag(0.05, "warm-up fraction of steps", type=float_in(0, 1))
+    kd_weight: float = flag(1.0, "weight of the KL term (0: feature matching alone, with "
+                            "--feature-weight)", type=float_in(0, 100))  # fmt: skip
     temperature: float = flag(1.0, "softening of both outputs in the KL term",
                               type=float_in(0, 100, lo_open=True))  # fmt: skip
     ce_weight: float = flag(0.0, "weight of cross-entropy on wnid folder labels (0: KL only)",
@@ -100,6 +105,10 @@ class DistillArgs:
                                   "tokens are projected to 1280-d and read by the teacher's own "
                                   "classifier, frozen; trained by the same KL loss (not the "
                                   "paper's head)")  # fmt: skip
+    feature_weight: float = flag(0.0, "weight of feature matching (needs --reuse-classifier): "
+                                 "mean squared error between the student's projected 1280-d "
+                                 "feature and the teacher's pooled feature (SimKD)",
+                                 type=float_in(0, 1000))  # fmt: skip
     bank_size: int = flag(288, "photos enter the trunk at this size once; views are crops of "
                           "the resulting map (288: 18x18)", type=int_in(64, 1024))  # fmt: skip
     min_scale: float = flag(0.08, "smallest crop area as a fraction of the map",
@@ -242,12 +251,32 @@ def holdout_metrics(
     return out
 
 
-def _subset(fs: FeatureSet, limit: int) -> FeatureSet:
-    """At most ``limit`` samples of ``fs``, a fixed random sample (seed 0) in dataset order."""
-    if len(fs) <= limit:
-        return fs
-    keep = torch.randperm(len(fs), generator=torch.Generator().manual_seed(0))[:limit].sort().values
+def holdout_index(n: int, limit: int) -> Tensor:
+    """The held-out sample of a source of ``n`` images: at most ``limit`` indices, a fixed
+    random sample (seed 0), in dataset order."""
+    if n <= limit:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit].sort().values
+
+
+def _select(fs: FeatureSet, keep: Tensor) -> FeatureSet:
     return dataclasses.replace(fs, features=fs.features[keep], labels=fs.labels[keep])
+
+
+def _subset(fs: FeatureSet, limit: int) -> FeatureSet:
+    """The held-out sample of ``fs`` (:func:`holdout_index`)."""
+    return fs if len(fs) <= limit else _select(fs, holdout_index(len(fs), limit))
+
+
+def _without_holdout(fs: FeatureSet, limit: int) -> FeatureSet:
+    """``fs`` minus its held-out sample (:func:`holdout_index`): the training part of a
+    source that is also held out. DatasetError when nothing is left to train on."""
+    keep = torch.ones(len(fs), dtype=torch.bool)
+    keep[holdout_index(len(fs), limit)] = False
+    if not keep.any():
+        raise DatasetError(f"{fs.source}: all {len(fs)} images are held out (--holdout-limit "
+                           f"{limit}); nothing is left to train on")  # fmt: skip
+    return _select(fs, keep.nonzero().squeeze(1))
 
 
 def _features(model: nn.Module, src: str, size: int, device, progress: bool) -> FeatureSet:
@@ -270,6 +299,11 @@ def distill(
     device = select_device(args.device)
     wnids = find_wnids(args)
     cfg = get_config(args.student)
+    if args.feature_weight > 0 and not args.reuse_classifier:
+        raise ValueError("--feature-weight matches the teacher's 1280-d feature through the "
+                         "reused classifier's projection: add --reuse-classifier")  # fmt: skip
+    if args.kd_weight == 0 and args.feature_weight == 0:
+        raise ValueError("--kd-weight 0 needs --feature-weight > 0: nothing would be learned")
     if args.reuse_classifier:
         cfg = cfg.replace(extra={**cfg.extra, "reuse_classifier": True})
     if cfg.num_classes != 1000:
@@ -342,13 +376,23 @@ def _feature_sets(
     args: DistillArgs, student: nn.Module, wnids: list[str], device: torch.device, progress: bool
 ) -> tuple[list[FeatureSet], list[tuple[str, FeatureSet, Tensor]]]:
     """The pool's trunk maps at bank size, and each held-out source's at the model's own
-    input size (a fixed sample of ``holdout_limit``) with its wnid labels."""
-    bank_sets = [_features(student, s, args.bank_size, device, progress) for s in args.data]
-    holdouts = []
+    input size (a fixed sample of ``holdout_limit``) with its wnid labels. A source that is
+    both is split: the bank keeps the images that are not in its held-out sample."""
+    holdouts, held = [], {}
     for src in args.holdout:
-        size = student.cfg.input_size
-        fs = _subset(_features(student, src, size, device, progress), args.holdout_limit)
+        full = _features(student, src, student.cfg.input_size, device, progress)
+        held[Path(src).expanduser().resolve()] = len(full)
+        fs = _subset(full, args.holdout_limit)
         holdouts.append((src, fs, wnid_labels(fs, wnids)))
+    bank_sets = []
+    for src in args.data:
+        fs = _features(student, src, args.bank_size, device, progress)
+        n_held = held.get(Path(src).expanduser().resolve())
+        if n_held is not None:  # the same files in the same order at both sizes
+            if n_held != len(fs):
+                raise DatasetError(f"{src}: {len(fs)} images at bank size, {n_held} held out")
+            fs = _without_holdout(fs, args.holdout_limit)
+        bank_sets.append(fs)
     return bank_sets, holdouts
 
 
@@ -373,10 +417,23 @@ def distill_step(
         x = mix_views(x, g)
     x = x.to(device)
     with torch.no_grad():
-        t_logits = teacher.tail(x)
-    out = student.head(x, need_weights=args.diversity_weight > 0)
+        t_feature = teacher.tail_features(x)
+        t_logits = teacher._fc(t_feature)
+    projected: list[Tensor] = []
+    hook = (
+        student.fc.proj.register_forward_hook(lambda _m, _i, out: projected.append(out))
+        if args.feature_weight > 0
+        else None
+    )
+    try:
+        out = student.head(x, need_weights=args.diversity_weight > 0)
+    finally:
+        if hook is not None:
+            hook.remove()
     s_logits = out.logits
-    loss = kd_loss(s_logits, t_logits, args.temperature)
+    loss = args.kd_weight * kd_loss(s_logits, t_logits, args.temperature)
+    if projected:
+        loss = loss + args.feature_weight * F.mse_loss(projected[0], t_feature)
     if args.diversity_weight > 0:
         overlap = torch.stack([token_overlap(m.tokenizer_attention) for m in out.modules])
         loss = loss + args.diversity_weight * overlap.mean()
@@ -416,6 +473,14 @@ def _read_state(path: Path, args: DistillArgs) -> dict[str, Any]:
     return state
 
 
+def _describe_pool(fs: FeatureSet, holdouts, limit: int) -> dict[str, Any]:
+    """A pool source as the card records it; a split source says its held-out sample left."""
+    out = fs.describe()
+    if any(Path(src).resolve() == Path(fs.source).resolve() for src, _, _ in holdouts):
+        out["minus_holdout"] = f"its held-out sample (--holdout-limit {limit}, seed 0) left out"
+    return out
+
+
 def _write_card(args, student, wnids, bank_sets, holdouts, curve, t_start, elapsed_before):
     from .train import code_version, hardware
 
@@ -429,7 +494,7 @@ def _write_card(args, student, wnids, bank_sets, holdouts, curve, t_start, elaps
         },
         "wnids": wnids,
         "dataset": {
-            "pool": [fs.describe() for fs in bank_sets],
+            "pool": [_describe_pool(fs, holdouts, args.holdout_limit) for fs in bank_sets],
             "holdout": [fs.describe() for _, fs, _ in holdouts],
         },
         "distillation": {
@@ -437,6 +502,8 @@ def _write_card(args, student, wnids, bank_sets, holdouts, curve, t_start, elaps
             "ce_weight": args.ce_weight,
             "diversity_weight": args.diversity_weight,
             "reuse_classifier": args.reuse_classifier,
+            "kd_weight": args.kd_weight,
+            "feature_weight": args.feature_weight,
             "views": "random-resized crops of the trunk's feature map (area "
             f"{args.min_scale}-1, aspect 3/4-4/3) + flips, MixUp/CutMix with p={args.mix}",
             "samples": (curve[-1]["samples"] if curve else 0),

@@ -246,11 +246,15 @@ class EfficientNetLite0(_Lite0Trunk):
         head conv, average pool and ``_fc`` (the part a VT stage replaces; a distillation
         teacher runs it on the student's own trunk features).
         (B, 112, h, w) -> (B, num_classes)."""
+        return self._fc(self.tail_features(features))
+
+    def tail_features(self, features: Tensor) -> Tensor:
+        """The pooled feature that ``_fc`` reads, from the stride-16 features: blocks 11-15,
+        the 1x1 head conv (+ BN, ReLU6) and average pooling. (B, 112, h, w) -> (B, 1280)."""
         x = features
         for block in self._blocks[stride16_blocks() :]:
             x = block(x)
-        x = self.act(self._bn1(self._conv_head(x)))
-        return self._fc(x.mean(dim=(2, 3)))
+        return self.act(self._bn1(self._conv_head(x))).mean(dim=(2, 3))
 
     def stage_modules(self) -> dict[str, list[str]]:
         """Top-level children grouped by stage, for per-stage parameter and FLOP counts."""
