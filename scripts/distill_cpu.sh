@@ -6,8 +6,10 @@
 #   POOL     the imagenet-pool folder (default ../shared/data/imagenet-pool)
 #   OUT      (environment) where the checkpoints go (default checkpoints)
 #   DISTILL_ARGS (environment) more flags for vt-explorer distill (distill_gpu.sh sets them)
-# Trains on Imagenette-train and Tiny-ImageNet-train; never on the held-out Imagenette-val,
-# Tiny-ImageNet-val (2000-image fixed samples) and Caltech-101 (unlabelled: agreement only).
+# Trains on Imagenette-train, Tiny-ImageNet-train and Caltech-101 minus its held-out sample;
+# never on the held-out samples (1000 fixed images each) of Imagenette-val, Tiny-ImageNet-val
+# and Caltech-101 (unlabelled for ImageNet: agreement only). Caltech-101 is given both as data
+# and as held-out, so distill splits it (its held-out sample never enters the bank).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -25,7 +27,8 @@ for student in vt_lite0_imagenet vt_lite0_imagenet_filter; do
   fi
   # shellcheck disable=SC2086
   .venv/bin/python -m vt_explorer distill --student "$student" \
-    --data "$POOL/imagenette-train.tar.gz" "$POOL/tiny-imagenet-train.tar.gz" \
+    --data "$POOL/imagenette-train.tar.gz" "$POOL/tiny-imagenet-train.tar.gz" "$POOL/caltech101.tar.gz" \
     --holdout "$POOL/imagenette-val.tar.gz" "$POOL/tiny-imagenet-val.tar.gz" "$POOL/caltech101.tar.gz" \
+    --holdout-limit 1000 \
     --samples "$SAMPLES" --eval-every "$EVERY" --out "$OUT/$name" $resume ${DISTILL_ARGS:-}
 done

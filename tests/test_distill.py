@@ -215,7 +215,8 @@ def test_a_source_both_trained_on_and_held_out_is_split(pool, tmp_path) -> None:
 
 def test_teacher_tail_features_feed_its_classifier() -> None:
     """The pooled feature the feature-matching term targets is what the teacher's classifier
-    reads: ``_fc(tail_features(trunk(x)))`` is the full classifier's output."""
+    reads: ``_fc(tail_features(trunk(x)))`` is the full classifier's output; the folded
+    teacher distill labels its views with has no BatchNorm left and the same outputs."""
     from vt_explorer.model import create_model
 
     teacher = teacher_model(torch.device("cpu"))
@@ -226,6 +227,10 @@ def test_teacher_tail_features_feed_its_classifier() -> None:
         feature = teacher.tail_features(student.eval().features(images))
         assert feature.shape == (2, 1280) and (feature >= 0).all() and (feature <= 6).all()
         torch.testing.assert_close(teacher._fc(feature), teacher(images), atol=1e-4, rtol=1e-4)
+        folded = teacher_model(torch.device("cpu"), fold=True)  # what distill labels with
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        x = student.features(images)
+        torch.testing.assert_close(folded.tail(x), teacher.tail(x), atol=1e-3, rtol=1e-3)
 
 
 def test_feature_matching_fits_the_teachers_feature(pool, tmp_path, capsys) -> None:

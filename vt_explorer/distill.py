@@ -61,7 +61,7 @@ from tqdm.auto import tqdm
 from .checkpoint import atomic_write, save_checkpoint
 from .data import DatasetError
 from .device import select_device
-from .features import FeatureSet, compute_features
+from .features import FeatureSet, compute_features, folded_classifier
 from .flags import POSITIVE, REQUIRED, flag, float_in, int_in
 from .model import create_model, get_config
 from .model.efficientnet import EfficientNetLite0
@@ -146,11 +146,14 @@ def find_wnids(args: DistillArgs) -> list[str]:
     raise ValueError("no imagenet_wnids.txt beside the data: pass --wnids FILE")
 
 
-def teacher_model(device: torch.device) -> EfficientNetLite0:
-    """The full Lite0 ImageNet classifier (pretrained, eval mode)."""
+def teacher_model(device: torch.device, fold: bool = False) -> EfficientNetLite0:
+    """The full Lite0 ImageNet classifier (pretrained, eval mode); ``fold``: its BatchNorms
+    folded into the convolutions (:func:`~vt_explorer.features.folded_classifier`: the same
+    function up to float rounding, faster; what ``distill`` labels its views with)."""
     teacher = create_model(TEACHER)
     teacher.load_pretrained()
-    return teacher.eval().to(device)
+    teacher = teacher.eval()
+    return (folded_classifier(teacher) if fold else teacher).to(device)
 
 
 def wnid_labels(fs: FeatureSet, wnids: list[str]) -> Tensor:
@@ -316,7 +319,7 @@ def distill(
     torch.manual_seed(args.seed)
     student = create_model(cfg)
     student.load_pretrained()
-    teacher = teacher_model(device)
+    teacher = teacher_model(device, fold=True)  # labels every view: the fast form
     bank_sets, holdouts = _feature_sets(args, student, wnids, device, progress)
     bank = torch.cat([fs.features for fs in bank_sets])
     hard = torch.cat([wnid_labels(fs, wnids) for fs in bank_sets])
@@ -378,12 +381,9 @@ def _feature_sets(
     """The pool's trunk maps at bank size, and each held-out source's at the model's own
     input size (a fixed sample of ``holdout_limit``) with its wnid labels. A source that is
     both is split: the bank keeps the images that are not in its held-out sample."""
-    holdouts, held = [], {}
-    for src in args.holdout:
-        full = _features(student, src, student.cfg.input_size, device, progress)
-        held[Path(src).expanduser().resolve()] = len(full)
-        fs = _subset(full, args.holdout_limit)
-        holdouts.append((src, fs, wnid_labels(fs, wnids)))
+    held: dict[Path, int] = {}
+    holdouts = holdout_sets(student, args.holdout, args.holdout_limit, wnids, device, progress,
+                            sizes=held)  # fmt: skip
     bank_sets = []
     for src in args.data:
         fs = _features(student, src, args.bank_size, device, progress)
@@ -394,6 +394,24 @@ def _feature_sets(
             fs = _without_holdout(fs, args.holdout_limit)
         bank_sets.append(fs)
     return bank_sets, holdouts
+
+
+def holdout_sets(
+    model: nn.Module, sources: Sequence[str], limit: int, wnids: list[str],
+    device: torch.device, progress: bool = True, sizes: dict[Path, int] | None = None,
+) -> list[tuple[str, FeatureSet, Tensor]]:  # fmt: skip
+    """Each held-out source's trunk features at the model's input size (centre crop, cached),
+    its fixed sample of at most ``limit`` images (:func:`holdout_index`) and their wnid
+    labels: what ``distill`` evaluates along the way (:func:`holdout_metrics`). ``sizes``,
+    when given, receives each source's full image count by resolved path."""
+    out = []
+    for src in sources:
+        full = _features(model, src, model.cfg.input_size, device, progress)
+        if sizes is not None:
+            sizes[Path(src).expanduser().resolve()] = len(full)
+        fs = _subset(full, limit)
+        out.append((src, fs, wnid_labels(fs, wnids)))
+    return out
 
 
 def _save_point(log: Path, resume: Path, point: dict[str, Any], state: dict[str, Any]) -> None:

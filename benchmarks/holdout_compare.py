@@ -1,0 +1,68 @@
+"""Distilled students side by side on the same held-out samples.
+
+    python benchmarks/holdout_compare.py [CHECKPOINT ...] [--limit 1000]
+        [--pool ../shared/data/imagenet-pool]
+        # default: every checkpoints/imagenet-lite0-* student
+
+Cards written with different ``--holdout-limit`` values measured different samples; this
+re-measures every checkpoint on one fixed sample per source (``distill.holdout_index``, the
+sample ``distill --holdout-limit LIMIT`` holds out): top-1 agreement with the teacher and,
+for wnid-labelled sources, top-1 of student and teacher. Features come from the trunk cache
+(the first run computes them). A student whose card lists a source in its pool has seen
+that source's categories (its held-out sample never entered the bank): marked "seen".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vt_explorer.checkpoint import load_checkpoint  # noqa: E402
+from vt_explorer.distill import holdout_metrics, holdout_sets, teacher_model  # noqa: E402
+
+SOURCES = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoints", nargs="*", type=Path,
+                   default=sorted(p for p in (ROOT / "checkpoints").glob("imagenet-lite0-*")
+                                  if p.suffix == ".safetensors"))  # fmt: skip
+    p.add_argument("--limit", type=int, default=1000, help="held-out images per source")
+    p.add_argument("--pool", type=Path, default=ROOT.parent / "shared/data/imagenet-pool",
+                   help="the imagenet-pool folder")  # fmt: skip
+    args = p.parse_args()
+    device = torch.device("cpu")
+    teacher = teacher_model(device)
+    print(f"| checkpoint | {' | '.join(SOURCES)} |")
+    print("|---|" + "---|" * len(SOURCES))
+    sets = None
+    for ck_path in args.checkpoints:
+        ck = load_checkpoint(ck_path.with_suffix(""))
+        wnids = ck.card["wnids"]
+        if sets is None:  # one trunk for all: the students share the teacher's frozen trunk
+            srcs = [str(args.pool / s) for s in SOURCES]
+            sets = holdout_sets(ck.model, srcs, args.limit, wnids, device, progress=False)
+        pool = {Path(d["source"]).name for d in ck.card["dataset"]["pool"]}
+        cells = []
+        for src, fs, labels in sets:
+            m = holdout_metrics(ck.model, teacher, fs, labels, device)
+            cell = f"{m['agreement']:.1%}"
+            if m["top1"] is not None:
+                cell += f" / top-1 {m['top1']:.1%} (teacher {m['teacher_top1']:.1%})"
+            if Path(src).name in pool:
+                cell += " (seen)"
+            cells.append(cell)
+        print(f"| {ck_path.with_suffix('').name} | " + " | ".join(cells) + " |", flush=True)
+    print(f"\nagreement with the teacher on fixed samples of {args.limit} images per source")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
