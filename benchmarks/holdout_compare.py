@@ -5,7 +5,7 @@
         # default: every checkpoints/imagenet-lite0-* student
 
 Cards written with different ``--holdout-limit`` values measured different samples; this
-re-measures every checkpoint on one fixed sample per source (``distill.holdout_index``, the
+re-measures every checkpoint on one fixed sample per source (``data.fixed_sample``, the
 sample ``distill --holdout-limit LIMIT`` holds out): top-1 agreement with the teacher and,
 for wnid-labelled sources, top-1 of student and teacher. Features come from the trunk cache
 (the first run computes them). A student whose card lists a source in its pool has seen
@@ -59,7 +59,7 @@ def main() -> int:
             if Path(src).name in pool:
                 cell += " (seen)"
             cells.append(cell)
-        print(f"| {ck_path.with_suffix('').name} | " + " | ".join(cells) + " |", flush=True)
+        print(f"| {ck_path.with_suffix('')} | " + " | ".join(cells) + " |", flush=True)
     print(f"\nagreement with the teacher on fixed samples of {args.limit} images per source")
     return 0
 

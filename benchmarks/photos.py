@@ -5,7 +5,8 @@
 The photos are ImageNet-style pictures (300-600 px) of nine CIFAR-10 classes (no horse);
 their class comes from the file name. Prints one row per checkpoint: correct / 9, and the
 predicted class of each photo. A 1000-class ImageNet checkpoint (its card lists ``wnids``)
-is scored on the exact ImageNet class (the synset id the file name starts with);
+is scored on the exact ImageNet class (the synset id the file name starts with), and on
+that class being among its top 5;
 ``--teacher`` adds the EfficientNet-Lite0 classifier the ImageNet students learned from.
 """
 
@@ -41,18 +42,22 @@ def truth_of(path: Path) -> str:
 
 
 def score(name: str, model, pre, classes: list[str], wnids: list[str] | None, photos) -> None:
-    """Print one row: how many photos the model names right, and each prediction."""
-    right, preds = 0, []
+    """Print one row: how many photos the model names right (for an ImageNet model also how
+    many have the right class among its top 5), and each prediction."""
+    right, top5, preds = 0, 0, []
     for p in photos:
         x = pre(decode_image(p.read_bytes(), p.name))[None]
         with torch.no_grad():
-            i = int(model(x).argmax())
+            best = model(x)[0].topk(5).indices.tolist()
+        i = best[0]
         # an ImageNet model must name the exact synset of the file name
         want = classes[wnids.index(p.stem.split("_", 1)[0])] if wnids else truth_of(p)
         ok = classes[i] == want
         right += ok
+        top5 += want in [classes[j] for j in best]
         preds.append(f"{want}->{classes[i]}{'' if ok else ' x'}")
-    print(f"{name}: {right}/{len(photos)}  ({'; '.join(preds)})")
+    in5 = f", top-5 {top5}/{len(photos)}" if wnids else ""
+    print(f"{name}: {right}/{len(photos)}{in5}  ({'; '.join(preds)})")
 
 
 def main() -> None:

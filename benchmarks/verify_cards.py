@@ -4,7 +4,8 @@
 
 For a CIFAR-10 card: top-1 on the card's own test set (``dataset.val.source``, with the
 card's flip-TTA setting) must equal ``metrics.accuracy`` on the same number of images. For a
-distilled ImageNet card: agreement with the teacher and top-1 on Imagenette's val must equal
+distilled ImageNet card: agreement with the teacher and top-1 on Imagenette's val (the
+card's held-out sample: ``eval --sample`` with its ``--holdout-limit``) must equal
 ``metrics.holdout['imagenette-val.tar.gz']``. Prints one line per card; exit code 1 when any
 card does not reproduce. Run on the CPU by default (``--device``), as the cards' metrics were.
 """
@@ -36,7 +37,9 @@ def verify(stem: Path, data_root: Path, device: str) -> tuple[bool, str]:
     holdout = (card.get("metrics") or {}).get("holdout")
     if holdout:
         want = holdout[IMAGENETTE]
-        got = _eval(stem, data_root / "imagenet-pool" / IMAGENETTE, device, ["--teacher"])
+        limit = (card.get("recipe") or {}).get("holdout_limit")  # the sample distill held out
+        sample = ["--sample", str(limit)] if limit else []
+        got = _eval(stem, data_root / "imagenet-pool" / IMAGENETTE, device, ["--teacher", *sample])
         pairs = [("n", want["n"], got["n"]), ("top-1", want["top1"], got["accuracy"]),
                  ("agreement", want["agreement"], got["teacher_agreement"])]  # fmt: skip
     else:

@@ -163,6 +163,8 @@ def test_eval_and_tokens_accept_imagenet_wnid_folders(pool, tmp_path, capsys) ->
     m = json.loads(capsys.readouterr().out)
     assert m["n"] == 12 and m["subset_of"] == 1000 and m["confusion"] is None
     assert set(m["per_class"]) == {"n00000001", "n00000007"} and 0 <= m["top5"] <= 1
+    assert main(["eval", str(tmp_path / "im"), str(pool), "--json", "--sample", "5"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 5  # distill's held-out sample of 5
     assert main(["eval", str(tmp_path / "im"), str(pool), "--teacher"]) == 2  # not distilled
     assert "not distilled" in capsys.readouterr().err
     card = json.loads((tmp_path / "im.json").read_text())
@@ -257,3 +259,16 @@ def test_feature_matching_fits_the_teachers_feature(pool, tmp_path, capsys) -> N
     assert "add --reuse-classifier" in capsys.readouterr().err
     assert main([*argv, "--kd-weight", "0"]) == 2
     assert "nothing would be learned" in capsys.readouterr().err
+
+
+def test_fixed_sample_is_fixed_ordered_and_nested() -> None:
+    """The held-out sample: the same every time, in dataset order, without repeats, all of a
+    small source, and a smaller limit picks a subset of a larger one's sample (so cards
+    written with different --holdout-limit values compare on shared images)."""
+    from vt_explorer.data import fixed_sample
+
+    a = fixed_sample(10_000, 1000)
+    assert torch.equal(a, fixed_sample(10_000, 1000)) and len(a.unique()) == 1000
+    assert torch.equal(a, a.sort().values) and int(a.max()) < 10_000
+    assert set(a.tolist()) <= set(fixed_sample(10_000, 2000).tolist())
+    assert torch.equal(fixed_sample(7, 1000), torch.arange(7))

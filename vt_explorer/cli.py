@@ -221,6 +221,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.tta,
             progress=not args.json,
             teacher=args.teacher,
+            sample=args.sample,
         )
     except (CheckpointError, DatasetError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -266,6 +267,9 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--teacher", action="store_true",
                     help="a distilled checkpoint: also its top-1 agreement with the teacher "
                     "and the teacher's accuracy on the same images")  # fmt: skip
+    ev.add_argument("--sample", type=POSITIVE, default=None, metavar="N",
+                    help="only a fixed random sample of N images (seed 0): the held-out "
+                    "sample of distill --holdout-limit N (default: every image)")  # fmt: skip
     ev.add_argument("--batch-size", type=POSITIVE, default=256, help="(default 256)")
     ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
     ev.add_argument(

@@ -89,6 +89,14 @@ class ImageDataset:
         return describe_split(self.source, self.sha256, self.labels, self.classes, self.skipped)
 
 
+def fixed_sample(n: int, limit: int) -> torch.Tensor:
+    """A fixed random sample (seed 0) of at most ``limit`` of ``n`` indices, in dataset
+    order: the held-out sample of ``distill --holdout-limit`` and of ``eval --sample``."""
+    if n <= limit:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit].sort().values
+
+
 def describe_split(
     source: str, sha256: str, labels: torch.Tensor, classes: list[str], skipped: list[str]
 ) -> dict:

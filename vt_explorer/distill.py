@@ -59,7 +59,7 @@ from torchvision.ops import roi_align
 from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write, save_checkpoint
-from .data import DatasetError
+from .data import DatasetError, fixed_sample
 from .device import select_device
 from .features import FeatureSet, compute_features, folded_classifier
 from .flags import POSITIVE, REQUIRED, flag, float_in, int_in
@@ -254,28 +254,21 @@ def holdout_metrics(
     return out
 
 
-def holdout_index(n: int, limit: int) -> Tensor:
-    """The held-out sample of a source of ``n`` images: at most ``limit`` indices, a fixed
-    random sample (seed 0), in dataset order."""
-    if n <= limit:
-        return torch.arange(n)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit].sort().values
-
-
 def _select(fs: FeatureSet, keep: Tensor) -> FeatureSet:
     return dataclasses.replace(fs, features=fs.features[keep], labels=fs.labels[keep])
 
 
 def _subset(fs: FeatureSet, limit: int) -> FeatureSet:
-    """The held-out sample of ``fs`` (:func:`holdout_index`)."""
-    return fs if len(fs) <= limit else _select(fs, holdout_index(len(fs), limit))
+    """The held-out sample of ``fs`` (:func:`~vt_explorer.data.fixed_sample`)."""
+    return fs if len(fs) <= limit else _select(fs, fixed_sample(len(fs), limit))
 
 
 def _without_holdout(fs: FeatureSet, limit: int) -> FeatureSet:
-    """``fs`` minus its held-out sample (:func:`holdout_index`): the training part of a
-    source that is also held out. DatasetError when nothing is left to train on."""
+    """``fs`` minus its held-out sample (:func:`~vt_explorer.data.fixed_sample`): the
+    training part of a source that is also held out. DatasetError when nothing is left to
+    train on."""
     keep = torch.ones(len(fs), dtype=torch.bool)
-    keep[holdout_index(len(fs), limit)] = False
+    keep[fixed_sample(len(fs), limit)] = False
     if not keep.any():
         raise DatasetError(f"{fs.source}: all {len(fs)} images are held out (--holdout-limit "
                            f"{limit}); nothing is left to train on")  # fmt: skip
@@ -401,9 +394,9 @@ def holdout_sets(
     device: torch.device, progress: bool = True, sizes: dict[Path, int] | None = None,
 ) -> list[tuple[str, FeatureSet, Tensor]]:  # fmt: skip
     """Each held-out source's trunk features at the model's input size (centre crop, cached),
-    its fixed sample of at most ``limit`` images (:func:`holdout_index`) and their wnid
-    labels: what ``distill`` evaluates along the way (:func:`holdout_metrics`). ``sizes``,
-    when given, receives each source's full image count by resolved path."""
+    its fixed sample of at most ``limit`` images (:func:`~vt_explorer.data.fixed_sample`) and
+    their wnid labels: what ``distill`` evaluates along the way (:func:`holdout_metrics`).
+    ``sizes``, when given, receives each source's full image count by resolved path."""
     out = []
     for src in sources:
         full = _features(model, src, model.cfg.input_size, device, progress)

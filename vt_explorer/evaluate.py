@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import ImageDataset, load_image_folder, normalize, resize_batch
+from .data import ImageDataset, fixed_sample, load_image_folder, normalize, resize_batch
 from .device import inference_batch
 
 
@@ -159,13 +161,16 @@ def evaluate_checkpoint(
     progress: bool = False,
     allow_unfinished: bool = False,
     teacher: bool = False,
+    sample: int | None = None,
 ) -> dict:
     """Load a checkpoint and evaluate it on a dataset path (or a loaded dataset), resizing
     as its card says. ``flip_tta=None`` uses the card's evaluation setting. This is the one
     code path behind both ``vt-explorer eval`` and the metrics training writes into the
     card, so the two agree to the last digit on the same kind of device. ``teacher``: also
     the top-1 agreement with a distilled checkpoint's teacher (its card's ``teacher``) and
-    the teacher's own accuracy on the same images. ``allow_unfinished``
+    the teacher's own accuracy on the same images. ``sample``: only a fixed random sample of
+    that many images (:func:`~vt_explorer.data.fixed_sample`, the held-out sample of
+    ``distill --holdout-limit``). ``allow_unfinished``
     lets training evaluate the checkpoint it has just written (its card not yet final)."""
     from .checkpoint import load_checkpoint
 
@@ -182,6 +187,9 @@ def evaluate_checkpoint(
         raise ValueError(
             f"{data.source}: decoded at {data.input_size}, checkpoint wants {ck.preprocess.input_size}"
         )
+    if sample is not None and sample < len(data):
+        keep = fixed_sample(len(data), sample)
+        data = dataclasses.replace(data, images=data.images[keep], labels=data.labels[keep])
     tta = ck.card.get("eval", {}).get("flip_tta", False) if flip_tta is None else flip_tta
     m = evaluate(
         ck.model,
