@@ -79,9 +79,11 @@ class DistillArgs:
                            "unlabelled)", nargs="+", metavar="PATH")  # fmt: skip
     out: str = flag(REQUIRED, "checkpoint path without suffix", metavar="OUT")
     holdout: list[str] = flag(None, "sources never trained on, evaluated along the way (wnid "
-                              "folders also give top-1/top-5; others agreement only)",
+                              "folders also give top-1/top-5; others agreement only); one also "
+                              "given as --data is split: its held-out sample leaves the pool",
                               nargs="*", metavar="PATH", default_factory=list)  # fmt: skip
-    holdout_limit: int = flag(2000, "images per held-out source, a fixed sample", type=POSITIVE)
+    holdout_limit: int = flag(2000, "images per held-out source, a fixed sample (seed 0; "
+                              "eval --sample N measures the same images)", type=POSITIVE)  # fmt: skip
     student: str = flag("vt_lite0_imagenet", "student config (vt_lite0_imagenet or "
                         "vt_lite0_imagenet_filter)")  # fmt: skip
     wnids: str | None = flag(None, "the 1000 wnids in class order (default: "
