@@ -20,7 +20,9 @@ after ``--samples`` training views:
 * full recipe + Caltech-101 in the pool: Caltech-101 minus its held-out sample (the source is
   given both as data and as held-out, so ``distill`` splits it); the Caltech column then
   measures photos of categories the pool has seen, the other two columns are unchanged;
-* that + feature matching.
+* that + feature matching;
+* that with twice the token width (``--set token_dim=512``; the paper's ImageNet VTs use
+  1024): is the student's capacity the limit?
 
 Pool-val accuracy is not reported on purpose: it measures the pool, not the teacher.
 """
@@ -48,6 +50,8 @@ VARIANTS = {
     "full + Caltech in the pool": {"extra_data": ["caltech101.tar.gz"]},
     "full + Caltech + feature matching": {"extra_data": ["caltech101.tar.gz"],
                                           "reuse_classifier": True, "feature_weight": 10.0},
+    "full + Caltech, token_dim 512": {"extra_data": ["caltech101.tar.gz"],
+                                      "overrides": {"token_dim": 512}},
 }  # fmt: skip
 HOLDOUT = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
 

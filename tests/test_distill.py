@@ -272,3 +272,19 @@ def test_fixed_sample_is_fixed_ordered_and_nested() -> None:
     assert torch.equal(a, a.sort().values) and int(a.max()) < 10_000
     assert set(a.tolist()) <= set(fixed_sample(10_000, 2000).tolist())
     assert torch.equal(fixed_sample(7, 1000), torch.arange(7))
+
+
+def test_distill_set_changes_the_students_architecture(pool, tmp_path, capsys) -> None:
+    """``distill --set KEY=VALUE`` changes the student's config as ``train --set`` does: the
+    card records it and the checkpoint reloads with it; a field the schema refuses is one
+    line naming --set."""
+    out = tmp_path / "wide"
+    argv = ["distill", "--data", str(pool), "--out", str(out), "--samples", "16",
+            "--batch-size", "16", "--bank-size", "64", "--holdout-limit", "6"]  # fmt: skip
+    assert main([*argv, "--set", "token_dim=64"]) == 0
+    ck = load_checkpoint(out)
+    assert ck.card["config"]["vt"]["token_dim"] == 64 and ck.model.vt.token_dim == 64
+    assert ck.card["recipe"]["overrides"] == {"token_dim": 64}
+    capsys.readouterr()
+    assert main([*argv, "--set", "token_dim"]) == 2
+    assert "--set: expected KEY=VALUE" in capsys.readouterr().err

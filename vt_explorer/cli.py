@@ -103,7 +103,6 @@ def add_info(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (see vt_explorer.train)."""
-    from .cardcheck import check_config
     from .data import DatasetError
     from .model import get_config
     from .train import TrainArgs, train
@@ -113,11 +112,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except KeyError as err:
         print(f"error: {err.args[0]}", file=sys.stderr)
         return 2
-    try:
-        overrides = _parse_overrides(args.set or [])
-        check_config(json.loads(json.dumps(get_config(args.config).replace(**overrides).to_dict())))
-    except (ValueError, TypeError) as err:
-        print(f"error: --set: {err}", file=sys.stderr)
+    overrides = _checked_overrides(args.config, args.set)
+    if overrides is None:
         return 2
     targs = from_namespace(TrainArgs, args, overrides=overrides)
     try:
@@ -142,14 +138,34 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     from .train import TrainArgs
 
     add_flags(tr, TrainArgs)
-    tr.add_argument(
+    _add_set_flag(tr, "tokens=32 --set recurrent_norm=true")
+    tr.set_defaults(func=cmd_train)
+
+
+def _add_set_flag(parser: argparse.ArgumentParser, example: str) -> None:
+    """The repeatable ``--set KEY=VALUE`` flag of ``train`` and ``distill``."""
+    parser.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="change a field of the config (repeatable), e.g. --set tokens=32 --set "
-        "recurrent_norm=true; the card records the resulting architecture",
+        help=f"change a field of the config (repeatable), e.g. --set {example}; the card "
+        "records the resulting architecture",
     )
-    tr.set_defaults(func=cmd_train)
+
+
+def _checked_overrides(config: str, items: list[str] | None) -> dict | None:
+    """``--set`` values parsed and checked against ``config`` (None after printing the
+    error: a malformed item or a config the card schema refuses)."""
+    from .cardcheck import check_config
+    from .model import get_config
+
+    try:
+        overrides = _parse_overrides(items or [])
+        check_config(json.loads(json.dumps(get_config(config).replace(**overrides).to_dict())))
+    except (ValueError, TypeError) as err:
+        print(f"error: --set: {err}", file=sys.stderr)
+        return None
+    return overrides
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
@@ -160,9 +176,15 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     try:
         get_config(args.student)
-        dargs = from_namespace(
-            DistillArgs, args, data=parse_sources(args.data), holdout=parse_sources(args.holdout)
-        )
+    except KeyError as err:
+        print(f"error: {err.args[0]}", file=sys.stderr)
+        return 2
+    overrides = _checked_overrides(args.student, args.set)
+    if overrides is None:
+        return 2
+    try:
+        dargs = from_namespace(DistillArgs, args, data=parse_sources(args.data),
+                               holdout=parse_sources(args.holdout), overrides=overrides)  # fmt: skip
         distill(dargs)
     except KeyError as err:
         print(f"error: {err.args[0]}", file=sys.stderr)
@@ -187,6 +209,7 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
     from .distill import DistillArgs
 
     add_flags(di, DistillArgs)
+    _add_set_flag(di, "token_dim=512 --set tokens=32")
     di.set_defaults(func=cmd_distill)
 
 

@@ -123,6 +123,8 @@ class DistillArgs:
     device: str = flag("auto", "auto (CUDA, MPS, CPU), cpu, cuda...")
     threads: int | None = flag(None, "torch CPU threads (default: all)", type=int_in(1, 1024))
     resume: bool = flag(False, "continue from OUT.resume.pt (the same recipe)")
+    #: ``--set KEY=VALUE``: fields of the student's config changed (as ``train``'s)
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def read_wnids(path: str | os.PathLike) -> list[str]:
@@ -297,6 +299,8 @@ def distill(
     device = select_device(args.device)
     wnids = find_wnids(args)
     cfg = get_config(args.student)
+    if args.overrides:
+        cfg = cfg.replace(**args.overrides)
     if args.feature_weight > 0 and not args.reuse_classifier:
         raise ValueError("--feature-weight matches the teacher's 1280-d feature through the "
                          "reused classifier's projection: add --reuse-classifier")  # fmt: skip
