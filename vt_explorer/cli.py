@@ -104,14 +104,8 @@ def add_info(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (see vt_explorer.train)."""
     from .data import DatasetError
-    from .model import get_config
     from .train import TrainArgs, train
 
-    try:
-        get_config(args.config)
-    except KeyError as err:
-        print(f"error: {err.args[0]}", file=sys.stderr)
-        return 2
     overrides = _checked_overrides(args.config, args.set)
     if overrides is None:
         return 2
@@ -154,11 +148,17 @@ def _add_set_flag(parser: argparse.ArgumentParser, example: str) -> None:
 
 
 def _checked_overrides(config: str, items: list[str] | None) -> dict | None:
-    """``--set`` values parsed and checked against ``config`` (None after printing the
-    error: a malformed item or a config the card schema refuses)."""
+    """``--set`` values parsed and checked against the registered ``config`` (None after
+    printing the error: an unknown config, a malformed item or a config the card schema
+    refuses)."""
     from .cardcheck import check_config
     from .model import get_config
 
+    try:
+        get_config(config)
+    except KeyError as err:
+        print(f"error: {err.args[0]}", file=sys.stderr)
+        return None
     try:
         overrides = _parse_overrides(items or [])
         check_config(json.loads(json.dumps(get_config(config).replace(**overrides).to_dict())))
@@ -172,13 +172,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     """Distil the Lite0 ImageNet classifier into a VT student (see vt_explorer.distill)."""
     from .data import DatasetError
     from .distill import DistillArgs, distill, parse_sources
-    from .model import get_config
 
-    try:
-        get_config(args.student)
-    except KeyError as err:
-        print(f"error: {err.args[0]}", file=sys.stderr)
-        return 2
     overrides = _checked_overrides(args.student, args.set)
     if overrides is None:
         return 2

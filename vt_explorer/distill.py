@@ -493,7 +493,8 @@ def _read_state(path: Path, args: DistillArgs) -> dict[str, Any]:
 def _describe_pool(fs: FeatureSet, holdouts, limit: int) -> dict[str, Any]:
     """A pool source as the card records it; a split source says its held-out sample left."""
     out = fs.describe()
-    if any(Path(src).resolve() == Path(fs.source).resolve() for src, _, _ in holdouts):
+    here = Path(fs.source).expanduser().resolve()
+    if any(Path(src).expanduser().resolve() == here for src, _, _ in holdouts):
         out["minus_holdout"] = f"its held-out sample (--holdout-limit {limit}, seed 0) left out"
     return out
 
