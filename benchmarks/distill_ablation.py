@@ -23,6 +23,10 @@ after ``--samples`` training views:
 * that + feature matching;
 * that with twice the token width (``--set token_dim=512``; the paper's ImageNet VTs use
   1024): is the student's capacity the limit?
+* that in bfloat16 (``--bf16``: the teacher labels and the student's forward pass in
+  bfloat16 autocast), with batches of 64 (twice the optimiser steps for the same views), and
+  both: what the faster arithmetic costs, and whether more steps per view help a student
+  that does not yet fit the teacher on its own training photos.
 
 Pool-val accuracy is not reported on purpose: it measures the pool, not the teacher.
 """
@@ -52,6 +56,10 @@ VARIANTS = {
                                           "reuse_classifier": True, "feature_weight": 10.0},
     "full + Caltech, token_dim 512": {"extra_data": ["caltech101.tar.gz"],
                                       "overrides": {"token_dim": 512}},
+    "full + Caltech, bf16": {"extra_data": ["caltech101.tar.gz"], "bf16": True},
+    "full + Caltech, batch 64": {"extra_data": ["caltech101.tar.gz"], "batch_size": 64},
+    "full + Caltech, bf16, batch 64": {"extra_data": ["caltech101.tar.gz"], "bf16": True,
+                                       "batch_size": 64},
 }  # fmt: skip
 HOLDOUT = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Both ImageNet students on one CUDA GPU (H100/H200): scripts/distill_cpu.sh's recipe at GPU
-# scale (batch 1024, lr 3e-3, millions of fresh feature-space views). Resumable.
+# scale (batch 1024, lr 3e-3, bfloat16 autocast, millions of fresh feature-space views).
+# Resumable. A GPU without bfloat16 is refused in one line: set BF16= (empty) there.
 # Usage: bash scripts/distill_gpu.sh [SAMPLES] [POOL]
 #   SAMPLES  training views per student (default 4000000; not yet measured on a GPU)
 # DEVICE=cpu bash scripts/distill_gpu.sh 2048 runs the same script as a smoke test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DISTILL_ARGS="--device ${DEVICE:-cuda} --batch-size 1024 --lr 3e-3" \
+DISTILL_ARGS="--device ${DEVICE:-cuda} --batch-size 1024 --lr 3e-3 ${BF16---bf16}" \
   exec bash scripts/distill_cpu.sh "${1:-4000000}" "${2:-../shared/data/imagenet-pool}"

@@ -13,9 +13,11 @@ from vt_explorer.cli import main
 from vt_explorer.distill import (
     DistillArgs,
     _feature_sets,
+    bf16_supported,
     distill,
     distill_step,
     kd_loss,
+    label_views,
     mix_views,
     random_views,
     teacher_model,
@@ -233,6 +235,57 @@ def test_teacher_tail_features_feed_its_classifier() -> None:
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
         x = student.features(images)
         torch.testing.assert_close(folded.tail(x), teacher.tail(x), atol=1e-3, rtol=1e-3)
+
+
+def test_teacher_labels_views_in_chunks_as_one_float64_batch() -> None:
+    """``label_views`` (the folded teacher, channels-last, in CPU chunks of 32) gives the
+    feature and logits of a plain float64 pass of the unfolded teacher over the whole batch;
+    in bfloat16 the distribution stays close (KL well under the students' loss of ~0.5)."""
+    import copy
+
+    teacher = teacher_model(torch.device("cpu"))
+    folded = teacher_model(torch.device("cpu"), fold=True)
+    x = torch.randn(40, 112, 14, 14, generator=torch.Generator().manual_seed(0)).clamp(0, 6)
+    feature, logits = label_views(folded, x)  # 40 views: a chunk of 32 and one of 8
+    ref = copy.deepcopy(teacher).double()
+    with torch.no_grad():
+        ref_feature = ref.tail_features(x.double())
+        torch.testing.assert_close(feature, ref_feature.float(), atol=2e-3, rtol=1e-3)
+        torch.testing.assert_close(logits, ref._fc(ref_feature).float(), atol=2e-3, rtol=1e-3)
+    assert feature.dtype == logits.dtype == torch.float32 and logits.shape == (40, 1000)
+    if bf16_supported(torch.device("cpu")):
+        _, low = label_views(folded, x, bf16=True)
+        assert low.dtype == torch.float32 and float(kd_loss(low, logits, 1.0)) < 0.01
+
+
+def test_bf16_steps_train_float32_weights_and_is_refused_where_emulated(
+    pool, tmp_path, capsys, monkeypatch
+) -> None:
+    """--bf16: a step keeps float32 weights and a finite float32 loss; on a device without
+    native bfloat16 the run is refused in one line instead of running slower."""
+    import vt_explorer.distill as distill_mod
+
+    if bf16_supported(torch.device("cpu")):
+        from vt_explorer.model import create_model
+
+        torch.manual_seed(0)
+        student = create_model("vt_lite0_imagenet_filter")
+        student.load_pretrained()
+        before = student.fc.weight.detach().clone()
+        bank = torch.randn(8, 112, 14, 14, generator=torch.Generator().manual_seed(1)).half()
+        args = _args(pool, tmp_path / "o", bf16=True, batch_size=8)
+        opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-3)
+        teacher = teacher_model(torch.device("cpu"), fold=True)
+        g = torch.Generator().manual_seed(0)
+        loss = distill_step(args, student, teacher, opt, bank, torch.full((8,), -1), 14, g)
+        assert loss.dtype == torch.float32 and torch.isfinite(loss)
+        assert student.fc.weight.dtype == torch.float32
+        assert not torch.equal(student.fc.weight, before)
+    monkeypatch.setattr(distill_mod, "bf16_supported", lambda device: False)
+    argv = ["distill", "--data", str(pool), "--out", str(tmp_path / "x"), "--samples", "16",
+            "--bank-size", "64", "--bf16"]  # fmt: skip
+    assert main(argv) == 2
+    assert "drop --bf16" in capsys.readouterr().err
 
 
 def test_feature_matching_fits_the_teachers_feature(pool, tmp_path, capsys) -> None:

@@ -111,6 +111,10 @@ class DistillArgs:
                                  "mean squared error between the student's projected 1280-d "
                                  "feature and the teacher's pooled feature (SimKD)",
                                  type=float_in(0, 1000))  # fmt: skip
+    bf16: bool = flag(False, "label views and run the student's forward pass in bfloat16 "
+                      "(autocast; weights, loss and held-out measures stay float32): about 1.6x "
+                      "faster on CPUs with AVX-512 BF16 or AMX and on recent GPUs; the "
+                      "teacher's top-1 changes on 1 to 2 photos in 100")  # fmt: skip
     bank_size: int = flag(288, "photos enter the trunk at this size once; views are crops of "
                           "the resulting map (288: 18x18)", type=int_in(64, 1024))  # fmt: skip
     min_scale: float = flag(0.08, "smallest crop area as a fraction of the map",
@@ -158,6 +162,38 @@ def teacher_model(device: torch.device, fold: bool = False) -> EfficientNetLite0
     teacher.load_pretrained()
     teacher = teacher.eval()
     return (folded_classifier(teacher) if fold else teacher).to(device)
+
+
+#: views the teacher labels at once on a CPU: its 14x14 maps of 672-1152 channels fit the
+#: caches (measured on the 2-core VM, 128 views channels-last: 0.158 s in one batch, 0.108 s
+#: in batches of 32, 0.113 s of 16; bfloat16 0.061 s at 32 and 64). Accelerators get one batch.
+TEACHER_CPU_CHUNK = 32
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU
+    with AVX-512 BF16 or AMX (elsewhere bfloat16 is emulated and slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        return bool(probe is not None and torch.backends.mkldnn.is_available() and probe())
+    return False
+
+
+@torch.no_grad()
+def label_views(teacher: EfficientNetLite0, x: Tensor, bf16: bool = False) -> tuple[Tensor, Tensor]:
+    """The teacher's pooled 1280-d feature and logits for views ``x`` (B, 112, h, w), both
+    float32: on a CPU in chunks of :data:`TEACHER_CPU_CHUNK`, in bfloat16 autocast with
+    ``bf16``. The same function at any chunk size up to float rounding."""
+    step = TEACHER_CPU_CHUNK if x.device.type == "cpu" else len(x)
+    feats, logits = [], []
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        for part in x.split(step):
+            f = teacher.tail_features(part)
+            feats.append(f.float())
+            logits.append(teacher._fc(f).float())
+    return torch.cat(feats), torch.cat(logits)
 
 
 def wnid_labels(fs: FeatureSet, wnids: list[str]) -> Tensor:
@@ -308,6 +344,9 @@ def distill(
         raise ValueError("--kd-weight 0 needs --feature-weight > 0: nothing would be learned")
     if args.reuse_classifier:
         cfg = cfg.replace(extra={**cfg.extra, "reuse_classifier": True})
+    if args.bf16 and not bf16_supported(device):
+        raise ValueError(f"--bf16: {device} does not compute bfloat16 natively (a CPU needs "
+                         "AVX-512 BF16 or AMX); it would be slower than float32: drop --bf16")  # fmt: skip
     if cfg.num_classes != 1000:
         raise ValueError(f"{args.student}: a student needs 1000 outputs, not {cfg.num_classes}")
     stem = Path(args.out)
@@ -433,9 +472,7 @@ def distill_step(
     if mixed:
         x = mix_views(x, g)
     x = x.to(device)
-    with torch.no_grad():
-        t_feature = teacher.tail_features(x)
-        t_logits = teacher._fc(t_feature)
+    t_feature, t_logits = label_views(teacher, x, args.bf16)
     projected: list[Tensor] = []
     hook = (
         student.fc.proj.register_forward_hook(lambda _m, _i, out: projected.append(out))
@@ -443,14 +480,15 @@ def distill_step(
         else None
     )
     try:
-        out = student.head(x, need_weights=args.diversity_weight > 0)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            out = student.head(x, need_weights=args.diversity_weight > 0)
     finally:
         if hook is not None:
             hook.remove()
-    s_logits = out.logits
+    s_logits = out.logits.float()
     loss = args.kd_weight * kd_loss(s_logits, t_logits, args.temperature)
     if projected:
-        loss = loss + args.feature_weight * F.mse_loss(projected[0], t_feature)
+        loss = loss + args.feature_weight * F.mse_loss(projected[0].float(), t_feature)
     if args.diversity_weight > 0:
         overlap = torch.stack([token_overlap(m.tokenizer_attention) for m in out.modules])
         loss = loss + args.diversity_weight * overlap.mean()

