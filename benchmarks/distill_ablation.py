@@ -26,7 +26,9 @@ after ``--samples`` training views:
 * that in bfloat16 (``--bf16``: the teacher labels and the student's forward pass in
   bfloat16 autocast), with batches of 64 (twice the optimiser steps for the same views), and
   both: what the faster arithmetic costs, and whether more steps per view help a student
-  that does not yet fit the teacher on its own training photos.
+  that does not yet fit the teacher on its own training photos; and bfloat16 at twice the
+  token width and at twice the peak learning rate (run with ``--samples 300000``, beside the
+  bf16 row: capacity and step size at a longer schedule).
 
 Pool-val accuracy is not reported on purpose: it measures the pool, not the teacher.
 """
@@ -60,6 +62,10 @@ VARIANTS = {
     "full + Caltech, batch 64": {"extra_data": ["caltech101.tar.gz"], "batch_size": 64},
     "full + Caltech, bf16, batch 64": {"extra_data": ["caltech101.tar.gz"], "bf16": True,
                                        "batch_size": 64},
+    "full + Caltech, bf16, token_dim 512": {"extra_data": ["caltech101.tar.gz"], "bf16": True,
+                                            "overrides": {"token_dim": 512}},
+    "full + Caltech, bf16, lr 4e-3": {"extra_data": ["caltech101.tar.gz"], "bf16": True,
+                                      "lr": 4e-3},
 }  # fmt: skip
 HOLDOUT = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
 
