@@ -6,12 +6,13 @@
 #   POOL     the imagenet-pool folder (default ../shared/data/imagenet-pool)
 #   OUT      (environment) where the checkpoints go (default checkpoints)
 #   DISTILL_ARGS (environment) more flags for vt-explorer distill (distill_gpu.sh sets them)
+#   BF16     (environment) auto (default), --bf16, or empty for float32
 # Trains on Imagenette-train, Tiny-ImageNet-train and Caltech-101 minus its held-out sample;
 # never on the held-out samples (1000 fixed images each) of Imagenette-val, Tiny-ImageNet-val
 # and Caltech-101 (unlabelled for ImageNet: agreement only). Caltech-101 is given both as data
 # and as held-out, so distill splits it (its held-out sample never enters the bank).
 # On a CPU with native bfloat16 (AVX-512 BF16 or AMX) the views are labelled and the student
-# runs in bfloat16 (--bf16: ~23 min per student on the 2-core VM); elsewhere in float32
+# runs in bfloat16 (--bf16: ~26 min per student on the 2-core VM); elsewhere in float32
 # (~1.6x longer). The card records which.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,10 +21,11 @@ SAMPLES=${1:-1200000}
 POOL=${2:-../shared/data/imagenet-pool}
 OUT=${OUT:-checkpoints}
 EVERY=$((SAMPLES / 6 > 1024 ? SAMPLES / 6 : 1024))
-BF16=""
-if [ -z "${DISTILL_ARGS:-}" ] && .venv/bin/python -c \
-  "import sys, torch; from vt_explorer.distill import bf16_supported as s; sys.exit(not s(torch.device('cpu')))"; then
-  BF16="--bf16"
+BF16=${BF16-auto}  # auto: --bf16 where this CPU has native bfloat16; "--bf16" or "" to choose
+if [ "$BF16" = auto ]; then
+  BF16=""
+  if .venv/bin/python -c "import sys, torch; from vt_explorer.distill import bf16_supported as s
+sys.exit(not s(torch.device('cpu')))"; then BF16="--bf16"; fi
 fi
 for student in vt_lite0_imagenet vt_lite0_imagenet_filter; do
   name=imagenet-lite0-vt-recurrent

@@ -7,5 +7,5 @@
 # DEVICE=cpu bash scripts/distill_gpu.sh 2048 runs the same script as a smoke test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DISTILL_ARGS="--device ${DEVICE:-cuda} --batch-size 1024 --lr 3e-3 ${BF16---bf16}" \
+BF16=${BF16---bf16} DISTILL_ARGS="--device ${DEVICE:-cuda} --batch-size 1024 --lr 3e-3" \
   exec bash scripts/distill_cpu.sh "${1:-4000000}" "${2:-../shared/data/imagenet-pool}"
