@@ -28,7 +28,10 @@ after ``--samples`` training views:
   both: what the faster arithmetic costs, and whether more steps per view help a student
   that does not yet fit the teacher on its own training photos; and bfloat16 at twice the
   token width and at twice the peak learning rate (run with ``--samples 300000``, beside the
-  bf16 row: capacity and step size at a longer schedule).
+  bf16 row: capacity and step size at a longer schedule); and bfloat16 without mixing and
+  without weight decay, and without mixing with crops to 25% of the map only
+  (``--samples 300000``): a student that underfits may be held back by
+  its regularisers rather than helped.
 
 Pool-val accuracy is not reported on purpose: it measures the pool, not the teacher.
 """
@@ -66,6 +69,13 @@ VARIANTS = {
                                             "overrides": {"token_dim": 512}},
     "full + Caltech, bf16, lr 4e-3": {"extra_data": ["caltech101.tar.gz"], "bf16": True,
                                       "lr": 4e-3},
+    "full + Caltech, bf16, no mixing": {"extra_data": ["caltech101.tar.gz"], "bf16": True,
+                                        "mix": 0.0},
+    "full + Caltech, bf16, no weight decay": {"extra_data": ["caltech101.tar.gz"], "bf16": True,
+                                              "weight_decay": 0.0},
+    "full + Caltech, bf16, no mixing, crops to 25%": {"extra_data": ["caltech101.tar.gz"],
+                                                      "bf16": True, "mix": 0.0,
+                                                      "min_scale": 0.25},
 }  # fmt: skip
 HOLDOUT = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
 
