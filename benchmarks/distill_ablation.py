@@ -31,7 +31,9 @@ after ``--samples`` training views:
   bf16 row: capacity and step size at a longer schedule); and bfloat16 without mixing and
   without weight decay, and without mixing with crops to 25% of the map only, and
   without mixing in batches of 512 at lr 3e-3 (towards ``scripts/distill_gpu.sh``'s 1024
-  and 3e-3: do 4x fewer, larger steps learn as much per view?) (``--samples 300000``): a student that underfits may be held back by
+  and 3e-3: do 4x fewer, larger steps learn as much per view?), and without mixing at twice
+  the token width (once views no longer hold the student back, is capacity the limit?)
+  (``--samples 300000``): a student that underfits may be held back by
   its regularisers rather than helped.
 
 Pool-val accuracy is not reported on purpose: it measures the pool, not the teacher.
@@ -80,6 +82,9 @@ VARIANTS = {
     "full + Caltech, bf16, no mixing, batch 512, lr 3e-3": {"extra_data": ["caltech101.tar.gz"],
                                                             "bf16": True, "mix": 0.0,
                                                             "batch_size": 512, "lr": 3e-3},
+    "full + Caltech, bf16, no mixing, token_dim 512": {"extra_data": ["caltech101.tar.gz"],
+                                                       "bf16": True, "mix": 0.0,
+                                                       "overrides": {"token_dim": 512}},
 }  # fmt: skip
 HOLDOUT = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
 
