@@ -26,15 +26,18 @@ after ``--samples`` training views:
 * that in bfloat16 (``--bf16``: the teacher labels and the student's forward pass in
   bfloat16 autocast), with batches of 64 (twice the optimiser steps for the same views), and
   both: what the faster arithmetic costs, and whether more steps per view help a student
-  that does not yet fit the teacher on its own training photos; and bfloat16 at twice the
-  token width and at twice the peak learning rate (run with ``--samples 300000``, beside the
-  bf16 row: capacity and step size at a longer schedule); and bfloat16 without mixing and
-  without weight decay, and without mixing with crops to 25% of the map only, and
-  without mixing in batches of 512 at lr 3e-3 (towards ``scripts/distill_gpu.sh``'s 1024
-  and 3e-3: do 4x fewer, larger steps learn as much per view?), and without mixing at twice
-  the token width (once views no longer hold the student back, is capacity the limit?)
-  (``--samples 300000``): a student that underfits may be held back by
-  its regularisers rather than helped.
+  that does not yet fit the teacher on its own training photos.
+
+Run with ``--samples 300000`` (a student that underfits: is it held back by capacity, step
+size or its regularisers?), each beside the bfloat16 row:
+
+* bfloat16 at twice the token width, and at twice the peak learning rate;
+* bfloat16 without weight decay, and without mixing (``--mix 0``);
+* unmixed with crops only down to 25% of the map;
+* unmixed in batches of 512 at lr 3e-3 (towards ``scripts/distill_gpu.sh``'s 1024 and 3e-3:
+  do 4x fewer, larger steps learn as much per view?);
+* unmixed at twice the token width (once mixing no longer holds the student back, is
+  capacity the limit?).
 
 Pool-val accuracy is not reported on purpose: it measures the pool, not the teacher.
 """
@@ -50,6 +53,11 @@ sys.path.insert(0, str(ROOT))
 
 from vt_explorer.distill import DistillArgs, distill  # noqa: E402
 
+# the bases the later rows share: Caltech-101 (minus its held-out sample) in the pool, then
+# bfloat16, then unmixed
+CALTECH = {"extra_data": ["caltech101.tar.gz"]}
+BF16 = {**CALTECH, "bf16": True}
+UNMIXED = {**BF16, "mix": 0.0}
 VARIANTS = {
     "full recipe": {},
     "no mixing": {"mix": 0.0},
@@ -59,32 +67,21 @@ VARIANTS = {
     "full + classifier reuse": {"reuse_classifier": True},
     "full + feature matching": {"reuse_classifier": True, "feature_weight": 10.0},
     "feature matching alone": {"reuse_classifier": True, "feature_weight": 10.0, "kd_weight": 0.0},
-    "full + Caltech in the pool": {"extra_data": ["caltech101.tar.gz"]},
-    "full + Caltech + feature matching": {"extra_data": ["caltech101.tar.gz"],
-                                          "reuse_classifier": True, "feature_weight": 10.0},
-    "full + Caltech, token_dim 512": {"extra_data": ["caltech101.tar.gz"],
-                                      "overrides": {"token_dim": 512}},
-    "full + Caltech, bf16": {"extra_data": ["caltech101.tar.gz"], "bf16": True},
-    "full + Caltech, batch 64": {"extra_data": ["caltech101.tar.gz"], "batch_size": 64},
-    "full + Caltech, bf16, batch 64": {"extra_data": ["caltech101.tar.gz"], "bf16": True,
-                                       "batch_size": 64},
-    "full + Caltech, bf16, token_dim 512": {"extra_data": ["caltech101.tar.gz"], "bf16": True,
-                                            "overrides": {"token_dim": 512}},
-    "full + Caltech, bf16, lr 4e-3": {"extra_data": ["caltech101.tar.gz"], "bf16": True,
-                                      "lr": 4e-3},
-    "full + Caltech, bf16, no mixing": {"extra_data": ["caltech101.tar.gz"], "bf16": True,
-                                        "mix": 0.0},
-    "full + Caltech, bf16, no weight decay": {"extra_data": ["caltech101.tar.gz"], "bf16": True,
-                                              "weight_decay": 0.0},
-    "full + Caltech, bf16, no mixing, crops to 25%": {"extra_data": ["caltech101.tar.gz"],
-                                                      "bf16": True, "mix": 0.0,
-                                                      "min_scale": 0.25},
-    "full + Caltech, bf16, no mixing, batch 512, lr 3e-3": {"extra_data": ["caltech101.tar.gz"],
-                                                            "bf16": True, "mix": 0.0,
-                                                            "batch_size": 512, "lr": 3e-3},
-    "full + Caltech, bf16, no mixing, token_dim 512": {"extra_data": ["caltech101.tar.gz"],
-                                                       "bf16": True, "mix": 0.0,
-                                                       "overrides": {"token_dim": 512}},
+    "full + Caltech in the pool": CALTECH,
+    "full + Caltech + feature matching": {**CALTECH, "reuse_classifier": True,
+                                          "feature_weight": 10.0},
+    "full + Caltech, token_dim 512": {**CALTECH, "overrides": {"token_dim": 512}},
+    "full + Caltech, bf16": BF16,
+    "full + Caltech, batch 64": {**CALTECH, "batch_size": 64},
+    "full + Caltech, bf16, batch 64": {**BF16, "batch_size": 64},
+    "full + Caltech, bf16, token_dim 512": {**BF16, "overrides": {"token_dim": 512}},
+    "full + Caltech, bf16, lr 4e-3": {**BF16, "lr": 4e-3},
+    "full + Caltech, bf16, no mixing": UNMIXED,
+    "full + Caltech, bf16, no weight decay": {**BF16, "weight_decay": 0.0},
+    "full + Caltech, bf16, no mixing, crops to 25%": {**UNMIXED, "min_scale": 0.25},
+    "full + Caltech, bf16, no mixing, batch 512, lr 3e-3": {**UNMIXED, "batch_size": 512,
+                                                            "lr": 3e-3},
+    "full + Caltech, bf16, no mixing, token_dim 512": {**UNMIXED, "overrides": {"token_dim": 512}},
 }  # fmt: skip
 HOLDOUT = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
 
