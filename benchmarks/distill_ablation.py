@@ -37,7 +37,11 @@ size or its regularisers?), each beside the bfloat16 row:
 * unmixed in batches of 512 at lr 3e-3 (towards ``scripts/distill_gpu.sh``'s 1024 and 3e-3:
   do 4x fewer, larger steps learn as much per view?);
 * unmixed at twice the token width (once mixing no longer holds the student back, is
-  capacity the limit?).
+  capacity the limit?);
+* unmixed with the token-diversity term as a hinge (``--diversity-weight 1
+  --diversity-margin 0.3`` or ``0.4``): only each image's map similarity above the margin is
+  penalised. Run these with ``--student vt_lite0_imagenet`` (the recurrent student, whose
+  maps are too alike), beside its own unmixed row.
 
 Pool-val accuracy is not reported on purpose: it measures the pool, not the teacher.
 """
@@ -82,6 +86,10 @@ VARIANTS = {
     "full + Caltech, bf16, no mixing, batch 512, lr 3e-3": {**UNMIXED, "batch_size": 512,
                                                             "lr": 3e-3},
     "full + Caltech, bf16, no mixing, token_dim 512": {**UNMIXED, "overrides": {"token_dim": 512}},
+    "full + Caltech, bf16, no mixing, diversity hinge 0.3": {**UNMIXED, "diversity_weight": 1.0,
+                                                             "diversity_margin": 0.3},
+    "full + Caltech, bf16, no mixing, diversity hinge 0.4": {**UNMIXED, "diversity_weight": 1.0,
+                                                             "diversity_margin": 0.4},
 }  # fmt: skip
 HOLDOUT = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
 

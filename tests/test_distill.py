@@ -101,6 +101,21 @@ def test_token_overlap_is_map_similarity_and_lowers_collapse() -> None:
         assert float(token_overlap(logits.softmax(-1).reshape(1, 2, 2, 2))) < before
 
 
+def test_token_overlap_margin_is_a_per_image_hinge() -> None:
+    """With a margin only each image's similarity above it counts: an image of identical maps
+    (similarity 1) gives 1 - margin, disjoint maps give 0 and no gradient, and a batch of both
+    averages the two per image (not the hinge of the batch mean)."""
+    same = torch.full((1, 4, 2, 2), 0.25)
+    disjoint = torch.eye(4).reshape(1, 4, 2, 2)
+    assert float(token_overlap(same, margin=0.3)) == pytest.approx(0.7)
+    both = torch.cat([same, disjoint])
+    assert float(token_overlap(both, margin=0.6)) == pytest.approx(0.4 / 2)
+    assert float(token_overlap(both)) == pytest.approx(0.5)  # no margin: the plain mean
+    apart = disjoint.clone().requires_grad_(True)
+    token_overlap(apart, margin=0.3).backward()
+    assert apart.grad is not None and float(apart.grad.abs().sum()) == 0.0
+
+
 @pytest.mark.slow
 def test_distill_writes_a_1000_class_card_with_a_learning_curve_and_resumes(pool, tmp_path) -> None:
     ref = distill(_args(pool, tmp_path / "new" / "ref"), progress=False)  # folder made

@@ -154,3 +154,12 @@ def test_tokens_rejects_foreign_files_and_mismatched_classes(tmp_path, ck3, caps
     make_image((120, 0, 120)).save(other / "purple" / "a.png")
     assert main(["tokens", str(ck3), str(other), "--out", str(tmp_path / "o")]) == 2
     assert "class folders that are not the model's class names: purple" in capsys.readouterr().err
+    # --unlabelled: the same folders are groups of images, not classes; the statistics are per
+    # folder (purple included) and there is no accuracy
+    out = tmp_path / "groups"
+    assert main(["tokens", str(ck3), str(other), "--out", str(out), "--unlabelled"]) == 0
+    assert "7 images, folders unlabelled" in capsys.readouterr().out
+    stats = read_token_statistics(out / "tokens.json")
+    assert stats["accuracy"] is None and stats["classes"][-1] == "purple"
+    assert np.asarray(stats["mean_share"]).shape == (3, 4, 16)
+    assert [sum(row) for row in np.asarray(stats["dominant"])[0]] == [2, 2, 2, 1]

@@ -461,13 +461,18 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     try:
         ck = load_checkpoint(args.checkpoint, device=select_device(args.device))
         stats = token_statistics(
-            ck, args.data, args.batch_size, deletion_images=args.deletion_images
+            ck,
+            args.data,
+            args.batch_size,
+            deletion_images=args.deletion_images,
+            unlabelled=args.unlabelled,
         )
     except (CheckpointError, DatasetError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     files = write_token_statistics(stats, args.out)
-    print(f"{stats['n']} images, top-1 {stats['accuracy']:.4f}")
+    acc = stats["accuracy"]
+    print(f"{stats['n']} images, " + ("folders unlabelled" if acc is None else f"top-1 {acc:.4f}"))
     for k, kind in enumerate(stats["module_kinds"]):
         dom = stats["dominant"][k]
         wins = [sum(row[t] for row in dom) for t in range(len(dom[0]))]
@@ -495,7 +500,11 @@ def add_tokens(sub: argparse._SubParsersAction) -> None:
         "(OUT/tokens_mK.png). The app's 'Dataset statistics' panel reads tokens.json.",
     )
     tk.add_argument("checkpoint", help="checkpoint path")
-    tk.add_argument("data", help="ImageFolder directory or .tar.gz with the checkpoint's classes")
+    tk.add_argument(
+        "data",
+        help="ImageFolder directory or .tar.gz with the checkpoint's classes (any folders "
+        "with --unlabelled)",
+    )
     tk.add_argument("--out", required=True, help="output folder")
     tk.add_argument("--batch-size", type=POSITIVE, default=128, help="images per batch (128)")
     tk.add_argument(
@@ -504,6 +513,12 @@ def add_tokens(sub: argparse._SubParsersAction) -> None:
         default=0,
         metavar="N",
         help="also average the deletion score over the first N images (default 0)",
+    )
+    tk.add_argument(
+        "--unlabelled",
+        action="store_true",
+        help="the folders are groups of images, not the model's classes (e.g. a CIFAR-10 "
+        "model on ImageNet photos): statistics per folder, no accuracy",
     )
     tk.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
     tk.set_defaults(func=cmd_tokens)

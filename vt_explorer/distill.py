@@ -29,7 +29,9 @@ The recipe is "patient and consistent" function matching (Beyer et al., CVPR 202
 5. **Optional token diversity** (not in the paper; default off): ``diversity_weight`` x the
    mean pairwise cosine similarity of each VT module's token maps (:func:`token_overlap`,
    the measure ``analysis.map_similarity`` reports), a remedy for recurrent tokens that
-   collapse onto one spot of a photo.
+   collapse onto one spot of a photo. With ``diversity_margin`` > 0 the term is a hinge:
+   only each image's similarity above the margin is penalised, so maps already apart are
+   left to the distillation loss.
 
 Measured on held-out sources (never trained on; a source given both as data and as
 held-out is split: its fixed held-out sample is left out of the bank): top-1 agreement with the
@@ -103,6 +105,9 @@ class DistillArgs:
                                    "cosine similarity of each module's token maps (0: the "
                                    "paper's loss; > 0 fights recurrent tokens collapsing "
                                    "onto one spot)", type=float_in(0, 100))  # fmt: skip
+    diversity_margin: float = flag(0.0, "with --diversity-weight: penalise only each image's "
+                                   "map similarity above this margin (a hinge; 0: all of it)",
+                                   type=float_in(0, 1))  # fmt: skip
     reuse_classifier: bool = flag(False, "classifier reuse (after SimKD): the student's pooled "
                                   "tokens are projected to 1280-d and read by the teacher's own "
                                   "classifier, frozen; trained by the same KL loss (not the "
@@ -255,16 +260,23 @@ def kd_loss(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
     return F.kl_div(s, t, log_target=True, reduction="batchmean") * temperature**2
 
 
-def token_overlap(maps: Tensor) -> Tensor:
+def token_overlap(maps: Tensor, margin: float = 0.0) -> Tensor:
     """Mean pairwise cosine similarity of each image's L token maps (pairs l < l'), averaged
     over the batch: 1 when every token attends to the same place, about 0 for disjoint
     maps. The differentiable form of :func:`vt_explorer.analysis.map_similarity`.
+
+    With ``margin`` > 0 each image contributes only its similarity above the margin,
+    ``mean_b max(0, sim_b - margin)``: a hinge that pushes apart the maps of an image whose
+    tokens overlap more than the margin and leaves the others alone.
     maps: (B, L, h, w) tokenizer attention (eq. 1/2). Returns a scalar."""
     unit = F.normalize(maps.flatten(2).float(), dim=-1)  # (B, L, hw)
     sim = unit @ unit.transpose(1, 2)  # (B, L, L)
     L = sim.shape[-1]
     off = sim.sum((-2, -1)) - sim.diagonal(dim1=-2, dim2=-1).sum(-1)
-    return (off / max(L * (L - 1), 1)).mean()
+    per_image = off / max(L * (L - 1), 1)
+    if margin > 0:
+        per_image = F.relu(per_image - margin)
+    return per_image.mean()
 
 
 @torch.no_grad()
@@ -491,7 +503,9 @@ def distill_step(
     if projected:
         loss = loss + args.feature_weight * F.mse_loss(projected[0].float(), t_feature)
     if args.diversity_weight > 0:
-        overlap = torch.stack([token_overlap(m.tokenizer_attention) for m in out.modules])
+        overlap = torch.stack(
+            [token_overlap(m.tokenizer_attention, args.diversity_margin) for m in out.modules]
+        )
         loss = loss + args.diversity_weight * overlap.mean()
     y = hard[idx].to(device)
     if args.ce_weight > 0 and not mixed and (y >= 0).any():
@@ -558,6 +572,7 @@ def _write_card(args, student, wnids, bank_sets, holdouts, curve, t_start, elaps
             "temperature": args.temperature,
             "ce_weight": args.ce_weight,
             "diversity_weight": args.diversity_weight,
+            "diversity_margin": args.diversity_margin,
             "reuse_classifier": args.reuse_classifier,
             "kd_weight": args.kd_weight,
             "feature_weight": args.feature_weight,

@@ -179,8 +179,14 @@ def token_statistics(
     progress: bool = True,
     deletion_images: int = 0,
     on_batch: Callable[[int], None] | None = None,
+    unlabelled: bool = False,
 ) -> dict[str, Any]:
     """Per token and class statistics of a checkpoint over an ImageFolder dataset.
+
+    The folders are the checkpoint's classes (or, for ImageNet models, any subset of its
+    wnids). With ``unlabelled`` they are only groups of images that need not be its classes
+    (a CIFAR-10 model on ImageNet photos): the statistics are per folder and ``accuracy`` is
+    None.
 
     For each VT module (arrays indexed [module][class][token] or [module][token]):
     ``mean_share`` (fraction of the image the token wins in the semantic-group map, mean
@@ -203,10 +209,13 @@ def token_statistics(
     )
     # folders are the checkpoint's classes, or (ImageNet models) any subset of its wnids:
     # statistics are then per folder present, accuracy over all the model's classes
-    remap, subset = label_map(ds.classes, list(ck.classes), ck.card.get("wnids"), ds.source)
-    classes = list(ds.classes) if subset else list(ck.classes)
-    truth = remap[ds.labels]  # index among the model's outputs
-    labels = ds.labels if subset else truth  # index among ``classes``
+    if unlabelled:
+        classes, truth, labels = list(ds.classes), None, ds.labels
+    else:
+        remap, subset = label_map(ds.classes, list(ck.classes), ck.card.get("wnids"), ds.source)
+        classes = list(ds.classes) if subset else list(ck.classes)
+        truth = remap[ds.labels]  # index among the model's outputs
+        labels = ds.labels if subset else truth  # index among ``classes``
     model = ck.model
     dev = next(model.parameters()).device
     acc = _TokenSums(len(classes), torch.bincount(labels, minlength=len(classes)).numpy())
@@ -219,7 +228,9 @@ def token_statistics(
         trace = model.trace(x)
         if not trace.modules:
             raise ValueError(f"{ck.config.name} has no VT modules: no token statistics")
-        correct += int((trace.logits.argmax(1).cpu() == truth[start : start + batch_size]).sum())
+        if truth is not None:
+            hit = trace.logits.argmax(1).cpu() == truth[start : start + batch_size]
+            correct += int(hit.sum())
         acc.add([module_views(trace, b) for b in range(len(y))], y)
         for b in range(len(y)):
             if len(deletion_scores) < deletion_images:
@@ -233,7 +244,7 @@ def token_statistics(
         "checkpoint": ck.config.name,
         "data": ds.source,
         "n": len(ds),
-        "accuracy": round(correct / max(1, len(ds)), 6),
+        "accuracy": None if truth is None else round(correct / max(1, len(ds)), 6),
         "classes": classes,
         **acc.result(),
     }

@@ -72,6 +72,13 @@ def show_card(key: str) -> None:
         st.code(card["command"], language="bash")
 
 
+def _top1_words(accuracy: float | None) -> str:
+    """The caption's accuracy: a percentage, or why there is none (``tokens --unlabelled``)."""
+    if accuracy is None:
+        return "folders unlabelled: no accuracy"
+    return f"top-1 {accuracy:.2%}"
+
+
 def show_token_statistics(key: str) -> None:
     """Dataset-level token statistics from ``vt-explorer tokens`` (NAME.tokens.json beside
     the checkpoint, or an uploaded file)."""
@@ -91,7 +98,7 @@ def show_token_statistics(key: str) -> None:
                 f"--out DIR` and upload DIR/tokens.json.")  # fmt: skip
         return
     st.caption(
-        f"{stats['n']} images of {short(stats['data'])} (top-1 {stats['accuracy']:.2%}). "
+        f"{stats['n']} images of {short(stats['data'])} ({_top1_words(stats.get('accuracy'))}). "
         "Share: the fraction of an image a token wins in the semantic-group map, averaged "
         "per class. Entropy / uniform: 1 = the token looks everywhere."
     )
