@@ -330,3 +330,23 @@ def test_example_gallery_adds_the_operators_photos(app, tmp_path, monkeypatch) -
     df = at.dataframe(key="overview").value
     assert "a_photo.jpg" in list(df["image"])
     assert any("broken.png" in e.value for e in at.error)
+
+
+def test_default_pair_prefers_the_imagenet_students_then_the_cifar_pairs() -> None:
+    """The sidebar's default comparison: the ImageNet students where shipped (not the
+    -diverse variant), else the CIFAR-10 VT-Lite0 pair, else the CIFAR-scale pair, else the
+    first model offered."""
+    from vt_explorer.ui.sidebar import DEFAULT_PAIR, default_model
+
+    shipped = ["/c/cifar10-vt-filter", "/c/cifar10-vt-recurrent", "/c/cifar10-lite0-vt-filter",
+               "/c/cifar10-lite0-vt-recurrent", "/c/imagenet-lite0-vt-filter",
+               "/c/imagenet-lite0-vt-recurrent-diverse", "/c/imagenet-lite0-vt-recurrent"]  # fmt: skip
+    pick = [default_model(shipped, names) for names in DEFAULT_PAIR]
+    assert pick == ["/c/imagenet-lite0-vt-recurrent", "/c/imagenet-lite0-vt-filter"]
+    cifar = [c for c in shipped if "imagenet" not in c]
+    pick = [default_model(cifar, names) for names in DEFAULT_PAIR]
+    assert pick == ["/c/cifar10-lite0-vt-recurrent", "/c/cifar10-lite0-vt-filter"]
+    small = [c for c in cifar if "lite0" not in c]
+    pick = [default_model(small, names) for names in DEFAULT_PAIR]
+    assert pick == ["/c/cifar10-vt-recurrent", "/c/cifar10-vt-filter"]
+    assert default_model(["/c/mine"], DEFAULT_PAIR[0]) == "/c/mine"

@@ -18,6 +18,7 @@ from vt_explorer.checkpoint import load_checkpoint, save_checkpoint
 from vt_explorer.data import decode_image
 from vt_explorer.explore import list_checkpoints
 from vt_explorer.model import create_model
+from vt_explorer.ui.sidebar import DEFAULT_PAIR, default_model
 
 from .imagegen import make_image
 
@@ -62,7 +63,8 @@ def test_upload_a_photo_and_see_the_prediction(app_url, ckdir, tmp_path) -> None
     else:
         photo = tmp_path / "drawn.png"
         make_image((120, 90, 60), 320).save(photo)
-    ck_path = next(p for p in list_checkpoints(ckdir) if "vt-recurrent" in p)
+    # the page opens on the sidebar's default pair: model A's verdict is checked
+    ck_path = default_model(list_checkpoints(ckdir), DEFAULT_PAIR[0])
     ck = load_checkpoint(ck_path)
     with torch.no_grad():
         x = ck.preprocess(decode_image(photo.read_bytes(), photo.name))[None]
