@@ -28,6 +28,7 @@ from vt_explorer.analysis import projector_groups, propagated_maps, semantic_gro
 from vt_explorer.checkpoint import load_checkpoint  # noqa: E402
 from vt_explorer.data import decode_image  # noqa: E402
 from vt_explorer.explore import analyse, list_checkpoints  # noqa: E402
+from vt_explorer.ui.sidebar import DEFAULT_PAIR, default_model  # noqa: E402
 from vt_explorer.viz import attention_heatmap, group_image, overlay, predictions_bar  # noqa: E402
 
 PHOTO = ROOT.parent / "shared" / "data" / "photos" / "n02123045_tabby.JPEG"
@@ -70,14 +71,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     names = list_checkpoints()
-    pick = []  # the app's default pair: VT-Lite0 when shipped, else the CIFAR-scale VTs
-    for words in (("lite0-vt-recurrent", "vt-recurrent"), ("lite0-vt-filter", "vt-filter")):
-        for w in words:
-            hit = [n for n in names if Path(n).name.endswith(w)]
-            if hit:
-                pick.append(hit[0])
-                break
-    paths = args.models or (pick or names)[:2]
+    # the app's default pair, chosen as the sidebar chooses it
+    paths = args.models or [default_model(names, words) for words in DEFAULT_PAIR]
     cks = [load_checkpoint(p) for p in paths]
     data = args.photo.read_bytes()
     print(
