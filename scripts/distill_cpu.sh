@@ -7,6 +7,8 @@
 #   OUT      (environment) where the checkpoints go (default checkpoints)
 #   DISTILL_ARGS (environment) more flags for vt-explorer distill (distill_gpu.sh sets them)
 #   BF16     (environment) auto (default), --bf16, or empty for float32
+#   INIT     (environment) a folder of finished students to start from (a second stage with
+#            its own schedule: --init INIT/NAME), e.g. INIT=checkpoints OUT=/tmp/stage2
 #   MIX      (environment) probability that a batch is MixUp/CutMix-mixed (default 0: at
 #            300,000 views mixing cost 2-3 points of held-out agreement on Tiny-ImageNet and
 #            Caltech-101, benchmarks/distill_ablation.py; 0.5 is Beyer et al.'s recipe)
@@ -35,6 +37,8 @@ for student in vt_lite0_imagenet vt_lite0_imagenet_filter; do
   name=imagenet-lite0-vt-recurrent
   [ "$student" = vt_lite0_imagenet_filter ] && name=imagenet-lite0-vt-filter
   resume=""
+  init=""
+  [ -n "${INIT:-}" ] && init="--init $INIT/$name"
   [ -f "$OUT/$name.resume.pt" ] && resume="--resume"
   if [ -f "$OUT/$name.json" ] && [ -z "$resume" ]; then
     echo "[distill] $OUT/$name exists; delete it to train again"; continue
@@ -44,5 +48,5 @@ for student in vt_lite0_imagenet vt_lite0_imagenet_filter; do
     --data "$POOL/imagenette-train.tar.gz" "$POOL/tiny-imagenet-train.tar.gz" "$POOL/caltech101.tar.gz" \
     --holdout "$POOL/imagenette-val.tar.gz" "$POOL/tiny-imagenet-val.tar.gz" "$POOL/caltech101.tar.gz" \
     --holdout-limit 1000 \
-    --samples "$SAMPLES" --eval-every "$EVERY" --out "$OUT/$name" --mix "$MIX" $resume $BF16 ${DISTILL_ARGS:-}
+    --samples "$SAMPLES" --eval-every "$EVERY" --out "$OUT/$name" --mix "$MIX" $resume $init $BF16 ${DISTILL_ARGS:-}
 done

@@ -148,6 +148,36 @@ def test_distill_writes_a_1000_class_card_with_a_learning_curve_and_resumes(pool
         torch.testing.assert_close(va, vb, msg=k)
 
 
+def test_init_starts_a_second_stage_from_a_finished_student(pool, tmp_path) -> None:
+    """--init loads a finished student's weights (at a learning rate of ~0 they stay), the
+    card records it and counts the views of both stages; another config is refused."""
+    from vt_explorer.checkpoint import save_checkpoint
+    from vt_explorer.model import create_model
+
+    first = distill(_args(pool, tmp_path / "first", samples=32, eval_every=32), progress=False)
+    second = distill(_args(pool, tmp_path / "second", samples=32, eval_every=32, lr=1e-12,
+                           init=str(tmp_path / "first")), progress=False)  # fmt: skip
+    assert second["init"]["checkpoint"] == "first"
+    assert (
+        second["init"]["weights_sha256"]
+        == load_checkpoint(tmp_path / "first").card["weights_sha256"]
+    )
+    assert second["distillation"]["samples_in_all"] == 64 and "init" not in first
+    a = dict(load_checkpoint(tmp_path / "first").model.named_parameters())
+    for k, v in load_checkpoint(tmp_path / "second").model.named_parameters():
+        torch.testing.assert_close(v, a[k], msg=k)
+    distill(_args(pool, tmp_path / "fresh", samples=32, eval_every=32, lr=1e-12),
+                    progress=False)  # fmt: skip
+    b = dict(load_checkpoint(tmp_path / "fresh").model.named_parameters())
+    assert any(not torch.equal(b[k], a[k]) for k in a)  # without --init: not the first stage
+    save_checkpoint(create_model("vt_lite0_imagenet_filter"), tmp_path / "other",
+                    card={"wnids": WNIDS})  # fmt: skip
+    with pytest.raises(ValueError, match=r"vt_lite0_imagenet_filter checkpoint .* not the student"):
+        distill(
+            _args(pool, tmp_path / "x", samples=16, init=str(tmp_path / "other")), progress=False
+        )
+
+
 def test_distill_bad_input_is_one_line(pool, tmp_path, capsys) -> None:
     (pool / "n99999999").mkdir()
     make_image((1, 2, 3), 64).save(pool / "n99999999" / "a.png")

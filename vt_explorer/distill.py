@@ -37,7 +37,10 @@ Measured on held-out sources (never trained on; a source given both as data and 
 held-out is split: its fixed held-out sample is left out of the bank): top-1 agreement with the
 teacher, top-1 and top-5 against the folder labels, every ``eval_every`` samples: the
 learning curve the card records. Resumable (``--resume``): the state after the last
-evaluation is kept in ``OUT.resume.pt`` (tensors only).
+evaluation is kept in ``OUT.resume.pt`` (tensors only). ``--init CHECKPOINT`` starts from a
+finished student of the same config instead of the pretrained initialisation: a second stage
+with its own one-cycle schedule, for a run longer than one sitting; the card records the
+checkpoint, its weights' hash and ``samples_in_all``.
 """
 
 from __future__ import annotations
@@ -133,6 +136,10 @@ class DistillArgs:
     device: str = flag("auto", "auto (CUDA, MPS, CPU), cpu, cuda...")
     threads: int | None = flag(None, "torch CPU threads (default: all)", type=int_in(1, 1024))
     resume: bool = flag(False, "continue from OUT.resume.pt (the same recipe)")
+    init: str | None = flag(None, "start from this checkpoint's weights (the same student "
+                            "config, e.g. a shipped student): a second stage with its own "
+                            "one-cycle schedule, to lengthen a run; the card records it",
+                            metavar="CHECKPOINT")  # fmt: skip
     #: ``--set KEY=VALUE``: fields of the student's config changed (as ``train``'s)
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -370,6 +377,7 @@ def distill(
     torch.manual_seed(args.seed)
     student = create_model(cfg)
     student.load_pretrained()
+    init = _init_from(student, args.init) if args.init else None
     teacher = teacher_model(device, fold=True)  # labels every view: the fast form
     bank_sets, holdouts = _feature_sets(args, student, wnids, device, progress)
     bank = torch.cat([fs.features for fs in bank_sets])
@@ -423,7 +431,9 @@ def distill(
                      "args": dataclasses.asdict(args)}  # fmt: skip
             _save_point(log_path, resume_path, point, state)
     bar.close()
-    return _write_card(args, student, wnids, bank_sets, holdouts, curve, t_start, elapsed_before)
+    return _write_card(
+        args, student, wnids, bank_sets, holdouts, curve, t_start, elapsed_before, init
+    )
 
 
 def _feature_sets(
@@ -552,7 +562,27 @@ def _describe_pool(fs: FeatureSet, holdouts, limit: int) -> dict[str, Any]:
     return out
 
 
-def _write_card(args, student, wnids, bank_sets, holdouts, curve, t_start, elapsed_before):
+def _init_from(student: nn.Module, path: str) -> dict[str, Any]:
+    """Load ``path``'s weights into ``student`` (``--init``); returns what the card records.
+    A checkpoint of another config is refused, naming both."""
+    from .checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path)
+    if ck.config.name != student.cfg.name or ck.config != student.cfg:
+        raise ValueError(f"--init {path}: a {ck.config.name} checkpoint (or another setting of "
+                         f"it), not the student {student.cfg.name}")  # fmt: skip
+    student.load_state_dict(ck.model.state_dict())
+    done = ck.card.get("distillation", {})
+    return {
+        "checkpoint": Path(path).name,
+        "weights_sha256": ck.card.get("weights_sha256"),
+        "samples_in_all": int(done.get("samples_in_all", done.get("samples", 0))),
+    }
+
+
+def _write_card(
+    args, student, wnids, bank_sets, holdouts, curve, t_start, elapsed_before, init=None
+):
     from .train import code_version, hardware
 
     wall = elapsed_before + time.time() - t_start
@@ -592,6 +622,11 @@ def _write_card(args, student, wnids, bank_sets, holdouts, curve, t_start, elaps
         "code_version": code_version(),
         "torch_version": torch.__version__,
     }
+    if init is not None:
+        card["init"] = init
+        card["distillation"]["samples_in_all"] = (
+            init["samples_in_all"] + card["distillation"]["samples"]
+        )
     save_checkpoint(student.to("cpu").eval(), args.out, card, resize="center_crop")
     Path(args.out).with_name(Path(args.out).name + ".resume.pt").unlink(missing_ok=True)
     return card
