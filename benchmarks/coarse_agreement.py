@@ -27,6 +27,7 @@ teacher: a 224 centre crop).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -48,13 +49,18 @@ DEFAULT = ["cifar10-lite0-vt-recurrent", "cifar10-lite0-vt-filter",
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 
 
+@functools.lru_cache(maxsize=4)
+def sample(src: Path, size: int, resize: str, interpolation: str, limit: int) -> torch.Tensor:
+    """The fixed sample of ``src`` as uint8 images, read once per preprocessing (the students
+    and the teacher share one, the CIFAR-10 pair another)."""
+    ds = load_image_folder(src, size, resize, progress=False, interpolation=interpolation)
+    return ds.images[fixed_sample(len(ds), limit)]
+
+
 def top1(model: torch.nn.Module, pre: Preprocess, src: Path, limit: int) -> torch.Tensor:
     """The model's top-1 class index on the fixed sample of ``src``, preprocessed as ``pre``."""
-    ds = load_image_folder(src, pre.input_size, pre.resize, progress=False,
-                           interpolation=pre.interpolation)  # fmt: skip
-    idx = fixed_sample(len(ds), limit)
-    logits = predict(model, ds.images[idx], pre.mean, pre.std, torch.device("cpu"))
-    return logits.argmax(1)
+    images = sample(src, pre.input_size, pre.resize, pre.interpolation, limit)
+    return predict(model, images, pre.mean, pre.std, torch.device("cpu")).argmax(1)
 
 
 def main() -> int:

@@ -166,8 +166,7 @@ def test_init_starts_a_second_stage_from_a_finished_student(pool, tmp_path) -> N
     a = dict(load_checkpoint(tmp_path / "first").model.named_parameters())
     for k, v in load_checkpoint(tmp_path / "second").model.named_parameters():
         torch.testing.assert_close(v, a[k], msg=k)
-    distill(_args(pool, tmp_path / "fresh", samples=32, eval_every=32, lr=1e-12),
-                    progress=False)  # fmt: skip
+    distill(_args(pool, tmp_path / "fresh", samples=32, eval_every=32, lr=1e-12), progress=False)
     b = dict(load_checkpoint(tmp_path / "fresh").model.named_parameters())
     assert any(not torch.equal(b[k], a[k]) for k in a)  # without --init: not the first stage
     save_checkpoint(create_model("vt_lite0_imagenet_filter"), tmp_path / "other",

@@ -568,7 +568,7 @@ def _init_from(student: nn.Module, path: str) -> dict[str, Any]:
     from .checkpoint import load_checkpoint
 
     ck = load_checkpoint(path)
-    if ck.config.name != student.cfg.name or ck.config != student.cfg:
+    if ck.config != student.cfg:
         raise ValueError(f"--init {path}: a {ck.config.name} checkpoint (or another setting of "
                          f"it), not the student {student.cfg.name}")  # fmt: skip
     student.load_state_dict(ck.model.state_dict())
