@@ -4,8 +4,8 @@
         # default: checkpoints/imagenet-lite0-vt-{recurrent,filter,recurrent-diverse}
 
 Prints, per checkpoint, the learning curve (held-out top-1 agreement with the teacher, and
-top-1 against the wnid folder labels, by training samples seen; for a second stage,
-``distill --init``, counted on from the first stage's views) and a final table with the
+top-1 against the wnid folder labels, by training samples seen; for a further stage,
+``distill --init``, counted on from the views before it) and a final table with the
 teacher's numbers beside the student's. Every number comes from the card; `vt-explorer
 distill` measured it on held-out sources it never trained on.
 """
@@ -43,9 +43,13 @@ def main() -> int:
             print(f"{card_path}: no learning curve (not a distilled checkpoint)", file=sys.stderr)
             return 1
         sources = [k for k, v in curve[-1].items() if isinstance(v, dict)]
-        # a second stage (distill --init) counts on from the views of the stage it started from
+        # a further stage (distill --init) counts on from the views of the stage it started from
         before = int((card.get("init") or {}).get("samples_in_all", 0))
-        stage = f"; a second stage from {card['init']['checkpoint']}" if before else ""
+        stage = (
+            f"; a further stage from {card['init']['checkpoint']} ({before:,} views before)"
+            if before
+            else ""
+        )
         print(f"\n{ck.name} ({card['config']['name']}; {card['hardware']}; "
               f"{card['train_seconds'] / 60:.0f} min incl. the feature bank{stage})")  # fmt: skip
         print("| samples | " + " | ".join(f"{s} agreement / top-1" for s in sources) + " |")

@@ -7,7 +7,7 @@
 #   OUT      (environment) where the checkpoints go (default checkpoints)
 #   DISTILL_ARGS (environment) more flags for vt-explorer distill (distill_gpu.sh sets them)
 #   BF16     (environment) auto (default), --bf16, or empty for float32
-#   INIT     (environment) a folder of finished students to start from (a second stage with
+#   INIT     (environment) a folder of finished students to start from (a further stage with
 #            its own schedule: --init INIT/NAME), e.g. INIT=checkpoints OUT=/tmp/stage2
 #   MIX      (environment) probability that a batch is MixUp/CutMix-mixed (default 0: at
 #            300,000 views mixing cost 2-3 points of held-out agreement on Tiny-ImageNet and
