@@ -5,8 +5,12 @@
 # Resumable. A GPU without bfloat16 is refused in one line: set BF16= (empty) there.
 # Usage: bash scripts/distill_gpu.sh [SAMPLES] [POOL]
 #   SAMPLES  training views per student (default 4000000; not yet measured on a GPU)
+#   INIT, OUT, MIX, BF16 (environment) as for distill_cpu.sh
+#   DISTILL_ARGS (environment) more flags, after this script's own (a later --lr wins), e.g.
+#            DISTILL_ARGS="--set token_dim=512 --lr 1e-3": a twice-as-wide student diverged on
+#            the CPU at lr 2e-3 and trained at 1e-3 (batch 128); at batch 1024 not yet measured
 # DEVICE=cpu bash scripts/distill_gpu.sh 2048 runs the same script as a smoke test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BF16=${BF16---bf16} DISTILL_ARGS="--device ${DEVICE:-cuda} --batch-size 1024 --lr 3e-3" \
+BF16=${BF16---bf16} DISTILL_ARGS="--device ${DEVICE:-cuda} --batch-size 1024 --lr 3e-3 ${DISTILL_ARGS:-}" \
   exec bash scripts/distill_cpu.sh "${1:-4000000}" "${2:-../shared/data/imagenet-pool}"
