@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Both ImageNet students on one CUDA GPU (H100/H200): scripts/distill_cpu.sh's recipe at GPU
 # scale (batch 1024, lr 3e-3, bfloat16 autocast, millions of fresh feature-space views;
-# unmixed like the CPU recipe: MIX=0.5 gives Beyer et al.'s MixUp/CutMix on half the batches).
+# unmixed like the CPU recipe: MIX=0.5 gives Beyer et al.'s MixUp/CutMix on half the batches),
+# then distill_cpu.sh's finishing stage (FINISH=300000 views, half of each batch the photos'
+# own 224-px maps, lr 5e-4; FINISH=0: none). The stages go to OUT/main/, then OUT.
 # Resumable. A GPU without bfloat16 is refused in one line: set BF16= (empty) there.
 # Usage: bash scripts/distill_gpu.sh [SAMPLES] [POOL]
 #   SAMPLES  training views per student (default 4000000; not yet measured on a GPU)

@@ -251,7 +251,9 @@ def test_a_source_both_trained_on_and_held_out_is_split(pool, tmp_path) -> None:
     student = create_model("vt_lite0_imagenet_filter")
     student.load_pretrained()
     args = _args(pool, tmp_path / "o", bank_size=224)  # both at 224 px: rows comparable
-    (bank,), ((_, held, labels),) = _feature_sets(args, student, WNIDS, torch.device("cpu"), False)
+    (bank,), ((_, held, labels),), _ = _feature_sets(
+        args, student, WNIDS, torch.device("cpu"), False
+    )
     assert len(bank) == 12 and len(held) == 6 and len(labels) == 6
     rows = lambda fs: {fs.features[i].numpy().tobytes() for i in range(len(fs))}  # noqa: E731
     assert not rows(bank) & rows(held) and len(rows(bank) | rows(held)) == 18
@@ -385,3 +387,34 @@ def test_distill_set_changes_the_students_architecture(pool, tmp_path, capsys) -
     capsys.readouterr()
     assert main([*argv, "--set", "token_dim"]) == 2
     assert "--set: expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_real_share_puts_the_photos_own_maps_in_each_batch(pool, tmp_path, monkeypatch) -> None:
+    """--real-share: that share of each batch is the pool photos' own maps at the model's
+    input size (unresampled, mirrored or not), the rest crops of the bank; the real maps are
+    split like the bank (no held-out image among them), and the card records the share."""
+    import vt_explorer.distill as distill_mod
+    from vt_explorer.model import create_model
+
+    cpu = torch.device("cpu")
+    student = create_model("vt_lite0_imagenet_filter")
+    student.load_pretrained()
+    args = _args(pool, tmp_path / "o", real_share=0.5, batch_size=8, mix=0.0)
+    (bank,), ((_, held, _),), (real,) = _feature_sets(args, student, WNIDS, cpu, False)
+    assert real.features.shape == (12, 112, 14, 14) and bank.features.shape[-1] == 4
+    rows = lambda t: {t[i].float().numpy().tobytes() for i in range(len(t))}  # noqa: E731
+    assert not rows(real.features) & rows(held.features)
+    seen: list[torch.Tensor] = []
+    labelled = distill_mod.label_views
+    monkeypatch.setattr(distill_mod, "label_views",
+                        lambda t, x, bf16=False: (seen.append(x.clone()), labelled(t, x, bf16))[1])  # fmt: skip
+    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    teacher = teacher_model(cpu, fold=True)
+    distill_step(args, student, teacher, opt, bank.features, torch.full((12,), -1), 14, g,
+                 real.features)  # fmt: skip
+    own = rows(real.features) | rows(real.features.flip(-1))
+    assert all(r in own for r in rows(seen[0][:4])) and not rows(seen[0][4:]) & own
+    card = distill(_args(pool, tmp_path / "card", samples=16, eval_every=16, real_share=0.5),
+                   progress=False)  # fmt: skip
+    assert "a share of 0.5 of each batch" in card["distillation"]["views"]

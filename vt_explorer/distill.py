@@ -15,7 +15,12 @@ The recipe is "patient and consistent" function matching (Beyer et al., CVPR 202
    model's 14x14, mirrored at random, and with probability ``mix`` mixed with another
    sample (MixUp or CutMix on the maps). Crops of the feature map stand in for crops of the
    photo (the trunk's receptive field makes them close, not equal); what matters for
-   function matching is that teacher and student see the same map.
+   function matching is that teacher and student see the same map. But a resampled crop is
+   smoother than a map the trunk computes itself (about half its variance per channel),
+   and a student fitted to crops alone agrees with the teacher much less on the trunk's own
+   224-px maps, the maps every evaluation and the app give it (``benchmarks/view_gap.py``).
+   With ``real_share`` > 0 that share of each batch is the pool photos' own 224-px maps
+   (a second cached bank, mirrored at random) instead of crops.
 3. **Teacher on every view.** The teacher's tail labels each (mixed) map; the loss is the KL
    divergence from its temperature-softened outputs, ``T^2 KL(p_T || p_S)``, plus
    ``ce_weight`` x cross-entropy on the hard label where the photo's folder is a wnid and
@@ -127,6 +132,11 @@ class DistillArgs:
                           "the resulting map (288: 18x18)", type=int_in(64, 1024))  # fmt: skip
     min_scale: float = flag(0.08, "smallest crop area as a fraction of the map",
                             type=float_in(0.01, 1))  # fmt: skip
+    real_share: float = flag(0.0, "share of each batch taken from the photos' own trunk maps "
+                             "at the model's input size (224 px: 14x14, mirrored at random) "
+                             "instead of crops of the bank: resampled crops are smoother than "
+                             "the trunk's own maps, on which the student is evaluated "
+                             "(benchmarks/view_gap.py)", type=float_in(0, 1))  # fmt: skip
     mix: float = flag(0.5, "probability that a batch is mixed (half MixUp, half CutMix; "
                       "Beyer et al.'s recipe. Up to 300,000 views 0 agreed better on held-out "
                       "photos, so scripts/distill_cpu.sh uses 0)", type=float_in(0, 1))  # fmt: skip
@@ -379,8 +389,9 @@ def distill(
     student.load_pretrained()
     init = _init_from(student, args.init) if args.init else None
     teacher = teacher_model(device, fold=True)  # labels every view: the fast form
-    bank_sets, holdouts = _feature_sets(args, student, wnids, device, progress)
+    bank_sets, holdouts, real_sets = _feature_sets(args, student, wnids, device, progress)
     bank = torch.cat([fs.features for fs in bank_sets])
+    real = torch.cat([fs.features for fs in real_sets]) if real_sets else None
     hard = torch.cat([wnid_labels(fs, wnids) for fs in bank_sets])
     student.to(device).train()
     params = [p for p in student.parameters() if p.requires_grad]
@@ -409,7 +420,7 @@ def distill(
         lr = _one_cycle(step, steps, args.lr, args.warmup)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss = distill_step(args, student, teacher, opt, bank, hard, side, g)
+        loss = distill_step(args, student, teacher, opt, bank, hard, side, g, real)
         step += 1
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
         bar.update(1)
@@ -438,23 +449,38 @@ def distill(
 
 def _feature_sets(
     args: DistillArgs, student: nn.Module, wnids: list[str], device: torch.device, progress: bool
-) -> tuple[list[FeatureSet], list[tuple[str, FeatureSet, Tensor]]]:
-    """The pool's trunk maps at bank size, and each held-out source's at the model's own
-    input size (a fixed sample of ``holdout_limit``) with its wnid labels. A source that is
-    both is split: the bank keeps the images that are not in its held-out sample."""
+) -> tuple[list[FeatureSet], list[tuple[str, FeatureSet, Tensor]], list[FeatureSet]]:
+    """The pool's trunk maps at bank size; each held-out source's at the model's own input
+    size (a fixed sample of ``holdout_limit``) with its wnid labels; and, with
+    ``real_share`` > 0, the pool's maps at the model's input size (else empty). A source
+    that is both is split: the pool keeps the images that are not in its held-out sample."""
     held: dict[Path, int] = {}
     holdouts = holdout_sets(student, args.holdout, args.holdout_limit, wnids, device, progress,
                             sizes=held)  # fmt: skip
-    bank_sets = []
+    bank_sets = _pool_sets(args, student, args.bank_size, held, device, progress)
+    real_sets = []
+    if args.real_share > 0:  # the same photos in the same order, at the model's input size
+        real_sets = _pool_sets(args, student, student.cfg.input_size, held, device, progress)
+    return bank_sets, holdouts, real_sets
+
+
+def _pool_sets(
+    args: DistillArgs, student: nn.Module, size: int, held: dict[Path, int],
+    device: torch.device, progress: bool,
+) -> list[FeatureSet]:  # fmt: skip
+    """Each ``--data`` source's trunk maps at ``size`` px (cached), minus the held-out sample
+    of a source that is also held out (``held``: its image count by resolved path,
+    :func:`_without_holdout`): the same photos in the same order at any size."""
+    out = []
     for src in args.data:
-        fs = _features(student, src, args.bank_size, device, progress)
+        fs = _features(student, src, size, device, progress)
         n_held = held.get(Path(src).expanduser().resolve())
         if n_held is not None:  # the same files in the same order at both sizes
             if n_held != len(fs):
-                raise DatasetError(f"{src}: {len(fs)} images at bank size, {n_held} held out")
+                raise DatasetError(f"{src}: {len(fs)} images at {size} px, {n_held} held out")
             fs = _without_holdout(fs, args.holdout_limit)
-        bank_sets.append(fs)
-    return bank_sets, holdouts
+        out.append(fs)
+    return out
 
 
 def holdout_sets(
@@ -484,13 +510,20 @@ def _save_point(log: Path, resume: Path, point: dict[str, Any], state: dict[str,
 
 def distill_step(
     args: DistillArgs, student: nn.Module, teacher: EfficientNetLite0, opt, bank: Tensor,
-    hard: Tensor, side: int, g: torch.Generator,
+    hard: Tensor, side: int, g: torch.Generator, real: Tensor | None = None,
 ) -> Tensor:  # fmt: skip
-    """One optimisation step on a batch of fresh views (random crops of bank maps, mixed with
-    probability ``args.mix``), labelled by the teacher; returns the loss."""
+    """One optimisation step on a batch of fresh views (random crops of bank maps; with
+    ``real`` and ``args.real_share`` > 0 that share of the batch is ``real``'s maps of the
+    same photos, mirrored at random; mixed with probability ``args.mix``), labelled by the
+    teacher; returns the loss."""
     device = next(student.parameters()).device
     idx = torch.randint(0, len(bank), (args.batch_size,), generator=g)
     x = random_views(bank, idx, side, args.min_scale, g)
+    n_real = round(args.real_share * args.batch_size) if real is not None else 0
+    if n_real:
+        own = real[idx[:n_real]].float()
+        flip = torch.rand(n_real, generator=g) < 0.5
+        x[:n_real] = torch.where(flip[:, None, None, None], own.flip(3), own)
     mixed = float(torch.rand((), generator=g)) < args.mix
     if mixed:
         x = mix_views(x, g)
@@ -607,7 +640,13 @@ def _write_card(
             "kd_weight": args.kd_weight,
             "feature_weight": args.feature_weight,
             "views": "random-resized crops of the trunk's feature map (area "
-            f"{args.min_scale}-1, aspect 3/4-4/3) + flips, MixUp/CutMix with p={args.mix}",
+            f"{args.min_scale}-1, aspect 3/4-4/3) + flips, MixUp/CutMix with p={args.mix}"
+            + (
+                f"; a share of {args.real_share} of each batch is the photos' own "
+                f"{student.cfg.input_size}-px maps, mirrored"
+                if args.real_share
+                else ""
+            ),
             "samples": (curve[-1]["samples"] if curve else 0),
             "bank_size": args.bank_size,
         },
