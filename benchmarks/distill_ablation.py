@@ -42,6 +42,9 @@ size or its regularisers?), each beside the bfloat16 row:
   --diversity-margin 0.3`` or ``0.4``): only each image's map similarity above the margin is
   penalised. Run these with ``--student vt_lite0_imagenet`` (the recurrent student, whose
   maps are too alike), beside its own unmixed row.
+* unmixed with half of each batch the photos' own 224-px maps from the first step
+  (``--real-share 0.5``), beside the unmixed row: the finishing stage's ingredient, from
+  scratch.
 
 Pool-val accuracy is not reported on purpose: it measures the pool, not the teacher.
 """
@@ -90,6 +93,7 @@ VARIANTS = {
                                                              "diversity_margin": 0.3},
     "full + Caltech, bf16, no mixing, diversity hinge 0.4": {**UNMIXED, "diversity_weight": 1.0,
                                                              "diversity_margin": 0.4},
+    "full + Caltech, bf16, no mixing, real share 0.5": {**UNMIXED, "real_share": 0.5},
 }  # fmt: skip
 HOLDOUT = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
 

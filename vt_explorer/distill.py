@@ -520,7 +520,7 @@ def distill_step(
     idx = torch.randint(0, len(bank), (args.batch_size,), generator=g)
     x = random_views(bank, idx, side, args.min_scale, g)
     n_real = round(args.real_share * args.batch_size) if real is not None else 0
-    if n_real:
+    if n_real:  # crops were drawn for the whole batch: the other views do not depend on it
         own = real[idx[:n_real]].float()
         flip = torch.rand(n_real, generator=g) < 0.5
         x[:n_real] = torch.where(flip[:, None, None, None], own.flip(3), own)
