@@ -15,7 +15,7 @@
 #   FINISH   (environment) views of a finishing stage (default 300000; 0: none): from each
 #            finished student (kept in OUT/main/), at lr 5e-4, with half of each batch the
 #            photos' own 224-px trunk maps (--real-share 0.5) instead of resampled crops,
-#            which the students are evaluated on (benchmarks/view_gap.py): +8 to +9 points
+#            which the students are evaluated on (benchmarks/view_gap.py): +7 to +9 points
 #            of held-out agreement in ~7 min per student on the 2-core VM (README)
 # Trains on Imagenette-train, Tiny-ImageNet-train and Caltech-101 minus its held-out sample;
 # never on the held-out samples (1000 fixed images each) of Imagenette-val, Tiny-ImageNet-val
