@@ -44,7 +44,10 @@ size or its regularisers?), each beside the bfloat16 row:
   maps are too alike), beside its own unmixed row.
 * unmixed with half of each batch the photos' own 224-px maps from the first step
   (``--real-share 0.5``), beside the unmixed row: the finishing stage's ingredient, from
-  scratch.
+  scratch;
+* that with a quarter of each batch whole-cell 14x14 windows of the 288-px maps
+  (``--window-share 0.25``: crops of a 224-px square, not resampled), and with a quarter
+  real maps and half windows: do unresampled crops close the gap further?
 
 Pool-val accuracy is not reported on purpose: it measures the pool, not the teacher.
 """
@@ -94,6 +97,10 @@ VARIANTS = {
     "full + Caltech, bf16, no mixing, diversity hinge 0.4": {**UNMIXED, "diversity_weight": 1.0,
                                                              "diversity_margin": 0.4},
     "full + Caltech, bf16, no mixing, real share 0.5": {**UNMIXED, "real_share": 0.5},
+    "full + Caltech, bf16, no mixing, real share 0.5, windows 0.25": {**UNMIXED, "real_share": 0.5,
+                                                                      "window_share": 0.25},
+    "full + Caltech, bf16, no mixing, real share 0.25, windows 0.5": {**UNMIXED, "real_share": 0.25,
+                                                                      "window_share": 0.5},
 }  # fmt: skip
 HOLDOUT = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
 

@@ -22,6 +22,7 @@ from vt_explorer.distill import (
     random_views,
     teacher_model,
     token_overlap,
+    window_views,
 )
 from vt_explorer.train import TrainInterrupted
 
@@ -418,3 +419,62 @@ def test_real_share_puts_the_photos_own_maps_in_each_batch(pool, tmp_path, monke
     card = distill(_args(pool, tmp_path / "card", samples=16, eval_every=16, real_share=0.5),
                    progress=False)  # fmt: skip
     assert "a share of 0.5 of each batch" in card["distillation"]["views"]
+
+
+def test_window_views_are_unresampled_blocks_of_the_bank_maps() -> None:
+    """Each window view equals a plain slice of its bank map (mirrored or not) at an integer
+    offset; every offset of a 6x6 map's 4x4 windows occurs; maps smaller than the window
+    are refused, naming the fix."""
+    bank = torch.randn(3, 2, 6, 6).half()
+    idx = torch.tensor([0, 1, 2] * 200)
+    v = window_views(bank, idx, 4, torch.Generator().manual_seed(0))
+    assert v.shape == (600, 2, 4, 4) and v.dtype == torch.float32
+    found: set[tuple[int, int, bool]] = set()
+    for i, x in zip(idx.tolist(), v, strict=True):
+        hits = [(t, c, f) for t in range(3) for c in range(3) for f in (False, True)
+                if torch.equal(x, (lambda w: w.flip(-1) if f else w)(
+                    bank[i, :, t : t + 4, c : c + 4].float()))]  # fmt: skip
+        assert hits, "a window view is not a slice of its own map"
+        found.update(hits)
+    assert len(found) == 18  # 9 offsets x mirrored or not
+    with pytest.raises(ValueError, match="raise --bank-size"):
+        window_views(bank, idx, 7, torch.Generator())
+
+
+def test_window_share_in_the_batch_and_its_checks(pool, tmp_path, monkeypatch) -> None:
+    """--window-share: after the real share, that share of the batch is whole-cell windows of
+    the same photos' bank maps; the card records it; shares above the batch or a bank smaller
+    than the model's input are refused before any work."""
+    import vt_explorer.distill as distill_mod
+    from vt_explorer.model import create_model
+
+    cpu = torch.device("cpu")
+    student = create_model("vt_lite0_imagenet_filter")
+    student.load_pretrained()
+    args = _args(pool, tmp_path / "o", window_share=0.5, batch_size=8, mix=0.0, bank_size=288)
+    (bank,), _, _ = _feature_sets(args, student, WNIDS, cpu, False)
+    seen: list[torch.Tensor] = []
+    labelled = distill_mod.label_views
+    monkeypatch.setattr(distill_mod, "label_views",
+                        lambda t, x, bf16=False: (seen.append(x.clone()), labelled(t, x, bf16))[1])  # fmt: skip
+    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-3)
+    teacher = teacher_model(cpu, fold=True)
+    maps = bank.features.float()
+    blocks = {
+        w.numpy().tobytes()
+        for m in maps
+        for t in range(5)
+        for c in range(5)
+        for w in (m[:, t : t + 14, c : c + 14], m[:, t : t + 14, c : c + 14].flip(-1))
+    }
+    distill_step(args, student, teacher, opt, bank.features, torch.full((12,), -1), 14,
+                 torch.Generator().manual_seed(0))  # fmt: skip
+    got = [x.numpy().tobytes() for x in seen[0]]
+    assert all(b in blocks for b in got[:4]) and not any(b in blocks for b in got[4:])
+    with pytest.raises(ValueError, match="more than the whole batch"):
+        distill(_args(pool, tmp_path / "x", real_share=0.6, window_share=0.5), progress=False)
+    with pytest.raises(ValueError, match="--bank-size of at least"):
+        distill(_args(pool, tmp_path / "y", window_share=0.5), progress=False)
+    card = distill(_args(pool, tmp_path / "card", samples=16, eval_every=16, window_share=0.25,
+                         bank_size=256), progress=False)  # fmt: skip
+    assert "a share of 0.25 is whole-cell windows" in card["distillation"]["views"]

@@ -20,7 +20,9 @@ The recipe is "patient and consistent" function matching (Beyer et al., CVPR 202
    and a student fitted to crops alone agrees with the teacher much less on the trunk's own
    224-px maps, the maps every evaluation and the app give it (``benchmarks/view_gap.py``).
    With ``real_share`` > 0 that share of each batch is the pool photos' own 224-px maps
-   (a second cached bank, mirrored at random) instead of crops.
+   (a second cached bank, mirrored at random) instead of crops; with ``window_share`` > 0
+   a further share is whole-cell 14x14 windows of the 18x18 bank maps (:func:`window_views`:
+   crops of a 224-px square of the photo that need no resampling, 25 positions per photo).
 3. **Teacher on every view.** The teacher's tail labels each (mixed) map; the loss is the KL
    divergence from its temperature-softened outputs, ``T^2 KL(p_T || p_S)``, plus
    ``ce_weight`` x cross-entropy on the hard label where the photo's folder is a wnid and
@@ -137,6 +139,12 @@ class DistillArgs:
                              "instead of crops of the bank: resampled crops are smoother than "
                              "the trunk's own maps, on which the student is evaluated "
                              "(benchmarks/view_gap.py)", type=float_in(0, 1))  # fmt: skip
+    window_share: float = flag(0.0, "share of each batch taken as whole-cell windows of the "
+                               "bank maps at the model's map size (an 18x18 bank map has 25 "
+                               "14x14 windows: crops of a 224-px square of the 288-px photo, "
+                               "not resampled, so with the trunk's own statistics), mirrored "
+                               "at random, instead of resampled crops",
+                               type=float_in(0, 1))  # fmt: skip
     mix: float = flag(0.5, "probability that a batch is mixed (half MixUp, half CutMix; "
                       "Beyer et al.'s recipe. Up to 300,000 views 0 agreed better on held-out "
                       "photos, so scripts/distill_cpu.sh uses 0)", type=float_in(0, 1))  # fmt: skip
@@ -252,6 +260,30 @@ def random_views(
     x = roi_align(bank[idx].float(), boxes, out, spatial_scale=1.0, sampling_ratio=2, aligned=True)
     flip = torch.rand(B, generator=g) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def window_views(bank: Tensor, idx: Tensor, out: int, g: torch.Generator) -> Tensor:
+    """Whole-cell windows of bank maps: (B, C, out, out) float32, half of them mirrored.
+
+    Each is the ``out`` x ``out`` block of a bank map at a uniform integer offset, copied
+    without resampling: an 18x18 map (288 px) has 25 windows of 14x14, each close to the
+    trunk's own map of that 224-px square of the photo (the receptive field sees past its
+    edge; the zero padding of the photo's border is only where the window touches it), so
+    unlike :func:`random_views` it keeps the trunk's per-channel statistics. ValueError when
+    the maps are smaller than ``out``."""
+    H, W = bank.shape[-2:]
+    if min(H, W) < out:
+        raise ValueError(f"window views need bank maps of at least {out}x{out}, not {H}x{W}: "
+                         "raise --bank-size to the model's input size or more")  # fmt: skip
+    B = len(idx)
+    top = torch.randint(0, H - out + 1, (B,), generator=g)
+    left = torch.randint(0, W - out + 1, (B,), generator=g)
+    r = torch.arange(out)
+    rows = (top[:, None] + r)[:, :, None]  # (B, out, 1)
+    cols = (left[:, None] + r)[:, None, :]  # (B, 1, out)
+    x = bank[idx[:, None, None], :, rows, cols].permute(0, 3, 1, 2).float()  # (B, C, out, out)
+    flip = torch.rand(B, generator=g) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x).contiguous()
 
 
 def mix_views(x: Tensor, g: torch.Generator) -> Tensor:
@@ -377,6 +409,12 @@ def distill(
     if args.bf16 and not bf16_supported(device):
         raise ValueError(f"--bf16: {device} does not compute bfloat16 natively (a CPU needs "
                          "AVX-512 BF16 or AMX); it would be slower than float32: drop --bf16")  # fmt: skip
+    if args.real_share + args.window_share > 1:
+        raise ValueError(f"--real-share {args.real_share} + --window-share {args.window_share} "
+                         "is more than the whole batch")  # fmt: skip
+    if args.window_share > 0 and args.bank_size < cfg.input_size:
+        raise ValueError(f"--window-share needs --bank-size of at least the model's input size "
+                         f"({cfg.input_size}), not {args.bank_size}")  # fmt: skip
     if cfg.num_classes != 1000:
         raise ValueError(f"{args.student}: a student needs 1000 outputs, not {cfg.num_classes}")
     stem = Path(args.out)
@@ -514,8 +552,9 @@ def distill_step(
 ) -> Tensor:  # fmt: skip
     """One optimisation step on a batch of fresh views (random crops of bank maps; with
     ``real`` and ``args.real_share`` > 0 that share of the batch is ``real``'s maps of the
-    same photos, mirrored at random; mixed with probability ``args.mix``), labelled by the
-    teacher; returns the loss."""
+    same photos, mirrored at random; then ``args.window_share`` of it whole-cell windows of
+    the bank maps, :func:`window_views`; mixed with probability ``args.mix``), labelled by
+    the teacher; returns the loss."""
     device = next(student.parameters()).device
     idx = torch.randint(0, len(bank), (args.batch_size,), generator=g)
     x = random_views(bank, idx, side, args.min_scale, g)
@@ -524,6 +563,9 @@ def distill_step(
         own = real[idx[:n_real]].float()
         flip = torch.rand(n_real, generator=g) < 0.5
         x[:n_real] = torch.where(flip[:, None, None, None], own.flip(3), own)
+    n_window = min(round(args.window_share * args.batch_size), args.batch_size - n_real)
+    if n_window:  # the next share: whole-cell windows of the same bank maps
+        x[n_real : n_real + n_window] = window_views(bank, idx[n_real : n_real + n_window], side, g)
     mixed = float(torch.rand((), generator=g)) < args.mix
     if mixed:
         x = mix_views(x, g)
@@ -645,6 +687,12 @@ def _write_card(
                 f"; a share of {args.real_share} of each batch is the photos' own "
                 f"{student.cfg.input_size}-px maps, mirrored"
                 if args.real_share
+                else ""
+            )
+            + (
+                f"; a share of {args.window_share} is whole-cell windows of the bank maps "
+                f"at {student.cfg.input_size // 16}x{student.cfg.input_size // 16}, mirrored"
+                if args.window_share
                 else ""
             ),
             "samples": (curve[-1]["samples"] if curve else 0),
