@@ -48,6 +48,9 @@ size or its regularisers?), each beside the bfloat16 row:
 * that with a quarter of each batch whole-cell 14x14 windows of the 288-px maps
   (``--window-share 0.25``: crops of a 224-px square, not resampled), and with a quarter
   real maps and half windows: do unresampled crops close the gap further?
+* that with a quarter of each batch nudged towards random classes by the teacher's gradient
+  (``--nudge-share 0.25``: two signed steps of 0.05 std): do views that show the teacher's
+  answers for classes the pool lacks help on held-out photos?
 
 Pool-val accuracy is not reported on purpose: it measures the pool, not the teacher.
 """
@@ -101,6 +104,8 @@ VARIANTS = {
                                                                       "window_share": 0.25},
     "full + Caltech, bf16, no mixing, real share 0.25, windows 0.5": {**UNMIXED, "real_share": 0.25,
                                                                       "window_share": 0.5},
+    "full + Caltech, bf16, no mixing, real share 0.5, nudged 0.25": {**UNMIXED, "real_share": 0.5,
+                                                                     "nudge_share": 0.25},
 }  # fmt: skip
 HOLDOUT = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
 

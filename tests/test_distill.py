@@ -19,6 +19,7 @@ from vt_explorer.distill import (
     kd_loss,
     label_views,
     mix_views,
+    nudge_views,
     random_views,
     teacher_model,
     token_overlap,
@@ -478,3 +479,42 @@ def test_window_share_in_the_batch_and_its_checks(pool, tmp_path, monkeypatch) -
     card = distill(_args(pool, tmp_path / "card", samples=16, eval_every=16, window_share=0.25,
                          bank_size=256), progress=False)  # fmt: skip
     assert "a share of 0.25 is whole-cell windows" in card["distillation"]["views"]
+
+
+def test_nudge_views_step_against_plain_autograd_and_its_direction() -> None:
+    """One nudge step is x + size * std(x) * sign(d log p_T(target | x) / dx), computed here
+    by plain autograd; more steps raise the target's log-probability for (nearly) every map;
+    the input is left alone."""
+    teacher = teacher_model(torch.device("cpu"), fold=True)
+    x = torch.randn(6, 112, 14, 14, generator=torch.Generator().manual_seed(0))
+    before = x.clone()
+    target = torch.tensor([1, 50, 300, 500, 700, 999])
+    one = nudge_views(teacher, x, target, 1, 0.05)
+    ref = x.clone().requires_grad_(True)
+    logp = torch.log_softmax(teacher.tail(ref), -1)[torch.arange(6), target].sum()
+    (grad,) = torch.autograd.grad(logp, ref)
+    expect = x + 0.05 * x.flatten(1).std(1)[:, None, None, None] * grad.sign()
+    assert torch.allclose(one, expect, atol=1e-5) and torch.equal(x, before)
+    with torch.no_grad():
+        lp = lambda v: torch.log_softmax(teacher.tail(v), -1)[torch.arange(6), target]  # noqa: E731
+        gain = lp(nudge_views(teacher, x, target, 3, 0.02)) - lp(x)
+    assert (gain > 0).sum() >= 5 and gain.mean() > 0
+
+
+def test_nudge_share_in_distill_step_and_card(pool, tmp_path, monkeypatch) -> None:
+    """--nudge-share: that share of each batch goes through nudge_views (random rows, random
+    targets among the 1000 classes) before the teacher labels it; the card records it."""
+    import vt_explorer.distill as distill_mod
+
+    calls: list[tuple[int, int, int]] = []
+    real_nudge = distill_mod.nudge_views
+
+    def spy(teacher, x, target, steps, size, bf16=False):
+        calls.append((len(x), int(target.min()), int(target.max())))
+        return real_nudge(teacher, x, target, steps, size, bf16)
+
+    monkeypatch.setattr(distill_mod, "nudge_views", spy)
+    card = distill(_args(pool, tmp_path / "card", samples=32, eval_every=32, batch_size=16,
+                         nudge_share=0.25, mix=0.0), progress=False)  # fmt: skip
+    assert [c[0] for c in calls] == [4, 4] and all(0 <= c[1] <= c[2] < 1000 for c in calls)
+    assert "nudged towards random classes" in card["distillation"]["views"]

@@ -145,6 +145,15 @@ class DistillArgs:
                                "not resampled, so with the trunk's own statistics), mirrored "
                                "at random, instead of resampled crops",
                                type=float_in(0, 1))  # fmt: skip
+    nudge_share: float = flag(0.0, "share of each batch nudged, before the teacher labels it, "
+                              "towards a random one of the 1000 classes by the teacher's own "
+                              "gradient (--nudge-steps signed steps): views that show the "
+                              "teacher's answers for classes the pool lacks",
+                              type=float_in(0, 1))  # fmt: skip
+    nudge_steps: int = flag(2, "with --nudge-share: signed-gradient steps per nudged view",
+                            type=int_in(1, 100))  # fmt: skip
+    nudge_size: float = flag(0.05, "with --nudge-share: each step's size, in units of the "
+                             "map's own standard deviation", type=float_in(0, 10, lo_open=True))  # fmt: skip
     mix: float = flag(0.5, "probability that a batch is mixed (half MixUp, half CutMix; "
                       "Beyer et al.'s recipe. Up to 300,000 views 0 agreed better on held-out "
                       "photos, so scripts/distill_cpu.sh uses 0)", type=float_in(0, 1))  # fmt: skip
@@ -284,6 +293,29 @@ def window_views(bank: Tensor, idx: Tensor, out: int, g: torch.Generator) -> Ten
     x = bank[idx[:, None, None], :, rows, cols].permute(0, 3, 1, 2).float()  # (B, C, out, out)
     flip = torch.rand(B, generator=g) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(3), x).contiguous()
+
+
+def nudge_views(
+    teacher: EfficientNetLite0, x: Tensor, target: Tensor, steps: int, size: float,
+    bf16: bool = False,
+) -> Tensor:  # fmt: skip
+    """Views moved towards the teacher's class ``target`` by signed-gradient ascent on its
+    log-probability (targeted iterative FGSM): ``x <- x + size * std(x) * sign(grad log
+    p_T(target | x))``, ``steps`` times, each map's standard deviation its own unit.
+    Random targets show the student the teacher's answers around classes the pool lacks
+    (after the boundary-supporting samples of Heo et al., AAAI 2019); the teacher labels the
+    nudged map afterwards, so teacher and student still see the same view.
+    x: (B, C, h, w), target: (B,) class indices. Returns a new (B, C, h, w) tensor."""
+    scale = x.detach().flatten(1).std(1).clamp_min(1e-6)[:, None, None, None] * size
+    rows = torch.arange(len(x), device=x.device)
+    out = x.detach().clone()
+    for _ in range(steps):
+        out.requires_grad_(True)
+        with torch.enable_grad(), torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
+            logp = F.log_softmax(teacher.tail(out).float(), -1)[rows, target.to(x.device)]
+            (grad,) = torch.autograd.grad(logp.sum(), out)
+        out = (out + scale * grad.sign()).detach()
+    return out
 
 
 def mix_views(x: Tensor, g: torch.Generator) -> Tensor:
@@ -553,8 +585,9 @@ def distill_step(
     """One optimisation step on a batch of fresh views (random crops of bank maps; with
     ``real`` and ``args.real_share`` > 0 that share of the batch is ``real``'s maps of the
     same photos, mirrored at random; then ``args.window_share`` of it whole-cell windows of
-    the bank maps, :func:`window_views`; mixed with probability ``args.mix``), labelled by
-    the teacher; returns the loss."""
+    the bank maps, :func:`window_views`; ``args.nudge_share`` of the views, at random,
+    nudged towards random classes by the teacher, :func:`nudge_views`; mixed with
+    probability ``args.mix``), labelled by the teacher; returns the loss."""
     device = next(student.parameters()).device
     idx = torch.randint(0, len(bank), (args.batch_size,), generator=g)
     x = random_views(bank, idx, side, args.min_scale, g)
@@ -566,10 +599,18 @@ def distill_step(
     n_window = min(round(args.window_share * args.batch_size), args.batch_size - n_real)
     if n_window:  # the next share: whole-cell windows of the same bank maps
         x[n_real : n_real + n_window] = window_views(bank, idx[n_real : n_real + n_window], side, g)
+    x = x.to(device)
+    y = hard[idx].to(device)
+    n_nudge = round(args.nudge_share * args.batch_size)
+    if n_nudge:  # any of the views above, chosen at random
+        rows = torch.randperm(args.batch_size, generator=g)[:n_nudge].to(device)
+        target = torch.randint(0, teacher._fc.out_features, (n_nudge,), generator=g)
+        x[rows] = nudge_views(teacher, x[rows], target, args.nudge_steps, args.nudge_size,
+                              args.bf16)  # fmt: skip
+        y[rows] = -1  # no longer a photo of its folder's class
     mixed = float(torch.rand((), generator=g)) < args.mix
     if mixed:
         x = mix_views(x, g)
-    x = x.to(device)
     t_feature, t_logits = label_views(teacher, x, args.bf16)
     projected: list[Tensor] = []
     hook = (
@@ -592,7 +633,6 @@ def distill_step(
             [token_overlap(m.tokenizer_attention, args.diversity_margin) for m in out.modules]
         )
         loss = loss + args.diversity_weight * overlap.mean()
-    y = hard[idx].to(device)
     if args.ce_weight > 0 and not mixed and (y >= 0).any():
         loss = loss + args.ce_weight * F.cross_entropy(s_logits[y >= 0], y[y >= 0])
     if not torch.isfinite(loss):
@@ -693,6 +733,12 @@ def _write_card(
                 f"; a share of {args.window_share} is whole-cell windows of the bank maps "
                 f"at {student.cfg.input_size // 16}x{student.cfg.input_size // 16}, mirrored"
                 if args.window_share
+                else ""
+            )
+            + (
+                f"; a share of {args.nudge_share} is nudged towards random classes by the "
+                f"teacher's gradient ({args.nudge_steps} signed steps of {args.nudge_size} std)"
+                if args.nudge_share
                 else ""
             ),
             "samples": (curve[-1]["samples"] if curve else 0),
