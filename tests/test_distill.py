@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -402,7 +403,7 @@ def test_real_share_puts_the_photos_own_maps_in_each_batch(pool, tmp_path, monke
     student = create_model("vt_lite0_imagenet_filter")
     student.load_pretrained()
     args = _args(pool, tmp_path / "o", real_share=0.5, batch_size=8, mix=0.0)
-    (bank,), ((_, held, _),), (real,) = _feature_sets(args, student, WNIDS, cpu, False)
+    (bank,), ((_, held, _),), ((real,),) = _feature_sets(args, student, WNIDS, cpu, False)
     assert real.features.shape == (12, 112, 14, 14) and bank.features.shape[-1] == 4
     rows = lambda t: {t[i].float().numpy().tobytes() for i in range(len(t))}  # noqa: E731
     assert not rows(real.features) & rows(held.features)
@@ -518,3 +519,67 @@ def test_nudge_share_in_distill_step_and_card(pool, tmp_path, monkeypatch) -> No
                          nudge_share=0.25, mix=0.0), progress=False)  # fmt: skip
     assert [c[0] for c in calls] == [4, 4] and all(0 <= c[1] <= c[2] < 1000 for c in calls)
     assert "nudged towards random classes" in card["distillation"]["views"]
+
+
+def test_fixed_crop_box_is_a_fixed_random_resized_crop() -> None:
+    """crop<k>: a photo's k-th crop is the same on every call, differs between k and between
+    photos, lies inside the photo with area 25-100% and aspect 3/4-4/3; Preprocess resizes
+    exactly that box; an unknown mode (crop0, cropx) is refused."""
+    from PIL import Image
+
+    from vt_explorer.preprocess import Preprocess, fixed_crop_box
+
+    a, b = make_image((200, 20, 20), 96, seed=1), make_image((20, 20, 200), 96, seed=2)
+    a = a.resize((120, 90))
+    boxes = [fixed_crop_box(a, k) for k in (1, 2, 3)]
+    assert fixed_crop_box(a, 1) == boxes[0] and len(set(boxes)) == 3
+    assert fixed_crop_box(b, 1) != fixed_crop_box(b.resize((120, 90)), 2)
+    pairs = [(a, box) for box in boxes] + [(b, fixed_crop_box(b, k)) for k in range(1, 20)]
+    for img, (left, top, right, bottom) in pairs:
+        (W, H), w, h = img.size, right - left, bottom - top
+        assert left >= 0 and top >= 0 and right <= W + 1e-9 and bottom <= H + 1e-9
+        assert 0.25 - 1e-9 <= w * h / (W * H) <= 1 + 1e-9
+        assert 3 / 4 - 1e-9 <= w / h <= 4 / 3 + 1e-9
+    got = Preprocess(32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "crop2", "bilinear")(a)
+    ref = a.resize((32, 32), Image.BILINEAR, box=boxes[1])
+    assert torch.allclose(
+        got, torch.from_numpy(np.asarray(ref, dtype=np.float32) / 255).permute(2, 0, 1)
+    )
+    for bad in ("crop0", "cropx"):
+        with pytest.raises(ValueError, match="unknown resize mode"):
+            Preprocess(32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), bad)(a)
+
+
+def test_real_views_draw_each_photos_crops_too(pool, tmp_path, monkeypatch) -> None:
+    """--real-views 3: the real bank holds each photo's centre map and two fixed crops' maps
+    (split like the bank), the real share of a batch draws from all three, and the card says so."""
+    import vt_explorer.distill as distill_mod
+    from vt_explorer.model import create_model
+
+    cpu = torch.device("cpu")
+    student = create_model("vt_lite0_imagenet_filter")
+    student.load_pretrained()
+    args = _args(pool, tmp_path / "o", real_share=1.0, real_views=3, batch_size=64, mix=0.0)
+    (bank,), _, real_sets = _feature_sets(args, student, WNIDS, cpu, False)
+    assert [len(s) for s in real_sets] == [1, 1, 1] and all(len(s[0]) == 12 for s in real_sets)
+    real = torch.stack([s[0].features for s in real_sets])
+    assert not torch.equal(real[0], real[1]) and not torch.equal(real[1], real[2])
+    seen: list[torch.Tensor] = []
+    labelled = distill_mod.label_views
+    monkeypatch.setattr(distill_mod, "label_views",
+                        lambda t, x, bf16=False: (seen.append(x.clone()), labelled(t, x, bf16))[1])  # fmt: skip
+    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-3)
+    distill_step(args, student, teacher_model(cpu, fold=True), opt, bank.features,
+                 torch.full((12,), -1), 14, torch.Generator().manual_seed(0), real)  # fmt: skip
+    owner = {}
+    for v in range(3):
+        for m in real[v].float():
+            owner[m.numpy().tobytes()] = v
+            owner[m.flip(-1).numpy().tobytes()] = v
+    views = [owner.get(x.numpy().tobytes()) for x in seen[0]]
+    assert None not in views and set(views) == {0, 1, 2}
+    with pytest.raises(ValueError, match="add --real-share"):
+        distill(_args(pool, tmp_path / "x", real_views=2), progress=False)
+    card = distill(_args(pool, tmp_path / "card", samples=16, eval_every=16, real_share=0.5,
+                         real_views=2), progress=False)  # fmt: skip
+    assert "the centre crop and 1 fixed random-resized crops" in card["distillation"]["views"]

@@ -139,6 +139,10 @@ class DistillArgs:
                              "instead of crops of the bank: resampled crops are smoother than "
                              "the trunk's own maps, on which the student is evaluated "
                              "(benchmarks/view_gap.py)", type=float_in(0, 1))  # fmt: skip
+    real_views: int = flag(1, "with --real-share: the photos' own maps per photo: the centre "
+                           "crop, plus real_views - 1 fixed random-resized crops of the photo "
+                           "(area 25 to 100 percent), each through the trunk once (cached)",
+                           type=int_in(1, 16))  # fmt: skip
     window_share: float = flag(0.0, "share of each batch taken as whole-cell windows of the "
                                "bank maps at the model's map size (an 18x18 bank map has 25 "
                                "14x14 windows: crops of a 224-px square of the 288-px photo, "
@@ -409,12 +413,14 @@ def _without_holdout(fs: FeatureSet, limit: int) -> FeatureSet:
     return _select(fs, keep.nonzero().squeeze(1))
 
 
-def _features(model: nn.Module, src: str, size: int, device, progress: bool) -> FeatureSet:
-    """Trunk features of one source at ``size`` px (centre crop), cached."""
+def _features(
+    model: nn.Module, src: str, size: int, device, progress: bool, resize: str = "center_crop"
+) -> FeatureSet:
+    """Trunk features of one source at ``size`` px (centre crop, or ``resize``), cached."""
     cfg = model.cfg.replace(input_size=size)
     sized = create_model(cfg)
     sized.load_state_dict(model.state_dict())
-    return compute_features(sized, src, "center_crop", device, progress=progress)
+    return compute_features(sized, src, resize, device, progress=progress)
 
 
 def distill(
@@ -444,6 +450,8 @@ def distill(
     if args.real_share + args.window_share > 1:
         raise ValueError(f"--real-share {args.real_share} + --window-share {args.window_share} "
                          "is more than the whole batch")  # fmt: skip
+    if args.real_views > 1 and args.real_share == 0:
+        raise ValueError("--real-views chooses among the photos' own maps: add --real-share")
     if args.window_share > 0 and args.bank_size < cfg.input_size:
         raise ValueError(f"--window-share needs --bank-size of at least the model's input size "
                          f"({cfg.input_size}), not {args.bank_size}")  # fmt: skip
@@ -461,7 +469,8 @@ def distill(
     teacher = teacher_model(device, fold=True)  # labels every view: the fast form
     bank_sets, holdouts, real_sets = _feature_sets(args, student, wnids, device, progress)
     bank = torch.cat([fs.features for fs in bank_sets])
-    real = torch.cat([fs.features for fs in real_sets]) if real_sets else None
+    views = [torch.cat([fs.features for fs in sets]) for sets in real_sets]
+    real = (views[0] if len(views) == 1 else torch.stack(views)) if views else None
     hard = torch.cat([wnid_labels(fs, wnids) for fs in bank_sets])
     student.to(device).train()
     params = [p for p in student.parameters() if p.requires_grad]
@@ -519,31 +528,37 @@ def distill(
 
 def _feature_sets(
     args: DistillArgs, student: nn.Module, wnids: list[str], device: torch.device, progress: bool
-) -> tuple[list[FeatureSet], list[tuple[str, FeatureSet, Tensor]], list[FeatureSet]]:
+) -> tuple[
+    list[FeatureSet], list[tuple[str, FeatureSet, Tensor]], list[list[FeatureSet]]
+]:  # fmt: skip
     """The pool's trunk maps at bank size; each held-out source's at the model's own input
     size (a fixed sample of ``holdout_limit``) with its wnid labels; and, with
-    ``real_share`` > 0, the pool's maps at the model's input size (else empty). A source
-    that is both is split: the pool keeps the images that are not in its held-out sample."""
+    ``real_share`` > 0, the pool's maps at the model's input size, one list of sets per real
+    view (``real_views``: the centre crop, then fixed random-resized crops; else empty). A
+    source that is both is split: the pool keeps the images that are not in its held-out
+    sample."""
     held: dict[Path, int] = {}
     holdouts = holdout_sets(student, args.holdout, args.holdout_limit, wnids, device, progress,
                             sizes=held)  # fmt: skip
     bank_sets = _pool_sets(args, student, args.bank_size, held, device, progress)
-    real_sets = []
+    real_sets: list[list[FeatureSet]] = []
     if args.real_share > 0:  # the same photos in the same order, at the model's input size
-        real_sets = _pool_sets(args, student, student.cfg.input_size, held, device, progress)
+        for k in range(args.real_views):  # view 0 the centre crop, k the k-th fixed crop
+            real_sets.append(_pool_sets(args, student, student.cfg.input_size, held, device,
+                                        progress, f"crop{k}" if k else "center_crop"))  # fmt: skip
     return bank_sets, holdouts, real_sets
 
 
 def _pool_sets(
     args: DistillArgs, student: nn.Module, size: int, held: dict[Path, int],
-    device: torch.device, progress: bool,
+    device: torch.device, progress: bool, resize: str = "center_crop",
 ) -> list[FeatureSet]:  # fmt: skip
     """Each ``--data`` source's trunk maps at ``size`` px (cached), minus the held-out sample
     of a source that is also held out (``held``: its image count by resolved path,
     :func:`_without_holdout`): the same photos in the same order at any size."""
     out = []
     for src in args.data:
-        fs = _features(student, src, size, device, progress)
+        fs = _features(student, src, size, device, progress, resize)
         n_held = held.get(Path(src).expanduser().resolve())
         if n_held is not None:  # the same files in the same order at both sizes
             if n_held != len(fs):
@@ -593,7 +608,11 @@ def distill_step(
     x = random_views(bank, idx, side, args.min_scale, g)
     n_real = round(args.real_share * args.batch_size) if real is not None else 0
     if n_real:  # crops were drawn for the whole batch: the other views do not depend on it
-        own = real[idx[:n_real]].float()
+        if real.ndim == 5:  # (V, N, C, h, w): one of each photo's real views at random
+            view = torch.randint(0, len(real), (n_real,), generator=g)
+            own = real[view, idx[:n_real]].float()
+        else:
+            own = real[idx[:n_real]].float()
         flip = torch.rand(n_real, generator=g) < 0.5
         x[:n_real] = torch.where(flip[:, None, None, None], own.flip(3), own)
     n_window = min(round(args.window_share * args.batch_size), args.batch_size - n_real)
@@ -726,6 +745,12 @@ def _write_card(
             + (
                 f"; a share of {args.real_share} of each batch is the photos' own "
                 f"{student.cfg.input_size}-px maps, mirrored"
+                + (
+                    f" (the centre crop and {args.real_views - 1} fixed random-resized crops "
+                    "of each photo, area 25-100%)"
+                    if args.real_views > 1
+                    else ""
+                )
                 if args.real_share
                 else ""
             )

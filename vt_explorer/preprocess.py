@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +19,9 @@ class Preprocess:
 
     ``resize="stretch"`` resizes the whole image to S x S (what CIFAR-trained models expect of
     a photo: the whole scene, small); ``"center_crop"`` resizes the short side to S * 8/7 and
-    crops the centre S x S (the ImageNet convention). ``interpolation`` is PIL's resampling
+    crops the centre S x S (the ImageNet convention); ``"crop<k>"`` (k >= 1) resizes the k-th
+    fixed random-resized crop of the photo (:func:`fixed_crop_box`) to S x S, for cached
+    training views (``distill --real-views``). ``interpolation`` is PIL's resampling
     filter, ``"bicubic"`` (default) or ``"bilinear"`` (what ImageNet-pretrained weights saw).
     """
 
@@ -44,6 +48,8 @@ class Preprocess:
             img = img.resize((s, s), flt, box=(left, top, left + side, top + side))
         elif self.resize == "stretch":
             img = img.resize((s, s), flt)
+        elif self.resize.startswith("crop") and self.resize[4:].isdigit() and int(self.resize[4:]):
+            img = img.resize((s, s), flt, box=fixed_crop_box(img, int(self.resize[4:])))
         else:
             raise ValueError(f"unknown resize mode {self.resize!r}")
         arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
@@ -54,3 +60,24 @@ class Preprocess:
     def batch(self, images: list[Image.Image]) -> torch.Tensor:
         """(B, 3, S, S) from a list of PIL images."""
         return torch.stack([self(im) for im in images])
+
+
+def fixed_crop_box(image: Image.Image, k: int, min_area: float = 0.25) -> tuple[float, ...]:
+    """The ``k``-th fixed random-resized crop of a photo, as a PIL box (left, top, right,
+    bottom): area ``U(min_area, 1)`` x the photo's, aspect ratio log-uniform in [3/4, 4/3], at
+    a uniform position (torchvision's ``RandomResizedCrop`` geometry). The random numbers are
+    seeded by ``k`` and the photo's own 8x8 thumbnail, so a photo gets the same k-th crop on
+    every run and in any order, and different photos get different crops. Falls back to the
+    centre square after 10 draws that do not fit (a very long photo)."""
+    thumb = image.convert("RGB").resize((8, 8), Image.BILINEAR).tobytes()
+    rng = np.random.default_rng(zlib.crc32(thumb + k.to_bytes(4, "little")))
+    w, h = image.size
+    for _ in range(10):
+        area = rng.uniform(min_area, 1.0) * w * h
+        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        cw, ch = math.sqrt(area * ratio), math.sqrt(area / ratio)
+        if cw <= w and ch <= h:
+            left, top = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
+            return (left, top, left + cw, top + ch)
+    side = min(w, h)
+    return ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
