@@ -486,6 +486,13 @@ def check_decode_size(size: int, input_size: int, interpolation: str) -> None:
         )
 
 
+def mirror_at_random(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each of the B maps or images of ``x`` (B, C, h, w) mirrored left-right with probability
+    1/2: one ``torch.rand(B)`` draw from ``generator`` (on the CPU), whatever device ``x`` is on."""
+    flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
 def augment_batch(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
     """Random crop with zero padding ``pad`` and random horizontal flip, on a whole batch.
 

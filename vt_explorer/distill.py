@@ -71,7 +71,7 @@ from torchvision.ops import roi_align
 from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write, save_checkpoint
-from .data import DatasetError, fixed_sample
+from .data import DatasetError, fixed_sample, mirror_at_random
 from .device import select_device
 from .features import FeatureSet, compute_features, folded_classifier
 from .flags import POSITIVE, REQUIRED, flag, float_in, int_in
@@ -271,8 +271,7 @@ def random_views(
     y0 = torch.rand(B, generator=g) * (H - h)
     boxes = torch.stack([torch.arange(B, dtype=torch.float32), x0, y0, x0 + w, y0 + h], 1)
     x = roi_align(bank[idx].float(), boxes, out, spatial_scale=1.0, sampling_ratio=2, aligned=True)
-    flip = torch.rand(B, generator=g) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(3), x)
+    return mirror_at_random(x, g)
 
 
 def window_views(bank: Tensor, idx: Tensor, out: int, g: torch.Generator) -> Tensor:
@@ -295,8 +294,7 @@ def window_views(bank: Tensor, idx: Tensor, out: int, g: torch.Generator) -> Ten
     rows = (top[:, None] + r)[:, :, None]  # (B, out, 1)
     cols = (left[:, None] + r)[:, None, :]  # (B, 1, out)
     x = bank[idx[:, None, None], :, rows, cols].permute(0, 3, 1, 2).float()  # (B, C, out, out)
-    flip = torch.rand(B, generator=g) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(3), x).contiguous()
+    return mirror_at_random(x, g).contiguous()
 
 
 def nudge_views(
@@ -613,8 +611,7 @@ def distill_step(
             own = real[view, idx[:n_real]].float()
         else:
             own = real[idx[:n_real]].float()
-        flip = torch.rand(n_real, generator=g) < 0.5
-        x[:n_real] = torch.where(flip[:, None, None, None], own.flip(3), own)
+        x[:n_real] = mirror_at_random(own, g)
     n_window = min(round(args.window_share * args.batch_size), args.batch_size - n_real)
     if n_window:  # the next share: whole-cell windows of the same bank maps
         x[n_real : n_real + n_window] = window_views(bank, idx[n_real : n_real + n_window], side, g)

@@ -43,6 +43,7 @@ from .data import (
     check_decode_size,
     check_same_classes,
     load_image_folder,
+    mirror_at_random,
     normalize,
     resize_batch,
 )
@@ -542,8 +543,7 @@ def train_epoch(
         if run.use_features:
             x = data[idx].float()
             if args.feature_flip:
-                flip = (torch.rand(len(idx), generator=aug_gen) < 0.5).to(device)
-                x = torch.where(flip[:, None, None, None], x.flip(3), x)
+                x = mirror_at_random(x, aug_gen)
         else:
             x = augment_batch(data[idx], aug_gen, pad)
             if x.shape[-1] != cfg.input_size:  # --decode-size
