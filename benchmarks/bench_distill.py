@@ -9,7 +9,8 @@ values): the teacher's tail labelling one batch of views as a plain contiguous b
 :func:`vt_explorer.distill.label_views` in float32 (channels-last, CPU chunks of
 ``TEACHER_CPU_CHUNK``) and in bfloat16; the student's forward + backward + AdamW step in
 float32 and bfloat16; and a whole :func:`vt_explorer.distill.distill_step` (views, mixing,
-teacher, student) both ways, as views per second. bfloat16 rows are skipped where the
+teacher, student) both ways, as views per second; then whole steps with ``--image-share``
+(fresh crops of 288-px photos through the trunk, :class:`vt_explorer.distill.ImageCrops`). bfloat16 rows are skipped where the
 device has no native bfloat16 (``bf16_supported``).
 """
 
@@ -28,12 +29,14 @@ sys.path.insert(0, str(ROOT))
 
 from vt_explorer.distill import (  # noqa: E402
     DistillArgs,
+    ImageCrops,
     bf16_supported,
     distill_step,
     kd_loss,
     label_views,
     teacher_model,
 )
+from vt_explorer.features import folded_trunk  # noqa: E402
 from vt_explorer.model import create_model  # noqa: E402
 from vt_explorer.model.efficientnet import stride16_blocks  # noqa: E402
 
@@ -53,6 +56,9 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=10, help="timed calls per row")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default all)")
     p.add_argument("--student", default="vt_lite0_imagenet_filter", help="student config")
+    p.add_argument("--image-shares", type=float, nargs="*", default=[0.25, 1.0],
+                   help="--image-share values to time (fresh image-space crops through the "
+                   "trunk, from 288-px photos)")  # fmt: skip
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -106,6 +112,17 @@ def main() -> int:
 
         name = f"whole distill_step {'bfloat16' if low else 'float32'}"
         rows.append((name, seconds(whole, args.repeat)))
+    photos = torch.randint(0, 256, (256, 3, 288, 288), generator=g, dtype=torch.uint8)
+    crops = ImageCrops(photos, folded_trunk(student), student.cfg.mean, student.cfg.std)
+    for share in args.image_shares:
+        run = DistillArgs(data=["-"], out="-", batch_size=args.batch, bf16=bf16,
+                          image_share=share)  # fmt: skip
+
+        def with_images(run: DistillArgs = run) -> None:
+            distill_step(run, student, folded, opt, bank[:256], hard[:256], 14, g, None, crops)
+
+        name = f"whole distill_step {'bfloat16' if bf16 else 'float32'}, --image-share {share}"
+        rows.append((name, seconds(with_images, args.repeat)))
     print(f"{args.student}, batch {args.batch}, {torch.get_num_threads()} threads")
     print("| part | seconds per batch | views/s |")
     print("|---|---|---|")

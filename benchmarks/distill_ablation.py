@@ -51,6 +51,9 @@ size or its regularisers?), each beside the bfloat16 row:
 * that with a quarter of each batch nudged towards random classes by the teacher's gradient
   (``--nudge-share 0.25``: two signed steps of 0.05 std): do views that show the teacher's
   answers for classes the pool lacks help on held-out photos?
+* that with the other half fresh random-resized crops of the photos in image space, each
+  through the trunk (``--image-share 0.5``), instead of crops of the bank maps: no
+  feature-space views at all. Is the view gap of resampled maps what holds the crops back?
 
 Pool-val accuracy is not reported on purpose: it measures the pool, not the teacher.
 """
@@ -106,6 +109,8 @@ VARIANTS = {
                                                                       "window_share": 0.5},
     "full + Caltech, bf16, no mixing, real share 0.5, nudged 0.25": {**UNMIXED, "real_share": 0.5,
                                                                      "nudge_share": 0.25},
+    "full + Caltech, bf16, no mixing, real share 0.5, image crops 0.5": {**UNMIXED, "real_share": 0.5,
+                                                                         "image_share": 0.5},
 }  # fmt: skip
 HOLDOUT = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
 

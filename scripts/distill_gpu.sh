@@ -15,6 +15,10 @@
 #   DISTILL_ARGS (environment) more flags, after this script's own (a later --lr wins), e.g.
 #            DISTILL_ARGS="--set token_dim=512 --lr 1e-3": a twice-as-wide student diverged on
 #            the CPU at lr 2e-3 and trained at 1e-3 (batch 128); at batch 1024 not yet measured
+#            DISTILL_ARGS="--image-share 0.5": half of each batch fresh crops of the photos in
+#            image space through the trunk (Beyer et al.'s views; cheap on a GPU). On the CPU at
+#            300,000 views, beside the photos' own maps, -1.1 / +3.2 / -0.3 points against map
+#            crops (README); not yet measured at GPU scale. Needs 5 GB of host memory.
 # DEVICE=cpu bash scripts/distill_gpu.sh 2048 runs the same script as a smoke test.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -583,3 +583,82 @@ def test_real_views_draw_each_photos_crops_too(pool, tmp_path, monkeypatch) -> N
     card = distill(_args(pool, tmp_path / "card", samples=16, eval_every=16, real_share=0.5,
                          real_views=2), progress=False)  # fmt: skip
     assert "the centre crop and 1 fixed random-resized crops" in card["distillation"]["views"]
+
+
+def test_image_crops_are_trunk_maps_of_fresh_crops_of_each_photo() -> None:
+    """ImageCrops: each view is the trunk's map of a crop of *its own* photo at the model's
+    input size, normalised as the model normalises (a photo of one colour gives, whatever
+    the crop, the trunk's map of that colour's 224-px square), and successive calls differ."""
+    from vt_explorer.data import normalize
+    from vt_explorer.distill import ImageCrops
+    from vt_explorer.features import folded_trunk
+    from vt_explorer.model import create_model
+
+    student = create_model("vt_lite0_imagenet_filter")
+    student.load_pretrained()
+    student.eval()
+    colours = torch.tensor([[200, 20, 20], [20, 200, 20], [20, 20, 200]], dtype=torch.uint8)
+    photos = colours[:, :, None, None].expand(3, 3, 96, 96).contiguous()
+    crops = ImageCrops(photos, folded_trunk(student), student.cfg.mean, student.cfg.std)
+    idx = torch.tensor([2, 0, 1, 2])
+    views = crops(idx, 224, 0.08, torch.Generator().manual_seed(0))
+    assert views.shape == (4, 112, 14, 14) and views.dtype == torch.float32
+    with torch.no_grad():
+        squares = colours[idx][:, :, None, None].expand(4, 3, 224, 224)
+        want = student.features(normalize(squares, student.cfg.mean, student.cfg.std))
+    torch.testing.assert_close(views, want, atol=2e-3, rtol=1e-3)
+    textured = torch.randint(0, 256, (2, 3, 96, 96), generator=torch.Generator().manual_seed(1),
+                             dtype=torch.uint8)  # fmt: skip
+    crops = ImageCrops(textured, folded_trunk(student), student.cfg.mean, student.cfg.std)
+    g = torch.Generator().manual_seed(0)
+    a, b = crops(torch.tensor([0, 0]), 224, 0.08, g), crops(torch.tensor([0, 0]), 224, 0.08, g)
+    assert not torch.allclose(a[0], a[1]) and not torch.allclose(a, b)
+
+
+def test_image_share_in_the_batch_the_split_and_the_card(pool, tmp_path, monkeypatch) -> None:
+    """--image-share: after the real share that share of the batch comes from the crops, for
+    the same photos as the rest of the batch; the decoded photos are the bank's row for row
+    (split like it: their trunk maps at bank size are the bank); shares above the whole batch
+    are refused; the card records the share."""
+    import vt_explorer.distill as distill_mod
+    from vt_explorer.data import normalize
+    from vt_explorer.model import create_model
+
+    cpu = torch.device("cpu")
+    student = create_model("vt_lite0_imagenet_filter")
+    student.load_pretrained()
+    args = _args(pool, tmp_path / "o", real_share=0.25, image_share=0.5, batch_size=8, mix=0.0)
+    (bank,), holdouts, ((real,),) = _feature_sets(args, student, WNIDS, cpu, False)
+    (images,) = distill_mod._pool_images(args, student, holdouts, [bank], False)
+    assert images.images.shape == (12, 3, 64, 64)
+    with torch.no_grad():
+        maps = student.eval().features(normalize(images.images, student.cfg.mean, student.cfg.std))
+    torch.testing.assert_close(maps.half(), bank.features, atol=2e-2, rtol=2e-2)
+
+    class Spy:
+        def __call__(self, idx, size, min_scale, g, bf16=False):
+            self.idx, self.size = idx.clone(), size
+            return torch.full((len(idx), 112, 14, 14), 7.0)
+
+    seen: list[torch.Tensor] = []
+    labelled = distill_mod.label_views
+    monkeypatch.setattr(distill_mod, "label_views",
+                        lambda t, x, bf16=False: (seen.append(x.clone()), labelled(t, x, bf16))[1])  # fmt: skip
+    drawn: list[torch.Tensor] = []
+    randint = torch.randint
+    monkeypatch.setattr(torch, "randint", lambda *a, **k: (drawn.append(randint(*a, **k)), drawn[-1])[1])  # fmt: skip
+    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-3)
+    spy = Spy()
+    distill_step(args, student, teacher_model(cpu, fold=True), opt, bank.features,
+                 torch.full((12,), -1), 14, torch.Generator().manual_seed(0), real.features, spy)  # fmt: skip
+    monkeypatch.setattr(torch, "randint", randint)
+    assert spy.size == 224 and torch.equal(spy.idx, drawn[0][2:6])
+    assert (seen[0] == 7).flatten(1).all(1).tolist() == [False] * 2 + [True] * 4 + [False] * 2
+    with pytest.raises(ValueError, match="is more than the whole batch"):
+        distill(_args(pool, tmp_path / "x", real_share=0.5, image_share=0.6), progress=False)
+    card = distill(_args(pool, tmp_path / "card", samples=16, eval_every=16, image_share=0.5),
+                   progress=False)  # fmt: skip
+    assert (
+        "a share of 0.5 is fresh random-resized crops of the photos"
+        in card["distillation"]["views"]
+    )

@@ -22,7 +22,10 @@ The recipe is "patient and consistent" function matching (Beyer et al., CVPR 202
    With ``real_share`` > 0 that share of each batch is the pool photos' own 224-px maps
    (a second cached bank, mirrored at random) instead of crops; with ``window_share`` > 0
    a further share is whole-cell 14x14 windows of the 18x18 bank maps (:func:`window_views`:
-   crops of a 224-px square of the photo that need no resampling, 25 positions per photo).
+   crops of a 224-px square of the photo that need no resampling, 25 positions per photo);
+   with ``image_share`` > 0 a further share is fresh random-resized crops of the photos
+   themselves, each through the trunk (:class:`ImageCrops`: Beyer et al.'s views exactly,
+   at a trunk pass per view, cheap on a GPU).
 3. **Teacher on every view.** The teacher's tail labels each (mixed) map; the loss is the KL
    divergence from its temperature-softened outputs, ``T^2 KL(p_T || p_S)``, plus
    ``ce_weight`` x cross-entropy on the hard label where the photo's folder is a wnid and
@@ -71,9 +74,16 @@ from torchvision.ops import roi_align
 from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write, save_checkpoint
-from .data import DatasetError, fixed_sample, mirror_at_random
+from .data import (
+    DatasetError,
+    ImageDataset,
+    fixed_sample,
+    load_image_folder,
+    mirror_at_random,
+    normalize,
+)
 from .device import select_device
-from .features import FeatureSet, compute_features, folded_classifier
+from .features import FeatureSet, compute_features, folded_classifier, folded_trunk
 from .flags import POSITIVE, REQUIRED, flag, float_in, int_in
 from .model import create_model, get_config
 from .model.efficientnet import EfficientNetLite0
@@ -149,6 +159,16 @@ class DistillArgs:
                                "not resampled, so with the trunk's own statistics), mirrored "
                                "at random, instead of resampled crops",
                                type=float_in(0, 1))  # fmt: skip
+    image_share: float = flag(0.0, "share of each batch taken as fresh random-resized crops "
+                              "of the photos in image space (the same crop geometry as the "
+                              "map crops, --min-scale, on the photos decoded once at "
+                              "--bank-size and kept in memory as uint8: 4.7 GB for the ImageNet "
+                              "pool at 288 px), each through the "
+                              "frozen trunk at the model's input size, mirrored at random: "
+                              "unlimited distinct views with the trunk's own statistics, at "
+                              "a trunk pass per view (a whole bfloat16 step on the 2-core "
+                              "CPU: 840 views/s with map crops, 390 with a quarter image "
+                              "crops, 100 with all; benchmarks/bench_distill.py)", type=float_in(0, 1))  # fmt: skip
     nudge_share: float = flag(0.0, "share of each batch nudged, before the teacher labels it, "
                               "towards a random one of the 1000 classes by the teacher's own "
                               "gradient (--nudge-steps signed steps): views that show the "
@@ -270,7 +290,9 @@ def random_views(
     x0 = torch.rand(B, generator=g) * (W - w)
     y0 = torch.rand(B, generator=g) * (H - h)
     boxes = torch.stack([torch.arange(B, dtype=torch.float32), x0, y0, x0 + w, y0 + h], 1)
-    x = roi_align(bank[idx].float(), boxes, out, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    maps = bank[idx].float()
+    x = roi_align(maps, boxes.to(maps.device), out, spatial_scale=1.0, sampling_ratio=2,
+                  aligned=True)  # fmt: skip
     return mirror_at_random(x, g)
 
 
@@ -295,6 +317,56 @@ def window_views(bank: Tensor, idx: Tensor, out: int, g: torch.Generator) -> Ten
     cols = (left[:, None] + r)[:, None, :]  # (B, 1, out)
     x = bank[idx[:, None, None], :, rows, cols].permute(0, 3, 1, 2).float()  # (B, C, out, out)
     return mirror_at_random(x, g).contiguous()
+
+
+class ImageCrops:
+    """Fresh views in image space (``--image-share``): random-resized crops of decoded photos
+    through the frozen trunk, the views of Beyer et al. without a feature-space shortcut.
+
+    images: (N, 3, S, S) uint8 photos (the pool at ``--bank-size``, on the CPU); trunk: a
+    folded trunk (:func:`~vt_explorer.features.folded_trunk`) on the training device;
+    mean/std: the model's normalisation. Calling it with (B,) photo indices draws B crops
+    with :func:`random_views`'s geometry and flips (on the trunk's device), resizes them to
+    ``size`` px and returns their trunk maps, (B, C, size/16, size/16) float32.
+    """
+
+    def __init__(self, images: Tensor, trunk: nn.Module, mean: tuple, std: tuple) -> None:
+        self.images, self.trunk, self.mean, self.std = images, trunk.eval(), mean, std
+        self.device = next(trunk.parameters()).device
+
+    @torch.no_grad()
+    def __call__(
+        self, idx: Tensor, size: int, min_scale: float, g: torch.Generator, bf16: bool = False
+    ) -> Tensor:
+        photos = self.images[idx].to(self.device)
+        views = random_views(photos, torch.arange(len(idx)), size, min_scale, g)  # 0-255 floats
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            return self.trunk.features(normalize(views, self.mean, self.std)).float()
+
+
+def _pool_images(
+    args: DistillArgs, student: nn.Module, holdouts: list, bank_sets: list[FeatureSet],
+    progress: bool,
+) -> list[ImageDataset]:  # fmt: skip
+    """Each ``--data`` source's photos decoded at ``--bank-size`` as the bank saw them (the
+    same centre crop and interpolation; cached), minus the held-out sample of a source that
+    is also held out: row for row the photos of ``bank_sets``. DatasetError when a source
+    decodes to another number of photos than its bank (the source changed in between)."""
+    held = {Path(src).expanduser().resolve() for src, _, _ in holdouts}
+    interpolation = student.cfg.extra.get("interpolation", "bicubic")
+    out = []
+    for src, fs in zip(args.data, bank_sets, strict=True):
+        ds = load_image_folder(src, args.bank_size, "center_crop", progress=progress,
+                               interpolation=interpolation)  # fmt: skip
+        if Path(src).expanduser().resolve() in held:
+            keep = torch.ones(len(ds), dtype=torch.bool)
+            keep[fixed_sample(len(ds), args.holdout_limit)] = False
+            ds = dataclasses.replace(ds, images=ds.images[keep], labels=ds.labels[keep])
+        if len(ds) != len(fs) or not torch.equal(ds.labels, fs.labels):
+            raise DatasetError(f"{src}: {len(ds)} photos decoded but {len(fs)} trunk maps in "
+                               "the bank; the source changed: run again")  # fmt: skip
+        out.append(ds)
+    return out
 
 
 def nudge_views(
@@ -445,9 +517,9 @@ def distill(
     if args.bf16 and not bf16_supported(device):
         raise ValueError(f"--bf16: {device} does not compute bfloat16 natively (a CPU needs "
                          "AVX-512 BF16 or AMX); it would be slower than float32: drop --bf16")  # fmt: skip
-    if args.real_share + args.window_share > 1:
+    if args.real_share + args.window_share + args.image_share > 1:
         raise ValueError(f"--real-share {args.real_share} + --window-share {args.window_share} "
-                         "is more than the whole batch")  # fmt: skip
+                         f"+ --image-share {args.image_share} is more than the whole batch")  # fmt: skip
     if args.real_views > 1 and args.real_share == 0:
         raise ValueError("--real-views chooses among the photos' own maps: add --real-share")
     if args.window_share > 0 and args.bank_size < cfg.input_size:
@@ -470,6 +542,12 @@ def distill(
     views = [torch.cat([fs.features for fs in sets]) for sets in real_sets]
     real = (views[0] if len(views) == 1 else torch.stack(views)) if views else None
     hard = torch.cat([wnid_labels(fs, wnids) for fs in bank_sets])
+    crops = None
+    if args.image_share > 0:
+        images = torch.cat([ds.images for ds in _pool_images(args, student, holdouts, bank_sets,
+                                                             progress)])  # fmt: skip
+        crops = ImageCrops(images, folded_trunk(student).to(device, memory_format=torch.channels_last),
+                           student.cfg.mean, student.cfg.std)  # fmt: skip
     student.to(device).train()
     params = [p for p in student.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
@@ -497,7 +575,7 @@ def distill(
         lr = _one_cycle(step, steps, args.lr, args.warmup)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss = distill_step(args, student, teacher, opt, bank, hard, side, g, real)
+        loss = distill_step(args, student, teacher, opt, bank, hard, side, g, real, crops)
         step += 1
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
         bar.update(1)
@@ -594,11 +672,13 @@ def _save_point(log: Path, resume: Path, point: dict[str, Any], state: dict[str,
 def distill_step(
     args: DistillArgs, student: nn.Module, teacher: EfficientNetLite0, opt, bank: Tensor,
     hard: Tensor, side: int, g: torch.Generator, real: Tensor | None = None,
+    crops: ImageCrops | None = None,
 ) -> Tensor:  # fmt: skip
     """One optimisation step on a batch of fresh views (random crops of bank maps; with
     ``real`` and ``args.real_share`` > 0 that share of the batch is ``real``'s maps of the
     same photos, mirrored at random; then ``args.window_share`` of it whole-cell windows of
-    the bank maps, :func:`window_views`; ``args.nudge_share`` of the views, at random,
+    the bank maps, :func:`window_views`; with ``crops``, ``args.image_share`` of it fresh
+    crops of the photos through the trunk, :class:`ImageCrops`; ``args.nudge_share`` of the views, at random,
     nudged towards random classes by the teacher, :func:`nudge_views`; mixed with
     probability ``args.mix``), labelled by the teacher; returns the loss."""
     device = next(student.parameters()).device
@@ -616,6 +696,11 @@ def distill_step(
     if n_window:  # the next share: whole-cell windows of the same bank maps
         x[n_real : n_real + n_window] = window_views(bank, idx[n_real : n_real + n_window], side, g)
     x = x.to(device)
+    start = n_real + n_window
+    n_image = min(round(args.image_share * args.batch_size), args.batch_size - start)
+    if crops is not None and n_image:  # the next share: crops of the photos, through the trunk
+        x[start : start + n_image] = crops(idx[start : start + n_image], side * 16,
+                                           args.min_scale, g, args.bf16)  # fmt: skip
     y = hard[idx].to(device)
     n_nudge = round(args.nudge_share * args.batch_size)
     if n_nudge:  # any of the views above, chosen at random
@@ -755,6 +840,13 @@ def _write_card(
                 f"; a share of {args.window_share} is whole-cell windows of the bank maps "
                 f"at {student.cfg.input_size // 16}x{student.cfg.input_size // 16}, mirrored"
                 if args.window_share
+                else ""
+            )
+            + (
+                f"; a share of {args.image_share} is fresh random-resized crops of the photos "
+                f"in image space (area {args.min_scale}-1 of the {args.bank_size}-px photo), "
+                "mirrored, through the trunk"
+                if args.image_share
                 else ""
             )
             + (
