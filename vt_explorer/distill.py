@@ -359,9 +359,7 @@ def _pool_images(
         ds = load_image_folder(src, args.bank_size, "center_crop", progress=progress,
                                interpolation=interpolation)  # fmt: skip
         if Path(src).expanduser().resolve() in held:
-            keep = torch.ones(len(ds), dtype=torch.bool)
-            keep[fixed_sample(len(ds), args.holdout_limit)] = False
-            ds = dataclasses.replace(ds, images=ds.images[keep], labels=ds.labels[keep])
+            ds = _without_holdout(ds, args.holdout_limit)
         if len(ds) != len(fs) or not torch.equal(ds.labels, fs.labels):
             raise DatasetError(f"{src}: {len(ds)} photos decoded but {len(fs)} trunk maps in "
                                "the bank; the source changed: run again")  # fmt: skip
@@ -462,8 +460,10 @@ def holdout_metrics(
     return out
 
 
-def _select(fs: FeatureSet, keep: Tensor) -> FeatureSet:
-    return dataclasses.replace(fs, features=fs.features[keep], labels=fs.labels[keep])
+def _select(ds: FeatureSet | ImageDataset, keep: Tensor) -> Any:
+    """The rows ``keep`` of a source's trunk maps or decoded photos (and their labels)."""
+    field = "features" if isinstance(ds, FeatureSet) else "images"
+    return dataclasses.replace(ds, **{field: getattr(ds, field)[keep]}, labels=ds.labels[keep])
 
 
 def _subset(fs: FeatureSet, limit: int) -> FeatureSet:
@@ -471,9 +471,10 @@ def _subset(fs: FeatureSet, limit: int) -> FeatureSet:
     return fs if len(fs) <= limit else _select(fs, fixed_sample(len(fs), limit))
 
 
-def _without_holdout(fs: FeatureSet, limit: int) -> FeatureSet:
-    """``fs`` minus its held-out sample (:func:`~vt_explorer.data.fixed_sample`): the
-    training part of a source that is also held out. DatasetError when nothing is left to
+def _without_holdout(fs: FeatureSet | ImageDataset, limit: int) -> Any:
+    """``fs`` (trunk maps or decoded photos) minus its held-out sample
+    (:func:`~vt_explorer.data.fixed_sample`): the training part of a source that is also
+    held out. DatasetError when nothing is left to
     train on."""
     keep = torch.ones(len(fs), dtype=torch.bool)
     keep[fixed_sample(len(fs), limit)] = False
