@@ -200,3 +200,23 @@ def test_cli_refuses_a_damaged_archive_with_one_line(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert code == 2 and "cut.tar.gz: damaged archive" in err and "Traceback" not in err
     assert not (tmp_path / "ck.json").exists()
+
+
+def test_an_unsorted_archive_is_read_once_in_its_own_order_and_handed_out_sorted(tmp_path):
+    """gzip cannot seek back, so members read out of archive order were decompressed again
+    from the start each time (O(n^2)); an archive written in reverse order gives the same
+    images in the same sorted order as a sorted one, read in one pass."""
+    import tarfile
+
+    from vt_explorer.data import _iter_archive
+
+    src = make_dataset(tmp_path / "src", per_class=3, size=8)
+    files = sorted(p for p in src.rglob("*.png"))
+    for name, order in (("sorted", files), ("reversed", files[::-1])):
+        with tarfile.open(tmp_path / f"{name}.tar.gz", "w:gz") as tar:
+            for f in order:
+                tar.add(f, arcname=f"train/{f.parent.name}/{f.name}")
+    a = list(_iter_archive(tmp_path / "sorted.tar.gz"))
+    b = list(_iter_archive(tmp_path / "reversed.tar.gz"))
+    assert [x[1] for x in a] == sorted(x[1] for x in a) and a == b
+    assert [x[2] for x in b] == [f.read_bytes() for f in files]

@@ -238,3 +238,78 @@ def test_finetune_at_decode_size_with_a_slower_trunk(tmp_path, capsys) -> None:
     bicubic.decode_size = 16
     with pytest.raises(ValueError, match="resizes bilinearly"):
         train(bicubic, progress=False)
+
+
+def _os16(name: str = "efficientnet_lite0"):
+    cfg = get_config(name)
+    return cfg.replace(extra={**cfg.extra, "output_stride": 16})
+
+
+def test_output_stride_16_is_lite0_with_block_11_unstrided_and_later_blocks_dilated() -> None:
+    from vt_explorer.model.efficientnet import block_dilations
+
+    assert [s[3] for s in block_specs(16)] == [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    assert block_dilations(16) == [1] * 12 + [2] * 4
+    assert block_dilations(32) == [1] * 16
+    model = create_model(_os16())
+    convs = [b._depthwise_conv for b in model._blocks]
+    assert convs[11].stride == (1, 1) and convs[11].dilation == (1, 1)
+    assert all(c.dilation == (2, 2) and c.padding == (2 * (c.kernel_size[0] // 2),) * 2
+               for c in convs[12:])  # fmt: skip
+    with pytest.raises(ValueError, match="output_stride must be 16 or 32"):
+        create_model(get_config("efficientnet_lite0").replace(extra={"output_stride": 8}))
+    cfg = get_config("vt_lite0_os16_pool")
+    with pytest.raises(ValueError, match="needs output_stride 16"):
+        create_model(cfg.replace(extra={**cfg.extra, "output_stride": 32}))
+    with pytest.raises(ValueError, match="unknown cut 'head'"):
+        create_model(cfg.replace(extra={**cfg.extra, "cut": "head"}))
+
+
+def test_dilated_lite0_names_the_photos_as_the_plain_one(weights) -> None:
+    """The same weights at output stride 16: 14x14 maps at 224 px, the same top-1 on the
+    nine photos (7 of 9 right) as at stride 32."""
+    plain, dilated = create_model("efficientnet_lite0"), create_model(_os16())
+    for m in (plain, dilated):
+        m.load_pretrained(weights)
+        m.eval()
+    cfg = plain.cfg
+    pre = Preprocess(224, cfg.mean, cfg.std, "center_crop", cfg.extra["interpolation"])
+    files = sorted(PHOTOS.glob("*.JPEG"))
+    if not files:
+        pytest.skip("the shared photos are not beside the project")
+    x = pre.batch([decode_image(f.read_bytes(), f.name) for f in files])
+    with torch.no_grad():
+        assert dilated.features(x[:1]).shape == (1, 320, 14, 14)
+        a, b = plain(x).argmax(1), dilated(x).argmax(1)
+    assert torch.equal(a, b)
+    right = sum(cfg.classes[int(i)] == f.stem.split("_", 1)[1].replace("_", " ")
+                for i, f in zip(b, files, strict=True))  # fmt: skip
+    assert right >= 7
+
+
+@pytest.mark.parametrize("cut", ["block15", "head_conv", "pool"])
+def test_teacher_tail_on_a_later_cut_is_the_dilated_classifier(cut: str, weights) -> None:
+    """The student keeps Lite0's blocks up to its cut (frozen, dilated); the teacher that
+    distill builds for it labels the student's own trunk maps with exactly the dilated
+    Lite0's logits, and its VT reads maps of the width the cut names."""
+    from vt_explorer.distill import teacher_model
+
+    student = create_model(f"vt_lite0_os16_{cut}")
+    student.load_pretrained(weights)
+    student.eval()
+    teacher = teacher_model(torch.device("cpu"), student=student)
+    full = create_model(_os16())
+    full.load_pretrained(weights)
+    full.eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        feats = student.features(x)
+        torch.testing.assert_close(teacher.tail(feats), full(x), atol=1e-4, rtol=1e-4)
+        width = student.vt_input(feats).shape[1]
+        tr = student.trace(x)
+    assert feats.shape[-2:] == (14, 14)
+    assert width == {"block15": 192, "head_conv": 320, "pool": 1280}[cut]
+    assert tr.modules[0].tokenizer_attention.shape == (2, 16, 14, 14)
+    if cut == "pool":  # Lite0's classifier, frozen, reads the token average
+        torch.testing.assert_close(student.fc.weight, weights["_fc.weight"])
+        assert not student.fc.weight.requires_grad and not student._conv_head.weight.requires_grad

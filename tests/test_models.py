@@ -69,7 +69,7 @@ def test_contract(name: str, tmp_path) -> None:
                 assert m.projector_attention.shape == (2, L, h, w)
             else:
                 assert m.projector_attention is None
-            assert m.tokens.shape == (2, L, cfg.vt.token_dim)
+            assert m.tokens.shape == (2, L, cfg.vt.token_dim or model.vt.token_dim)
     # backward reaches every parameter (no dead weights)
     model.train()
     model(x).logsumexp(-1).sum().backward()
@@ -77,7 +77,10 @@ def test_contract(name: str, tmp_path) -> None:
     assert dead == []
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     if cfg.extra.get("freeze_backbone"):  # a frozen trunk: exactly the pretrained part
-        assert frozen and all(n.startswith(("_conv_stem", "_bn0", "_blocks")) for n in frozen)
+        kept = ("_conv_stem", "_bn0", "_blocks")
+        if cfg.extra.get("cut") == "pool":  # also Lite0's head conv and its classifier
+            kept += ("_conv_head", "_bn1", "fc.")
+        assert frozen and all(n.startswith(kept) for n in frozen)
     else:
         assert frozen == []
     # save / load round trip

@@ -386,6 +386,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         randomisation=args.randomisation,
         masks=Path(args.masks) if args.masks else None,
         batch_size=args.batch_size,
+        view=None if args.view == "model" else args.view,
     )
     try:
         summary = explain(
@@ -447,6 +448,14 @@ def add_explain(sub: argparse._SubParsersAction) -> None:
         "--masks", metavar="DIR", help="foreground masks DIR/<image stem>.png (non-zero = object)"
     )
     ex.add_argument("--batch-size", type=POSITIVE, default=64, help="images per batch (64)")
+    ex.add_argument(
+        "--view",
+        choices=["model", "letterbox"],
+        default="model",
+        help="what the model is shown: its own preprocessing (default; the centre crop for "
+        "ImageNet models, and every figure is drawn on that crop; summary.json's 'view' gives "
+        "its box in the photo's pixels) or the whole photo padded to a square (letterbox)",
+    )
     ex.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
     ex.set_defaults(func=cmd_explain)
 

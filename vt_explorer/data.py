@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import tarfile
@@ -217,20 +218,38 @@ def _iter_archive(path: Path) -> Iterator[tuple[str, str, bytes | None, str]]:
         # allow one common top-level folder (train/<class>/...), else <class>/...
         tops = {p[0] for p in parts}
         depth = 1 if len(tops) == 1 and all(len(p) >= 3 for p in parts) else 0
-        for m, p in sorted(zip(members, parts, strict=True), key=lambda mp: mp[0].name):
+        ordered = sorted(zip(members, parts, strict=True), key=lambda mp: mp[0].name)
+        # a compressed archive cannot seek back without decompressing again from its start,
+        # so members read out of archive order cost O(n^2) (Caltech-101: 7 instead of 300
+        # images/s): when the names are not already in archive order, read the files once
+        # in archive order into memory (up to _ARCHIVE_BUFFER bytes), then hand them out
+        # sorted
+        buffered: dict[str, bytes] | None = None
+        in_order = all(a.name <= b.name for a, b in itertools.pairwise(members))
+        if not in_order and sum(m.size for m in members) <= _ARCHIVE_BUFFER:
+            buffered = {m.name: _member_bytes(tar, m, path) for m in members}
+        for m, p in ordered:
             if len(p) < depth + 2:
                 yield "", m.name, None, "not inside a class folder"
                 continue
-            try:
-                f = tar.extractfile(m)
-                data = f.read() if f is not None else b""
-            except _ARCHIVE_ERRORS as err:
-                raise DatasetError(
-                    f"{path}: damaged archive at member {m.name!r} ({err}); refusing to use "
-                    "part of it"
-                ) from None
+            data = buffered.pop(m.name) if buffered is not None else _member_bytes(tar, m, path)
             hidden = Path(m.name).name.startswith(".")
             yield p[depth], m.name, (None if hidden else data), ("hidden file" if hidden else "")
+
+
+#: bytes of archive members read into memory at most to read an unsorted archive in order
+_ARCHIVE_BUFFER = 2 << 30
+
+
+def _member_bytes(tar: tarfile.TarFile, m: tarfile.TarInfo, path: Path) -> bytes:
+    """The bytes of one archive member; DatasetError naming it for a damaged archive."""
+    try:
+        f = tar.extractfile(m)
+        return f.read() if f is not None else b""
+    except _ARCHIVE_ERRORS as err:
+        raise DatasetError(
+            f"{path}: damaged archive at member {m.name!r} ({err}); refusing to use part of it"
+        ) from None
 
 
 def source_digest(path: Path) -> str:

@@ -17,6 +17,7 @@ rows renormalised over the visual tokens.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from .analysis import (
 from .checkpoint import LoadedCheckpoint, checkpoint_dir, list_checkpoints  # noqa: F401 (re-exported)
 from .data import check_viewable
 from .model.trace import Trace
+from .preprocess import Preprocess
 
 DISPLAY_SIDE = 448  # longest side of the image the views are drawn on
 MIN_DISPLAY_SIDE = 224  # smaller images are enlarged (nearest neighbour) to about this
@@ -102,8 +104,51 @@ class ModuleView:
 
 
 @dataclass
+class ViewInfo:
+    """Which pixels of the photo the model saw (:meth:`Preprocess.view_box`): every map of
+    an :class:`ImageAnalysis` is drawn on exactly that view.
+
+    Attributes:
+        resize: the preprocessing's resize mode ("center_crop", "stretch", "letterbox").
+        box: (left, top, right, bottom) of the view in the photo's own pixels (a letterbox
+            reaches past the photo where the padding is).
+        photo_size: (width, height) of the photo.
+        input_size: the side S of the model's S x S input.
+        words: the view in words ("the centre crop ...").
+    """
+
+    resize: str
+    box: tuple[float, float, float, float]
+    photo_size: tuple[int, int]
+    input_size: int
+    words: str
+
+    @property
+    def area_share(self) -> float:
+        """The share of the photo's area inside the view (1 for the whole photo)."""
+        w, h = self.photo_size
+        left, top, right, bottom = self.box
+        inside = max(0.0, min(right, w) - max(left, 0)) * max(0.0, min(bottom, h) - max(top, 0))
+        return inside / max(1, w * h)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready: the box in photo pixels, the photo's size, the input size, the mode."""
+        return {
+            "resize": self.resize,
+            "box": [round(float(v), 2) for v in self.box],
+            "photo_size": list(self.photo_size),
+            "input_size": self.input_size,
+            "description": self.words,
+        }
+
+
+@dataclass
 class ImageAnalysis:
-    """Everything the views and exports of one image under one checkpoint need."""
+    """Everything the views and exports of one image under one checkpoint need.
+
+    ``image`` (and ``thumb``) is the model's own view of the photo (``view``: the centre
+    crop for ImageNet models), so the maps drawn on it lie on the pixels the model saw;
+    ``photo`` is the whole photo, small, for showing what was cut away."""
 
     name: str
     image: np.ndarray  # (H, W, 3) uint8: at most DISPLAY_SIDE, at least ~MIN_DISPLAY_SIDE
@@ -113,6 +158,9 @@ class ImageAnalysis:
     class_token: bool = False
     deletion: DeletionResult | None = None  # token-ablation curves (VT classifiers)
     thumb: np.ndarray | None = None  # (h, w, 3) uint8, at most TILE_SIDE: for overlay grids
+    view: ViewInfo | None = None  # which pixels of the photo the model saw
+    photo: np.ndarray | None = None  # (h, w, 3) uint8 whole photo, at most TILE_SIDE
+    model: dict[str, Any] = field(default_factory=dict)  # name, weights hash, preprocessing
 
     @property
     def tile(self) -> np.ndarray:
@@ -161,6 +209,8 @@ class ImageAnalysis:
         order = np.argsort(-self.probs)[:top]
         out: dict[str, Any] = {
             "image": self.name,
+            "model": self.model,
+            "view": None if self.view is None else self.view.to_json(),
             "classes": list(self.classes),
             "predictions": [
                 {"class": self.classes[j], "probability": round(float(self.probs[j]), 6)}
@@ -294,6 +344,20 @@ def module_views(trace: Trace, i: int, model: torch.nn.Module | None = None) -> 
     return views
 
 
+#: the views of a photo a user may ask for instead of the model's own (``analyse(view=)``)
+VIEW_MODES = ("letterbox",)
+
+
+def view_preprocess(ck: LoadedCheckpoint, view: str | None = None) -> Preprocess:
+    """``ck``'s preprocessing, or the same with another resize mode (``view``: one of
+    :data:`VIEW_MODES`, e.g. "letterbox" to show the model the whole photo)."""
+    if view is None or view == ck.preprocess.resize:
+        return ck.preprocess
+    if view not in VIEW_MODES:
+        raise ValueError(f"unknown view {view!r}; known: {', '.join(VIEW_MODES)}")
+    return dataclasses.replace(ck.preprocess, resize=view)
+
+
 def analyse_trace(
     ck: LoadedCheckpoint,
     trace: Trace,
@@ -302,29 +366,58 @@ def analyse_trace(
     name: str = "image",
     deletion: bool = True,
     random_orders: int = 8,
+    pre: Preprocess | None = None,
 ) -> ImageAnalysis:
     """The analysis of image ``i`` of an existing (batched) trace: the one constructor of
-    :class:`ImageAnalysis` that :func:`analyse` and :func:`analyse_batch` share."""
+    :class:`ImageAnalysis` that :func:`analyse` and :func:`analyse_batch` share. ``pre``:
+    the preprocessing the trace was made with (default ``ck.preprocess``); the views are
+    drawn on its view of the photo."""
+    pre = ck.preprocess if pre is None else pre
     views = module_views(trace, i, ck.model)
     curves = None
     if deletion and views and ablation_applies(ck.model, trace):
         curves = deletion_curves(ck.model, trace, i, random_orders=random_orders)
+    seen = pre.view(img, DISPLAY_SIDE)
+    info = ViewInfo(
+        pre.resize,
+        tuple(float(v) for v in pre.view_box(img)),  # type: ignore[arg-type]
+        (img.width, img.height),
+        pre.input_size,
+        pre.describe_view(),
+    )
     return ImageAnalysis(
         name,
-        display_image(img, min_side=MIN_DISPLAY_SIDE),
+        display_image(seen, min_side=MIN_DISPLAY_SIDE),
         list(ck.classes),
         trace.probabilities[i].detach().float().cpu().numpy(),
         views,
         trace.class_token,
         curves,
+        display_image(seen, TILE_SIDE),
+        info,
         display_image(img, TILE_SIDE),
+        {
+            "name": ck.card.get("name"),
+            "config": ck.config.name,
+            "weights_sha256": ck.card.get("weights_sha256"),
+            "preprocess": {
+                "input_size": pre.input_size,
+                "resize": pre.resize,
+                "interpolation": pre.interpolation,
+                "mean": list(pre.mean),
+                "std": list(pre.std),
+            },
+        },
     )
 
 
-def analyse(ck: LoadedCheckpoint, img: Image.Image, name: str = "image") -> ImageAnalysis:
-    """Run ``ck``'s model once on ``img`` (preprocessed as its card says) and collect views.
-    ValueError naming ``name`` for an image too thin to show (:func:`~vt_explorer.data.check_viewable`)."""
-    return analyse_batch(ck, [(name, img)])[0]
+def analyse(
+    ck: LoadedCheckpoint, img: Image.Image, name: str = "image", view: str | None = None
+) -> ImageAnalysis:
+    """Run ``ck``'s model once on ``img`` (preprocessed as its card says, or with the view
+    ``view``, :func:`view_preprocess`) and collect views. ValueError naming ``name`` for an
+    image too thin to show (:func:`~vt_explorer.data.check_viewable`)."""
+    return analyse_batch(ck, [(name, img)], view=view)[0]
 
 
 def analyse_batch(
@@ -333,19 +426,21 @@ def analyse_batch(
     batch_size: int = 64,
     deletion: bool = True,
     random_orders: int = 8,
+    view: str | None = None,
 ) -> list[ImageAnalysis]:
     """:func:`analyse` for many (name, image) pairs, traced ``batch_size`` at a time."""
     for name, img in images:
         check_viewable(img, name)
+    pre = view_preprocess(ck, view)
     device = next(ck.model.parameters()).device
     out = []
     for start in range(0, len(images), batch_size):
         part = images[start : start + batch_size]
-        x = torch.stack([ck.preprocess(img) for _, img in part]).to(device)
+        x = torch.stack([pre(img) for _, img in part]).to(device)
         with torch.inference_mode():
             trace = ck.model.trace(x.contiguous(memory_format=torch.channels_last))
         for i, (name, img) in enumerate(part):
-            out.append(analyse_trace(ck, trace, i, img, name, deletion, random_orders))
+            out.append(analyse_trace(ck, trace, i, img, name, deletion, random_orders, pre))
     return out
 
 

@@ -146,6 +146,8 @@ def compute_features(
     digest = source_digest(src)
     interpolation = cfg.extra.get("interpolation", "bicubic")
     key = f"{digest[:24]}-{trunk_digest(model)[:16]}-{cfg.input_size}-{resize}-{interpolation}"
+    if cfg.extra.get("output_stride", 32) != 32:  # the same weights, another function
+        key += f"-os{cfg.extra['output_stride']}"
     if decode_size is not None:
         check_decode_size(decode_size, cfg.input_size, interpolation)
         key += f"-d{decode_size}"

@@ -7,6 +7,7 @@ Both batch the model's trace, then use the same analysis and figure functions as
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,8 +33,16 @@ from .data import (
     normalize,
 )
 from .evaluate import label_map
-from .explore import ImageAnalysis, ModuleView, analyse_batch, module_views, token_rows
+from .explore import (
+    ImageAnalysis,
+    ModuleView,
+    analyse_batch,
+    module_views,
+    token_rows,
+    view_preprocess,
+)
 from .exports import figure_files, slug
+from .preprocess import Preprocess
 from .tokenstats import TOKENS_FORMAT, parse_token_statistics, read_token_statistics  # noqa: F401
 
 
@@ -50,6 +59,8 @@ class ExplainOptions:
         randomisation: run the model-randomisation check (slow: one trace per layer group).
         masks: folder of foreground masks, ``<image stem>.png`` (non-zero = foreground).
         batch_size: images per traced batch.
+        view: None (the model's own view of each photo, e.g. its centre crop) or
+            "letterbox" (the whole photo padded to a square): what the model is shown.
     """
 
     figures: bool = True
@@ -61,15 +72,21 @@ class ExplainOptions:
     randomisation: bool = False
     masks: Path | None = None
     batch_size: int = 64
+    view: str | None = None
 
 
-def _load_mask(folder: Path | None, stem: str) -> np.ndarray | None:
+def _load_mask(folder: Path | None, stem: str, pre: Preprocess) -> np.ndarray | None:
+    """The foreground mask of the photo ``stem`` (of the photo's size), cut to the model's
+    view of it (``pre``: the centre crop, or the letterboxed square with background
+    padding), so that it lies on the same pixels as the maps."""
     if folder is None:
         return None
     for ext in (".png", ".bmp", ".gif", ".jpg", ".jpeg", ".webp"):
         f = folder / f"{stem}{ext}"
         if f.is_file():
-            return np.asarray(decode_image(f.read_bytes(), str(f)).convert("L")) > 0
+            mask = decode_image(f.read_bytes(), str(f)).convert("L").point(lambda v: 255 * (v > 0))
+            black = dataclasses.replace(pre, mean=(0.0, 0.0, 0.0))  # padding is background
+            return np.asarray(black.view(mask.convert("RGB")))[..., 0] > 127
     return None
 
 
@@ -128,7 +145,12 @@ def explain(
         for start in range(0, len(images), opts.batch_size):
             batch = images[start : start + opts.batch_size]
             analyses = analyse_batch(
-                ck, batch, len(batch), deletion=opts.deletion, random_orders=opts.random_orders
+                ck,
+                batch,
+                len(batch),
+                deletion=opts.deletion,
+                random_orders=opts.random_orders,
+                view=opts.view,
             )
             for a, (_, img) in zip(analyses, batch, strict=True):
                 results.append(_explain_one(ck, ck_name, a, img, out, opts))
@@ -145,7 +167,8 @@ def _explain_one(
 ) -> dict[str, Any]:  # fmt: skip
     """Write one analysis: summary.json (its to_json, plus foreground shares and the
     randomisation check when asked), arrays.npz (its to_arrays), the figures."""
-    mask = _load_mask(opts.masks, a.name)
+    pre = view_preprocess(ck, opts.view)
+    mask = _load_mask(opts.masks, a.name, pre)
     folder = out / a.name / slug(ck_name)
     folder.mkdir(parents=True, exist_ok=True)
     summary = a.to_json()
@@ -156,7 +179,7 @@ def _explain_one(
             row["tokens"] = token_rows(v.stats, foreground_share(v.maps, mask))
     if opts.randomisation and a.modules:
         dev = next(ck.model.parameters()).device
-        rc = randomisation_check(ck.model, ck.preprocess(img)[None].to(dev))
+        rc = randomisation_check(ck.model, pre(img)[None].to(dev))
         summary.setdefault("faithfulness", {})["randomisation"] = {
             "steps": rc.steps,
             "rank_correlation": np.round(rc.correlation, 6).tolist(),

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 _FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
+_LETTERBOX_MAX = 1024  # a letterboxed photo is shrunk to this longest side before padding
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,13 @@ class Preprocess:
     a photo: the whole scene, small); ``"center_crop"`` resizes the short side to S * 8/7 and
     crops the centre S x S (the ImageNet convention); ``"crop<k>"`` (k >= 1) resizes the k-th
     fixed random-resized crop of the photo (:func:`fixed_crop_box`) to S x S, for cached
-    training views (``distill --real-views``). ``interpolation`` is PIL's resampling
+    training views (``distill --real-views``); ``"letterbox"`` pads the photo to a square
+    with the normalisation's mean colour (zero after normalising) and resizes the square, so
+    the model sees the whole photo at its own aspect. ``interpolation`` is PIL's resampling
     filter, ``"bicubic"`` (default) or ``"bilinear"`` (what ImageNet-pretrained weights saw).
+
+    :meth:`view_box` says which pixels of the photo the model sees and :meth:`view` gives
+    them: every map is drawn on that view, never on parts of the photo the model did not see.
     """
 
     input_size: int
@@ -30,6 +36,66 @@ class Preprocess:
     std: tuple[float, float, float]
     resize: str = "stretch"
     interpolation: str = "bicubic"
+
+    def view_box(self, image: Image.Image) -> tuple[float, float, float, float]:
+        """The part of ``image`` the model sees, as a box (left, top, right, bottom) in the
+        photo's own pixels: the centre square of side 7/8 of the short side for
+        ``"center_crop"``, the k-th fixed crop for ``"crop<k>"``, the whole photo for
+        ``"stretch"``, and for ``"letterbox"`` the square around the photo (it reaches past
+        the photo's short sides, where the padding is)."""
+        w, h = image.size
+        if self.resize == "center_crop":
+            side = min(w, h) * 7 / 8
+            left, top = (w - side) / 2, (h - side) / 2
+            return (left, top, left + side, top + side)
+        if self.resize == "stretch":
+            return (0.0, 0.0, float(w), float(h))
+        if self.resize == "letterbox":
+            side = max(w, h)
+            left, top = (w - side) / 2, (h - side) / 2
+            return (left, top, left + side, top + side)
+        if self.resize.startswith("crop") and self.resize[4:].isdigit() and int(self.resize[4:]):
+            return fixed_crop_box(image, int(self.resize[4:]))
+        raise ValueError(f"unknown resize mode {self.resize!r}")
+
+    def view(self, image: Image.Image, side: int | None = None) -> Image.Image:
+        """The pixels the model sees, before resizing to S x S: the crop (or the padded
+        square) of the RGB photo, at most ``side`` pixels on its longest side (default: its
+        own resolution). ``"stretch"`` gives the whole photo at its own aspect: the model
+        sees it squeezed to a square, and its maps stretch back over it."""
+        img = image.convert("RGB")
+        if self.resize == "letterbox":
+            if max(img.size) > _LETTERBOX_MAX:  # a bounded canvas whatever the photo's shape
+                k = _LETTERBOX_MAX / max(img.size)
+                img = img.resize(
+                    (max(1, round(img.width * k)), max(1, round(img.height * k))), Image.BILINEAR
+                )
+            n = max(img.size)
+            fill = tuple(round(255 * m) for m in self.mean)
+            canvas = Image.new("RGB", (n, n), fill)
+            canvas.paste(img, ((n - img.width) // 2, (n - img.height) // 2))
+            img = canvas
+        elif self.resize != "stretch":
+            left, top, right, bottom = self.view_box(img)
+            n = max(1, round(right - left)), max(1, round(bottom - top))
+            if side is not None and max(n) > side:
+                k = side / max(n)
+                n = max(1, round(n[0] * k)), max(1, round(n[1] * k))
+            return img.resize(n, Image.BILINEAR, box=(left, top, right, bottom))
+        if side is not None and max(img.size) > side:
+            k = side / max(img.size)
+            img = img.resize(
+                (max(1, round(img.width * k)), max(1, round(img.height * k))), Image.BILINEAR
+            )
+        return img
+
+    def describe_view(self) -> str:
+        """The view in words, for people: what part of the photo the model sees."""
+        return {
+            "center_crop": "the centre crop (the central square of 7/8 of the short side)",
+            "stretch": "the whole photo, squeezed to a square",
+            "letterbox": "the whole photo, padded to a square (letterboxed)",
+        }.get(self.resize, f"a fixed crop of the photo ({self.resize})")
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """(3, S, S) float tensor from any PIL image (converted to RGB)."""
@@ -42,12 +108,11 @@ class Preprocess:
             # the centre square of side S * 7/8 of the short side, resized straight to S x S:
             # the same as "short side to S * 8/7, then crop S x S", without ever building the
             # resized whole image (a 60000 x 1 photo would need 256 x 15.4M pixels)
-            w, h = img.size
-            side = min(w, h) * 7 / 8
-            left, top = (w - side) / 2, (h - side) / 2
-            img = img.resize((s, s), flt, box=(left, top, left + side, top + side))
+            img = img.resize((s, s), flt, box=self.view_box(img))
         elif self.resize == "stretch":
             img = img.resize((s, s), flt)
+        elif self.resize == "letterbox":
+            img = self.view(img).resize((s, s), flt)
         elif self.resize.startswith("crop") and self.resize[4:].isdigit() and int(self.resize[4:]):
             img = img.resize((s, s), flt, box=fixed_crop_box(img, int(self.resize[4:])))
         else:

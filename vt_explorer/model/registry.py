@@ -229,3 +229,49 @@ for _variant, _what in (("recurrent", "filter, recurrent"), ("filter", "filter x
             "Lite0 classifier's blocks 11-15 and head on its own frozen trunk",
         )
     )
+
+# --- VT on Lite0's whole pretrained trunk, run at output stride 16 ---------------------------
+# The stride-32 stage runs at stride 16 (block 11 at stride 1, blocks 12-15 dilated by 2; the
+# same weights, 77.0% ImageNet top-1 as plain), so maps stay 14x14 at 224 px and the VT can
+# be placed later than the paper's cut (extra["cut"], efficientnet.LITE0_CUTS): it then has
+# less of Lite0 to learn from the pool. One pair per placement; docs/distillation.md compares
+# them and README.md says which pair the app shows by default.
+_OS16_EXTRA = {**_LITE0_EXTRA, "freeze_backbone": True, "output_stride": 16}
+_OS16_PLACEMENTS = {
+    # cut: (what the VT reads, VT overrides, extra overrides)
+    "block15": (
+        "blocks 0-14 (192 ch) and replaces block 15, the head conv, pool and classifier",
+        {},
+        {},
+    ),
+    "head_conv": ("block 15 (320 ch) and replaces the head conv, pool and classifier", {}, {}),
+    # the tokens live in the head conv's 1280-wide space (no value projection, C_T = C) and
+    # Lite0's classifier reads their average, frozen: the VT replaces only global average
+    # pooling. eq. 5's W_Q/W_K at 128 wide and F1/F2 at C_T / 2 keep the module small.
+    "pool": (
+        "the head conv's 1280-wide features (kept, frozen) and replaces only the "
+        "global average pooling; Lite0's classifier reads the token average, frozen",
+        {
+            "token_dim": None,
+            "projector_dim": 128,
+            "mlp_ratio": 0.5,
+            "qk_ratio": 0.25,
+            "head_norm": False,
+        },
+        {"lite0_classifier": True},
+    ),
+}
+for _cut, (_reads, _vt_over, _extra_over) in _OS16_PLACEMENTS.items():
+    for _variant, _what in (("recurrent", "filter, recurrent"), ("filter", "filter x2")):
+        register(
+            ModelConfig(
+                name=f"vt_lite0_os16_{_cut}" + ("" if _variant == "recurrent" else "_filter"),
+                vt=VTConfig(**{**_LITE0_VT.__dict__, **_vt_over, "variant": _variant}),
+                num_classes=1000,
+                classes=imagenet_classes(),
+                extra={**_OS16_EXTRA, "cut": _cut, **_extra_over},
+                **_LITE0,
+                description=f"VT on ImageNet Lite0 at output stride 16 ({_what}): the VT "
+                f"reads {_reads}; distilled from Lite0",
+            )
+        )

@@ -219,7 +219,7 @@ def _overview_row(image: Image, cfg: Settings) -> dict:
     for j, key in enumerate(cfg.models):
         m = chr(65 + j)
         try:
-            a = get_analysis(key, digest, data, name)
+            a = get_analysis(key, digest, data, name, cfg.view)
         except Exception:  # the image's own section names the error
             log.exception("overview: %s with %s", name, key)
             row[f"{m} top-1"] = "error"

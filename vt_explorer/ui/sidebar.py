@@ -113,15 +113,33 @@ def sidebar() -> Settings:
     cmap = st.sidebar.selectbox("Colour map", CMAPS, key="cmap")
     alpha = st.sidebar.slider("Map opacity", 0.0, 1.0, 0.55, 0.05, key="alpha")
     stretch = st.sidebar.checkbox(
-        "Stretch each map to its own range", value=False, key="stretch",
+        "Stretch each map to its own range",
+        value=False,
+        key="stretch",
         help="Off (default): every tile of a grid shares one colour scale from 0, with a "
         "colour bar, so a near-uniform map looks near-uniform. On: each tile uses its full "
         "colour range, which makes diffuse maps look as sharp as peaked ones.",
-    )  # fmt: skip
+    )
     module = st.sidebar.selectbox(
-        "VT module", MODULE_CHOICES, key="module",
+        "VT module",
+        MODULE_CHOICES,
+        key="module",
         format_func=lambda c: "the last (default)" if c == "last" else f"module {c}",
         help="One choice for both models. The last module is the recurrent one in a recurrent "
         "model, so the default comparison is filter vs recurrent; module 1 is always filter.",
-    )  # fmt: skip
-    return Settings(models, cmap, alpha, stretch, module)
+    )
+    view = st.sidebar.radio(
+        "What the models see",
+        ["model", "letterbox"],
+        key="view",
+        format_func=lambda v: (
+            "their own view (ImageNet models: the centre crop)"
+            if v == "model"
+            else "the whole photo, padded to a square (letterbox)"
+        ),
+        help="ImageNet models were trained on centre crops: by default they see the central "
+        "square of each photo and every map is drawn on that square (the photo above each "
+        "column frames it). Letterbox pads the photo to a square with the mean colour, so the "
+        "model sees all of it, smaller, as it was not trained to.",
+    )
+    return Settings(models, cmap, alpha, stretch, module, view)

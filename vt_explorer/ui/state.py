@@ -25,7 +25,7 @@ from ..checkpoint import (
 )
 from ..data import check_viewable, decode_image
 from ..device import select_device
-from ..explore import ImageAnalysis, analyse
+from ..explore import ImageAnalysis, analyse, view_preprocess
 from ..viz import group_image, overlay
 from ..viz.figures import GridMarks, token_grid
 
@@ -45,6 +45,7 @@ class Settings:
     alpha: float
     stretch: bool = False  # each map stretched to its own range instead of one shared scale
     module: str = "last"  # the VT module both models show: "last", or "1", "2", ... (1-based)
+    view: str = "model"  # what the models are shown: their own view, or "letterbox"
 
 
 @dataclass
@@ -117,10 +118,14 @@ def get_checkpoint(key: str) -> LoadedCheckpoint:
 
 
 @st.cache_data(show_spinner="Running the model...", max_entries=256)
-def get_analysis(key: str, digest: str, _data: bytes, name: str) -> ImageAnalysis:
-    """Trace one image once per (checkpoint, image bytes); an uploaded checkpoint's key
-    holds its weights' hash, so equal keys mean equal models."""
-    return analyse(get_checkpoint(key), decode_image(_data, name), name)
+def get_analysis(
+    key: str, digest: str, _data: bytes, name: str, view: str = "model"
+) -> ImageAnalysis:
+    """Trace one image once per (checkpoint, image bytes, view); an uploaded checkpoint's
+    key holds its weights' hash, so equal keys mean equal models. ``view``: "model" (the
+    checkpoint's own preprocessing) or "letterbox" (the whole photo, padded to a square)."""
+    shown = None if view == "model" else view
+    return analyse(get_checkpoint(key), decode_image(_data, name), name, view=shown)
 
 
 @st.cache_data(max_entries=256)
@@ -139,11 +144,13 @@ def image_digest(data: bytes) -> str:
 
 
 @st.cache_data(show_spinner="Randomising the model layer by layer...", max_entries=64)
-def get_randomisation(key: str, digest: str, _data: bytes, name: str) -> dict:
-    """Cascading model-randomisation check of one image (Adebayo et al. 2018)."""
+def get_randomisation(key: str, digest: str, _data: bytes, name: str, view: str = "model") -> dict:
+    """Cascading model-randomisation check of one image (Adebayo et al. 2018), on the same
+    view of it as the other views (``view`` as in :func:`get_analysis`)."""
     ck = get_checkpoint(key)
     device = next(ck.model.parameters()).device
-    x = ck.preprocess(decode_image(_data, name))[None].to(device)
+    pre = view_preprocess(ck, None if view == "model" else view)
+    x = pre(decode_image(_data, name))[None].to(device)
     res = randomisation_check(ck.model, x)
     return {"steps": res.steps, "correlation": res.correlation}
 

@@ -25,7 +25,7 @@ from ..exports import token_table_csv, zip_bytes
 from ..model.config import CIFAR10_CLASSES
 from ..viz import attention_heatmap, deletion_plot, palette, predictions_bar, token_grid_png
 from ..viz import export as fig_export
-from ..viz.figures import GridMarks, map_scale, near_uniform
+from ..viz.figures import GridMarks, map_scale, near_uniform, photo_with_box
 from ..viz.linked import cell_of, pixel_picker, token_weights_bar
 from .state import (
     Image,
@@ -330,7 +330,7 @@ def view_checks(s: Slot, cfg: Settings, picks: Picks) -> None:
     if st.checkbox("Run the model-randomisation check (a few seconds)", key=f"rand-{s.uid}",
                    help="Adebayo et al. 2018: re-initialise the layers from the top down; "
                    "maps that depend on the learned weights should stop matching."):  # fmt: skip
-        r = get_randomisation(s.key, s.image[2], s.image[1], s.image[0])
+        r = get_randomisation(s.key, s.image[2], s.image[1], s.image[0], cfg.view)
         st.caption("Spearman rank correlation with the trained model's maps.")
         st.dataframe(pd.DataFrame(r["correlation"], index=[f"up to {x}" for x in r["steps"]],
                      columns=[f"module {i + 1} maps" for i in range(r["correlation"].shape[1])],
@@ -378,7 +378,7 @@ def _predict(key: str, image: Image, uid: str, cfg: Settings) -> Slot | None:
     which is one line here and a traceback in the server log)."""
     name, data, digest = image
     try:
-        a = get_analysis(key, digest, data, name)
+        a = get_analysis(key, digest, data, name, cfg.view)
     except Exception as err:
         log.exception("analysing %s with %s", name, key)
         shown = str(err).splitlines()[0][:300] if isinstance(err, ValueError) else ""
@@ -387,6 +387,7 @@ def _predict(key: str, image: Image, uid: str, cfg: Settings) -> Slot | None:
         return None
     cls, p = a.top
     st.markdown(f"**{short(key)}** predicts **{cls}** ({p:.1%})")
+    _view_note(a)
     if len(a.classes) == 10 and set(a.classes) == set(CIFAR10_CLASSES):
         st.caption("This model knows only CIFAR-10's ten classes.")
     st.plotly_chart(predictions_bar(a.classes, a.probs), key=f"pred-{uid}")
@@ -396,6 +397,29 @@ def _predict(key: str, image: Image, uid: str, cfg: Settings) -> Slot | None:
     st.caption(f"Showing module {k + 1} ({a.modules[k].kind}) of {len(a.modules)} "
                "(sidebar: VT module)")  # fmt: skip
     return Slot(key, a, k, image, uid)
+
+
+def _view_note(a: ImageAnalysis) -> None:
+    """Which part of the photo the model saw: the whole photo, small, with the view framed
+    and the rest dimmed, when the view is not the whole photo; always one line in words."""
+    v = a.view
+    if v is None:
+        return
+    share = v.area_share
+    if share < 0.999 and a.photo is not None:
+        c1, c2 = st.columns([1, 3])
+        c1.image(photo_with_box(a.photo, v.box, v.photo_size), width="stretch")
+        c2.caption(
+            f"From {v.words}: the model saw the framed {share:.0%} of the photo, "
+            f"resized to {v.input_size}x{v.input_size} px. Every map below is drawn on "
+            "exactly that part (sidebar: 'What the models see' shows the whole photo "
+            "instead)."
+        )
+    else:
+        st.caption(
+            f"From {v.words}, resized to {v.input_size}x{v.input_size} px; the maps "
+            "are drawn on it."
+        )
 
 
 def _picks(idx: int, slots: list[Slot]) -> Picks:

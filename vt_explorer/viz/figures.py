@@ -72,6 +72,26 @@ def token_strip(
     return [overlay(image, m, cmap, alpha, vmax) for m in maps]
 
 
+def photo_with_box(
+    photo: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int]
+) -> np.ndarray:
+    """The whole photo (H, W, 3) uint8 (shown at any scale of the original ``size`` = (w, h))
+    with the model's view ``box`` (left, top, right, bottom in original pixels) framed and
+    what lies outside it dimmed: what the model did not see. A box reaching past the photo
+    (letterbox) is clipped to it. Returns a new (H, W, 3) uint8 array."""
+    h, w = photo.shape[:2]
+    kx, ky = w / size[0], h / size[1]
+    x0, x1 = max(0, round(box[0] * kx)), min(w, round(box[2] * kx))
+    y0, y1 = max(0, round(box[1] * ky)), min(h, round(box[3] * ky))
+    out = (photo.astype(np.float32) * 0.35).astype(np.uint8)
+    out[y0:y1, x0:x1] = photo[y0:y1, x0:x1]
+    img = Image.fromarray(out)
+    ImageDraw.Draw(img).rectangle(
+        (x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=(255, 215, 0), width=max(2, w // 100)
+    )
+    return np.asarray(img)
+
+
 def map_scale(maps: np.ndarray) -> tuple[float, float]:
     """(vmax, uniform) of a grid of maps (L, h, w) each summing to 1: the largest value of
     any map (the top of the shared colour scale) and 1 / (h w), a uniform map's value."""
