@@ -214,3 +214,29 @@ def test_vt_module_trace_shapes(kind: str) -> None:
     assert none is None
     torch.testing.assert_close(x_fused, x_out, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(t_fused, tokens, rtol=1e-5, atol=1e-5)
+
+
+def test_layer_scale_starts_every_residual_branch_at_its_gain() -> None:
+    """LayerScale (VTConfig.layer_scale, not in the paper): at gain 0 the transformer layer
+    and the projector are the identity, and the gain is what training moves first."""
+    from vt_explorer.model.projector import Projector
+    from vt_explorer.model.transformer import TokenTransformer
+
+    torch.manual_seed(0)
+    t = torch.randn(2, 5, 16)
+    x = torch.randn(2, 16, 4, 4)
+    for gain in (0.0, 0.5):
+        tr = TokenTransformer(16, heads=2, qk_dim=8, mlp_dim=8, layer_scale=gain)
+        proj = Projector(16, 16, 8, layer_scale=gain)
+        out, _ = tr(t)
+        xo, _ = proj(x, t)
+        if gain == 0:
+            assert torch.equal(out, t) and torch.equal(xo, x)
+        else:  # the branch scaled by the gain: half of the plain layer's update
+            plain = TokenTransformer(16, heads=2, qk_dim=8, mlp_dim=8)
+            plain.load_state_dict({k: v for k, v in tr.state_dict().items() if "scale" not in k})
+            layer, ref = tr.layers[0], plain.layers[0]
+            a_ref, _ = ref.attn(ref.norm1(t))
+            torch.testing.assert_close(layer.scale1(layer.attn(layer.norm1(t))[0]), 0.5 * a_ref)
+    out.sum().backward()
+    assert tr.layers[0].scale1.gamma.grad is not None

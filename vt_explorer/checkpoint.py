@@ -301,3 +301,30 @@ def load_checkpoint_bytes(
             return load_checkpoint(base, device=device)
         except CheckpointError as err:
             raise CheckpointError(str(err).replace(tmp + os.sep, "")) from None
+
+
+def card_summary(card: dict[str, Any]) -> str:
+    """One line for people: what the model is (its config's description) and its measured
+    top-1 on held-out photos, from the card alone (a distilled student: the first held-out
+    source with labels, beside the teacher's top-1 and their agreement; a trained model: its
+    evaluation). Never raises: a hand-edited card gives what can be read."""
+    cfg = card.get("config") if isinstance(card.get("config"), dict) else {}
+    what = str(cfg.get("description") or card.get("name") or "a model")
+    metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
+    try:
+        held = metrics.get("holdout")
+        if isinstance(held, dict) and held:
+            for src, m in held.items():
+                if isinstance(m, dict) and isinstance(m.get("top1"), (int, float)):
+                    name = str(src).split(".")[0]
+                    return (
+                        f"{what}. Held-out {name} (n={int(m['n'])}): top-1 "
+                        f"{m['top1']:.1%} (Lite0 {m['teacher_top1']:.1%}), agrees "
+                        f"with Lite0 on {m['agreement']:.1%}."
+                    )
+        acc = metrics.get("accuracy")
+        if isinstance(acc, (int, float)):
+            return f"{what}. Test top-1 {acc:.1%} (n={int(metrics.get('n', 0))})."
+    except (KeyError, TypeError, ValueError):
+        pass
+    return f"{what}. No held-out accuracy in its card."

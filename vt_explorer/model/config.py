@@ -52,6 +52,9 @@ class VTConfig:
     pos_dim: int = 32  # C_P
     head_norm: bool = True  # LayerNorm on the averaged tokens before the classifier
     recurrent_norm: bool = False  # LayerNorm on T_in before eq. 2's W_{T->R} (not in the paper)
+    # LayerScale (CaiT) on every residual branch (eq. 3, 4, 5), starting at this gain; None:
+    # the paper's plain residuals. Not in the paper: for tokens in a pretrained feature space
+    layer_scale: float | None = None
 
     def tokenizer_kinds(self) -> list[str]:
         """Tokenizer type of each module: first filter, then ``variant``."""

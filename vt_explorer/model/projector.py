@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -29,9 +30,20 @@ class Projector(nn.Module):
     """
 
     def __init__(
-        self, channels: int, token_dim: int, attn_dim: int | None = None, scaled: bool = True
+        self,
+        channels: int,
+        token_dim: int,
+        attn_dim: int | None = None,
+        scaled: bool = True,
+        layer_scale: float | None = None,
     ) -> None:
         super().__init__()
+        # LayerScale on the projected tokens (not in the paper; VTConfig.layer_scale)
+        self.gamma = (
+            nn.Parameter(torch.full((channels,), float(layer_scale)))
+            if layer_scale is not None
+            else None
+        )
         attn_dim = attn_dim or channels
         self.scale = 1.0 / math.sqrt(attn_dim) if scaled else 1.0
         self.fused = True  # F.scaled_dot_product_attention unless weights are asked for
@@ -50,6 +62,8 @@ class Projector(nn.Module):
         k = (self.to_k(tokens) @ self.to_q.weight).to(x_flat.dtype)  # b l c
         v = self.to_v(tokens).to(x_flat.dtype)  # b l c
         out, attn = attend(x_flat, k, v, self.scale, need_weights, self.fused)  # attn: b n l
+        if self.gamma is not None:
+            out = out * self.gamma.to(out.dtype)
         if attn is not None:
             attn = rearrange(attn, "b (h w) l -> b l h w", h=h)
         x_out = rearrange(x_flat + out, "b (h w) c -> b c h w", h=h)

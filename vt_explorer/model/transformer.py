@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -63,8 +64,25 @@ class TokenAttention(nn.Module):
         return self.to_out(rearrange(out, "b h l d -> b l (h d)")), attn
 
 
+class LayerScale(nn.Module):
+    """A learnable per-channel gain on a residual branch (LayerScale, Touvron et al., CaiT,
+    ICCV 2021; not in the VT paper): ``gamma * x`` with ``gamma`` (D,) initialised at
+    ``init``. Near 0 the branch starts as the identity's residual: a VT module whose tokens
+    live in a pretrained feature space (the cut "pool") then starts from the pooling it
+    replaces instead of random updates of that space. (..., D) -> (..., D)."""
+
+    def __init__(self, dim: int, init: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gamma.to(x.dtype)
+
+
 class TokenTransformerLayer(nn.Module):
     """One attention block + point-wise MLP (eq. 3 then eq. 4), residual, optionally pre-norm.
+    ``layer_scale``: each residual branch scaled by a :class:`LayerScale` starting there
+    (None: the paper's plain residuals).
 
     Shapes: (B, L, D) -> (B, L, D), attention (B, heads, L, L) or None.
     """
@@ -80,9 +98,13 @@ class TokenTransformerLayer(nn.Module):
         scaled: bool = True,
         activation: type[nn.Module] = nn.GELU,
         bias: bool = True,
+        layer_scale: float | None = None,
     ) -> None:
         super().__init__()
         mlp_dim = mlp_dim or dim
+        ls = layer_scale is not None
+        self.scale1 = LayerScale(dim, layer_scale) if ls else nn.Identity()
+        self.scale2 = LayerScale(dim, layer_scale) if ls else nn.Identity()
         self.norm1 = nn.LayerNorm(dim) if norm else nn.Identity()
         self.attn = TokenAttention(dim, heads, qk_dim, value_proj, scaled, bias)
         self.norm2 = nn.LayerNorm(dim) if norm else nn.Identity()
@@ -94,8 +116,8 @@ class TokenTransformerLayer(nn.Module):
 
     def forward(self, tokens: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         out, attn = self.attn(self.norm1(tokens), need_weights)
-        tokens = tokens + out  # eq. 3
-        tokens = tokens + self.mlp(self.norm2(tokens))  # eq. 4
+        tokens = tokens + self.scale1(out)  # eq. 3
+        tokens = tokens + self.scale2(self.mlp(self.norm2(tokens)))  # eq. 4
         return tokens, attn
 
 
@@ -119,6 +141,7 @@ class TokenTransformer(nn.Module):
         scaled: bool = True,
         form: str = "mhsa",
         activation: type[nn.Module] = nn.GELU,
+        layer_scale: float | None = None,
     ) -> None:
         super().__init__()
         if form == "paper":
@@ -129,6 +152,7 @@ class TokenTransformer(nn.Module):
             kwargs |= dict(norm=True, scaled=scaled, activation=activation, bias=True)
         else:
             raise ValueError(f"unknown transformer form {form!r} (use 'mhsa' or 'paper')")
+        kwargs["layer_scale"] = layer_scale
         self.layers = nn.ModuleList(TokenTransformerLayer(dim, **kwargs) for _ in range(depth))
 
     def forward(self, tokens: Tensor, need_weights: bool = False) -> tuple[Tensor, list[Tensor]]:

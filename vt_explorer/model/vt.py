@@ -45,9 +45,12 @@ class VTModule(nn.Module):
             value_proj=cfg.value_proj,
             scaled=cfg.scaled,
             form=cfg.transformer,
+            layer_scale=cfg.layer_scale,
         )
         self.projector = (
-            Projector(channels, token_dim, cfg.projector_dim, cfg.scaled) if project else None
+            Projector(channels, token_dim, cfg.projector_dim, cfg.scaled, cfg.layer_scale)
+            if project
+            else None
         )
 
     def forward(

@@ -11,7 +11,7 @@ import streamlit as st
 from ..checkpoint import CheckpointError, load_checkpoint_bytes
 from ..device import select_device
 from .inputs import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB
-from .state import LABELS, MODULE_CHOICES, OWN, Settings, catalog, short
+from .state import LABELS, MODULE_CHOICES, OWN, Settings, catalog, model_line, short
 
 CMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "gray"]
 # the default comparison, the first of each tuple that is offered: the ImageNet students
@@ -96,6 +96,11 @@ def default_model(choices: list[str], names: tuple[str, ...]) -> str:
     return choices[0]
 
 
+def _describe(key: str) -> None:
+    """One line under a model picker: what the model is and its held-out top-1."""
+    st.sidebar.caption(model_line(key))
+
+
 def sidebar() -> Settings:
     """Models (operator's catalog + the visitor's own upload) and display settings."""
     st.sidebar.title("vt_explorer")
@@ -104,12 +109,14 @@ def sidebar() -> Settings:
     # warns); an uploaded checkpoint sets model_a itself
     st.session_state.setdefault("model_a", default_model(choices, DEFAULT_PAIR[0]))
     models = [st.sidebar.selectbox("Model", choices, format_func=short, key="model_a")]
+    _describe(models[0])
     if st.sidebar.checkbox("Compare with a second model", value=True, key="compare") and (
         len(choices) > 1
     ):
         st.session_state.setdefault("model_b", default_model(choices, DEFAULT_PAIR[1]))
         models.append(st.sidebar.selectbox("Second model", choices, format_func=short,
                                            key="model_b"))  # fmt: skip
+        _describe(models[1])
     cmap = st.sidebar.selectbox("Colour map", CMAPS, key="cmap")
     alpha = st.sidebar.slider("Map opacity", 0.0, 1.0, 0.55, 0.05, key="alpha")
     stretch = st.sidebar.checkbox(

@@ -18,9 +18,12 @@ import streamlit as st
 
 from ..analysis import randomisation_check
 from ..checkpoint import (
+    CheckpointError,
     LoadedCheckpoint,
+    card_summary,
     checkpoint_catalog,
     load_checkpoint,
+    read_card,
     sha256_file,
 )
 from ..data import check_viewable, decode_image
@@ -92,6 +95,18 @@ LABELS: dict[str, str] = {}  # model key -> the name shown (filled by the sideba
 def short(key: str) -> str:
     """The name a visitor sees for a model key (never a server path)."""
     return LABELS.get(key) or key.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def model_line(key: str) -> str:
+    """What a model key's checkpoint is and its held-out top-1, in one line
+    (:func:`~vt_explorer.checkpoint.card_summary`), from its card alone (no weights loaded)."""
+    own = st.session_state.get("own_checkpoint")
+    if own is not None and key == own[0]:
+        return card_summary(own[1].card)
+    try:
+        return card_summary(read_card(key))
+    except (CheckpointError, OSError, ValueError):
+        return "(its card cannot be read)"
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=MODEL_CACHE)

@@ -35,12 +35,14 @@ from .state import (
     get_randomisation,
     grid_picture,
     grouped,
+    model_line,
     module_index,
     short,
     tinted,
 )
 
 log = logging.getLogger("vt_explorer.app")
+UNSURE_BELOW = 0.2  # a top-1 probability below this is flagged "unsure"
 
 
 @dataclass
@@ -386,7 +388,9 @@ def _predict(key: str, image: Image, uid: str, cfg: Settings) -> Slot | None:
                  f"{': ' + shown if shown else ''}); the details are in the server log.")  # fmt: skip
         return None
     cls, p = a.top
-    st.markdown(f"**{short(key)}** predicts **{cls}** ({p:.1%})")
+    unsure = f" - unsure: the top class has only {p:.0%}" if p < UNSURE_BELOW else ""
+    st.markdown(f"**{short(key)}** predicts **{cls}** ({p:.1%}){unsure}")
+    st.caption(model_line(key))
     _view_note(a)
     if len(a.classes) == 10 and set(a.classes) == set(CIFAR10_CLASSES):
         st.caption("This model knows only CIFAR-10's ten classes.")
