@@ -261,6 +261,7 @@ _OS16_PLACEMENTS = {
             "mlp_ratio": 0.5,
             "qk_ratio": 0.25,
             "head_norm": False,
+            "layer_scale": 1e-4,
         },
         {"lite0_classifier": True},
     ),
