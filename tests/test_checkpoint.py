@@ -124,3 +124,30 @@ def test_record_metrics_keeps_every_devices_top1_and_the_weights(saved) -> None:
     assert stem.with_suffix(".safetensors").read_bytes() == weights
     load_checkpoint(stem)  # the card still matches its weights
     assert not list(stem.parent.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "uint8"])
+def test_weights_with_nan_inf_or_the_wrong_kind_are_refused_naming_the_tensor(tmp_path, bad):
+    from safetensors.torch import load_file, save_file
+
+    from vt_explorer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from vt_explorer.model import create_model
+
+    weights, card = save_checkpoint(create_model("vt_resnet20"), tmp_path / "ck")
+    state = load_file(str(weights))
+    key = "fc.weight"
+    if bad == "uint8":
+        state[key] = state[key].to(torch.uint8)
+    else:
+        state[key] = state[key].clone()
+        state[key][0, 0] = float(bad)
+    save_file(state, str(weights))
+    with pytest.raises(CheckpointError, match=f"tensor {key} "):
+        load_checkpoint(tmp_path / "ck", verify_hash=False)
+
+
+def test_a_device_that_cannot_run_a_model_is_refused() -> None:
+    from vt_explorer.device import select_device
+
+    with pytest.raises(ValueError, match="not one to run a model on"):
+        select_device("meta")

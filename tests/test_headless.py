@@ -163,3 +163,15 @@ def test_tokens_rejects_foreign_files_and_mismatched_classes(tmp_path, ck3, caps
     assert stats["accuracy"] is None and stats["classes"] == ["blue", "green", "purple", "red"]
     assert np.asarray(stats["mean_share"]).shape == (3, 4, 16)
     assert np.asarray(stats["dominant"])[0].sum(-1).tolist() == [2, 2, 1, 2]
+
+
+def test_explain_refuses_a_missing_masks_folder_and_an_unwritable_out(tmp_path, ck3, capsys):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    make_image((20, 200, 20), 32).save(imgs / "g.png")
+    args = ["explain", str(imgs), "-c", str(ck3), "--no-figures"]
+    assert main([*args, "--out", str(tmp_path / "o"), "--masks", str(tmp_path / "none")]) == 2
+    assert "--masks" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    (tmp_path / "afile").write_text("x")
+    assert main([*args, "--out", str(tmp_path / "afile" / "sub")]) == 2
+    assert "cannot write there" in capsys.readouterr().err

@@ -230,6 +230,7 @@ def load_checkpoint(
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{weights_path}: not a readable safetensors file ({err})") from None
+    check_values(state, shapes, weights_path)
     model = build_model(cfg)
     model.load_state_dict(state)
     model.to(device, memory_format=torch.channels_last).eval()
@@ -241,6 +242,24 @@ def load_checkpoint(
         card.get("interpolation", "bicubic"),
     )
     return LoadedCheckpoint(model=model, card=card, preprocess=pre, config=cfg)
+
+
+def check_values(
+    state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], path: Path | str
+) -> None:
+    """Every tensor has its kind of the model's own (floating point where the model's is,
+    integer where it counts, e.g. BatchNorm's ``num_batches_tracked``) and every float is
+    finite: NaN or infinite weights would predict "nan%". CheckpointError naming the file
+    and the first tensor at fault."""
+    for k, v in state.items():
+        ref = reference.get(k)
+        if ref is not None and ref.is_floating_point() != v.is_floating_point():
+            raise CheckpointError(
+                f"{path}: tensor {k} is {str(v.dtype).replace('torch.', '')}, "
+                f"not {str(ref.dtype).replace('torch.', '')} as the model's"
+            )
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise CheckpointError(f"{path}: tensor {k} holds NaN or infinite values")
 
 
 def checkpoint_dir() -> Path:

@@ -376,6 +376,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not image_files(args.images):
         print(f"error: no image files in {' '.join(args.images)}", file=sys.stderr)
         return 2
+    if args.masks and not Path(args.masks).is_dir():
+        print(f"error: --masks {args.masks}: no such folder", file=sys.stderr)
+        return 2
     opts = ExplainOptions(
         figures=not args.no_figures,
         svg=args.svg,
@@ -394,6 +397,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         )
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # an --out that is a file, or a folder that cannot be written
+        print(
+            f"error: --out {args.out}: cannot write there ({err.strerror or err})", file=sys.stderr
+        )
         return 2
     for err in summary["errors"]:
         print(f"error: {err}", file=sys.stderr)

@@ -24,6 +24,8 @@ def select_device(preference: str = "auto") -> torch.device:
         device = torch.device(pref)
     except RuntimeError as err:
         raise ValueError(f"unknown device {preference!r}: {err}") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {preference!r}: not one to run a model on (cpu, cuda, mps)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {preference!r} requested but CUDA is not available here")
     if device.type == "mps" and not (
