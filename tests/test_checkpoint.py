@@ -133,7 +133,7 @@ def test_weights_with_nan_inf_or_the_wrong_kind_are_refused_naming_the_tensor(tm
     from vt_explorer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from vt_explorer.model import create_model
 
-    weights, card = save_checkpoint(create_model("vt_resnet20"), tmp_path / "ck")
+    weights, _card = save_checkpoint(create_model("vt_resnet20"), tmp_path / "ck")
     state = load_file(str(weights))
     key = "fc.weight"
     if bad == "uint8":

@@ -134,3 +134,23 @@ def test_app_frames_the_crop_and_offers_the_whole_photo(crop_ck, monkeypatch) ->
     assert not at.exception
     notes = " ".join(c.value for c in at.caption)
     assert "padded to a square (letterboxed)" in notes and "framed" not in notes
+
+
+def test_imagenet_vt_shows_what_it_is_and_lite0_beside_it(tmp_path, monkeypatch) -> None:
+    """A shipped ImageNet student: its one-line summary (what it is, held-out top-1) in the
+    sidebar and above its column, and Lite0's own top-5 as the reference it departs from."""
+    shipped = Path(__file__).resolve().parent.parent / "checkpoints"
+    name = "imagenet-lite0-vt-filter"
+    for ext in (".safetensors", ".json"):
+        (tmp_path / f"{name}{ext}").symlink_to(shipped / f"{name}{ext}")
+    monkeypatch.setenv("VT_EXPLORER_CHECKPOINTS", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=240).run()
+    at.file_uploader(key="upload").set_value(
+        [("wide.png", image_bytes(three_thirds()), "image/png")]
+    ).run()
+    assert not at.exception
+    notes = " ".join(c.value for c in at.caption)
+    assert "Lite0 itself (the network this VT was distilled from, its teacher): " in notes
+    assert "Held-out imagenette-val (n=1000): top-1" in notes
+    side = " ".join(c.value for c in at.sidebar.caption)
+    assert "Held-out imagenette-val (n=1000): top-1" in side

@@ -400,6 +400,7 @@ def analyse_trace(
             "name": ck.card.get("name"),
             "config": ck.config.name,
             "weights_sha256": ck.card.get("weights_sha256"),
+            "teacher": (ck.card.get("teacher") or {}).get("model"),
             "preprocess": {
                 "input_size": pre.input_size,
                 "resize": pre.resize,

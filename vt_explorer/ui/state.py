@@ -143,6 +143,39 @@ def get_analysis(
     return analyse(get_checkpoint(key), decode_image(_data, name), name, view=shown)
 
 
+@st.cache_resource(show_spinner="Loading EfficientNet-Lite0...")
+def reference_model() -> LoadedCheckpoint:
+    """The plain ImageNet Lite0 classifier the ImageNet VTs were distilled from, with the
+    ImageNet preprocessing (centre crop, bilinear), held once per server process."""
+    from ..distill import teacher_model
+    from ..preprocess import Preprocess
+
+    model = teacher_model(select_device())
+    cfg = model.cfg
+    pre = Preprocess(
+        cfg.input_size, cfg.mean, cfg.std, "center_crop", cfg.extra.get("interpolation", "bilinear")
+    )
+    card = {"name": cfg.name, "classes": list(cfg.classes or [])}
+    return LoadedCheckpoint(model=model, card=card, preprocess=pre, config=cfg)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def reference_top5(digest: str, _data: bytes, name: str, view: str = "model") -> list:
+    """Lite0's own top-5 [(class, probability)] for one image, on the same view of it."""
+    import torch
+
+    ref = reference_model()
+    pre = view_preprocess(ref, None if view == "model" else view)
+    device = next(ref.model.parameters()).device
+    with torch.inference_mode():
+        p = torch.softmax(ref.model(pre(decode_image(_data, name))[None].to(device)), -1)[0]
+    top = p.topk(5)
+    return [
+        (ref.card["classes"][int(i)], float(v))
+        for v, i in zip(top.values, top.indices, strict=True)
+    ]
+
+
 @st.cache_data(max_entries=256)
 def image_error(digest: str, _data: bytes, name: str) -> str | None:
     """Why an upload cannot be shown (None when it decodes and is not too thin)."""

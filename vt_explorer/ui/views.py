@@ -37,6 +37,7 @@ from .state import (
     grouped,
     model_line,
     module_index,
+    reference_top5,
     short,
     tinted,
 )
@@ -395,6 +396,12 @@ def _predict(key: str, image: Image, uid: str, cfg: Settings) -> Slot | None:
     if len(a.classes) == 10 and set(a.classes) == set(CIFAR10_CLASSES):
         st.caption("This model knows only CIFAR-10's ten classes.")
     st.plotly_chart(predictions_bar(a.classes, a.probs), key=f"pred-{uid}")
+    if a.model.get("teacher"):  # an ImageNet VT: the network it stands in for, as reference
+        ref = reference_top5(digest, data, name, cfg.view)
+        st.caption(
+            "Lite0 itself (the network this VT was distilled from, its teacher): "
+            + ", ".join(f"{c} {p:.0%}" for c, p in ref)
+        )
     if not a.modules:
         return Slot(key, a, 0, image, uid)
     k = module_index(cfg.module, len(a.modules))
