@@ -240,3 +240,19 @@ def test_layer_scale_starts_every_residual_branch_at_its_gain() -> None:
             torch.testing.assert_close(layer.scale1(layer.attn(layer.norm1(t))[0]), 0.5 * a_ref)
     out.sum().backward()
     assert tr.layers[0].scale1.gamma.grad is not None
+
+
+def test_scaled_recurrent_tokenizer_divides_eq2_scores_by_sqrt_c() -> None:
+    """``recurrent_scaled`` (not in the paper): softmax_HW(X W_R^T / sqrt(C)), against a plain
+    reference computation of eq. 2 with the same weights."""
+    from vt_explorer.model.tokenizer import RecurrentTokenizer
+
+    torch.manual_seed(0)
+    tok = RecurrentTokenizer(64, 16, 64, norm_in=False, scaled=True)
+    x, t_in = torch.randn(2, 64, 5, 5), torch.randn(2, 4, 16)
+    tokens, attn = tok(x, t_in)
+    xf = x.flatten(2).transpose(1, 2)  # b n c
+    w_r = t_in @ tok.to_filters.weight.T  # b l c
+    a = torch.softmax((xf @ w_r.transpose(1, 2)) / math.sqrt(64), dim=1)  # b n l, over pixels
+    torch.testing.assert_close(attn.flatten(2), a.transpose(1, 2), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(tokens, a.transpose(1, 2) @ xf, atol=1e-5, rtol=1e-5)

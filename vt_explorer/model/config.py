@@ -52,6 +52,8 @@ class VTConfig:
     pos_dim: int = 32  # C_P
     head_norm: bool = True  # LayerNorm on the averaged tokens before the classifier
     recurrent_norm: bool = False  # LayerNorm on T_in before eq. 2's W_{T->R} (not in the paper)
+    # eq. 2's scores divided by sqrt(C) (not in the paper): soft maps at the start for wide C
+    recurrent_scaled: bool = False
     # LayerScale (CaiT) on every residual branch (eq. 3, 4, 5), starting at this gain; None:
     # the paper's plain residuals. Not in the paper: for tokens in a pretrained feature space
     layer_scale: float | None = None

@@ -101,7 +101,8 @@ class RecurrentTokenizer(nn.Module):
         W_R = T_in W_{T->R}                  W_{T->R} in R^{C_T x C}
         T   = softmax_HW(X W_R^T)^T X W_V     W_V as in eq. 1
 
-    With ``norm_in`` a LayerNorm is applied to T_in first (not in the paper): the previous
+    With ``scaled`` the scores are divided by sqrt(C) (not in the paper; ``VTConfig.
+    recurrent_scaled``). With ``norm_in`` a LayerNorm is applied to T_in first (not in the paper): the previous
     module's tokens come from a residual stream whose scale grows during training, and
     large filters saturate the softmax into one-pixel maps shared by every token (token
     collapse, seen in the shipped cifar10-vt-recurrent: ``vt-explorer explain`` reports it).
@@ -119,9 +120,14 @@ class RecurrentTokenizer(nn.Module):
         token_dim: int | None = None,
         pos_encoding: TokenPositionEncoding | None = None,
         norm_in: bool = False,
+        scaled: bool = False,
     ) -> None:
         super().__init__()
         token_dim = token_dim or channels
+        # with ``scaled`` the scores are divided by sqrt(C), as in a scaled dot product (not
+        # in eq. 2): LayerNorm'd T_in through W_{T->R} gives filters of norm ~ sqrt(C), so
+        # at C = 1280 the unscaled softmax starts as one-pixel maps
+        self.score_scale = channels**-0.5 if scaled else 1.0
         self.norm_in = nn.LayerNorm(in_token_dim) if norm_in else None
         self.to_filters = nn.Linear(in_token_dim, channels, bias=False)  # W_{T->R}
         self.to_value = (
@@ -136,7 +142,7 @@ class RecurrentTokenizer(nn.Module):
         x_flat = rearrange(x, "b c h w -> b (h w) c")
         if self.norm_in is not None:
             tokens_in = self.norm_in(tokens_in)
-        filters = self.to_filters(tokens_in)  # W_R: b l c
+        filters = self.to_filters(tokens_in) * self.score_scale  # W_R: b l c
         scores_t = filters.to(x_flat.dtype) @ x_flat.transpose(1, 2)  # (X W_R^T)^T: b l n
         tokens, attn = _pool(x_flat, scores_t)
         tokens = self.to_value(tokens)

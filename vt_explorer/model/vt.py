@@ -31,7 +31,12 @@ class VTModule(nn.Module):
             self.tokenizer: nn.Module = FilterTokenizer(channels, cfg.tokens, token_dim, pos)
         elif kind == "recurrent":
             self.tokenizer = RecurrentTokenizer(
-                channels, token_dim, token_dim, pos, norm_in=cfg.recurrent_norm
+                channels,
+                token_dim,
+                token_dim,
+                pos,
+                norm_in=cfg.recurrent_norm,
+                scaled=cfg.recurrent_scaled,
             )
         else:
             raise ValueError(f"unknown tokenizer kind {kind!r}")
