@@ -174,9 +174,21 @@ def test_init_starts_a_second_stage_from_a_finished_student(pool, tmp_path) -> N
     assert any(not torch.equal(b[k], a[k]) for k in a)  # without --init: not the first stage
     save_checkpoint(create_model("vt_lite0_imagenet_filter"), tmp_path / "other",
                     card={"wnids": WNIDS})  # fmt: skip
-    with pytest.raises(ValueError, match=r"vt_lite0_imagenet_filter checkpoint .* not the student"):
+    with pytest.raises(ValueError, match=r"vt_lite0_imagenet_filter checkpoint, not the student"):
         distill(
             _args(pool, tmp_path / "x", samples=16, init=str(tmp_path / "other")), progress=False
+        )
+    # the same config name with another setting: refused, naming the setting
+    import dataclasses
+
+    from vt_explorer.model import build_model
+
+    cfg = load_checkpoint(tmp_path / "first").config
+    other = dataclasses.replace(cfg, vt=dataclasses.replace(cfg.vt, mlp_ratio=0.25))
+    save_checkpoint(build_model(other), tmp_path / "tweaked", card={"wnids": WNIDS})
+    with pytest.raises(ValueError, match=r"other settings .*vt\.mlp_ratio: 0\.25 -> "):
+        distill(
+            _args(pool, tmp_path / "y", samples=16, init=str(tmp_path / "tweaked")), progress=False
         )
 
 

@@ -796,15 +796,41 @@ def _describe_pool(fs: FeatureSet, holdouts, limit: int) -> dict[str, Any]:
     return out
 
 
+def _config_changes(saved: Any, now: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """{dotted field: (saved, now)} for every field of two model configs that differs (the
+    class list shown by its length)."""
+    import dataclasses
+
+    a = saved if isinstance(saved, dict) else dataclasses.asdict(saved)
+    b = now if isinstance(now, dict) else dataclasses.asdict(now)
+    out: dict[str, tuple[Any, Any]] = {}
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if x == y:
+            continue
+        if isinstance(x, dict) and isinstance(y, dict):
+            out.update(_config_changes(x, y, f"{prefix}{k}."))
+        elif isinstance(x, (list, tuple)) and len(str(x)) > 80:
+            out[f"{prefix}{k}"] = (f"{len(x)} entries", f"{len(y or ())} entries")
+        else:
+            out[f"{prefix}{k}"] = (x, y)
+    return out
+
+
 def _init_from(student: nn.Module, path: str) -> dict[str, Any]:
     """Load ``path``'s weights into ``student`` (``--init``); returns what the card records.
     A checkpoint of another config is refused, naming both."""
     from .checkpoint import load_checkpoint
+    from .train import describe_changes
 
     ck = load_checkpoint(path)
+    if ck.config.name != student.cfg.name:
+        raise ValueError(f"--init {path}: a {ck.config.name} checkpoint, not the student "
+                         f"{student.cfg.name}")  # fmt: skip
     if ck.config != student.cfg:
-        raise ValueError(f"--init {path}: a {ck.config.name} checkpoint (or another setting of "
-                         f"it), not the student {student.cfg.name}")  # fmt: skip
+        diff = _config_changes(ck.config, student.cfg)
+        raise ValueError(f"--init {path}: a {ck.config.name} checkpoint with other settings "
+                         f"than the student's ({describe_changes(diff)})")  # fmt: skip
     student.load_state_dict(ck.model.state_dict())
     done = ck.card.get("distillation", {})
     return {

@@ -274,7 +274,17 @@ for _cut, (_reads, _vt_over, _extra_over) in _OS16_PLACEMENTS.items():
         register(
             ModelConfig(
                 name=f"vt_lite0_os16_{_cut}" + ("" if _variant == "recurrent" else "_filter"),
-                vt=VTConfig(**{**_LITE0_VT.__dict__, **_vt_over, "variant": _variant}),
+                # recurrent_scaled only where there is a recurrent tokenizer (filter x2
+                # has none, and its shipped card says False)
+                vt=VTConfig(
+                    **{
+                        **_LITE0_VT.__dict__,
+                        **_vt_over,
+                        "variant": _variant,
+                        "recurrent_scaled": _vt_over.get("recurrent_scaled", False)
+                        and _variant == "recurrent",
+                    }
+                ),
                 num_classes=1000,
                 classes=imagenet_classes(),
                 extra={**_OS16_EXTRA, "cut": _cut, **_extra_over},
