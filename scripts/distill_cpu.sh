@@ -11,11 +11,11 @@
 #            its own schedule: --init INIT/NAME), e.g. INIT=checkpoints OUT=/tmp/stage2
 #   MIX      (environment) probability that a batch is MixUp/CutMix-mixed (default 0: at
 #            300,000 views mixing cost 2-3 points of held-out agreement on Tiny-ImageNet and
-#            Caltech-101, benchmarks/distill_ablation.py; 0.5 is Beyer et al.'s recipe)
+#            Caltech-101, benchmarks/experiments/distill_ablation.py; 0.5 is Beyer et al.'s recipe)
 #   FINISH   (environment) views of a finishing stage (default 300000; 0: none): from each
 #            finished student (kept in OUT/main/), at lr 5e-4, with half of each batch the
 #            photos' own 224-px trunk maps (--real-share 0.5) instead of resampled crops,
-#            which the students are evaluated on (benchmarks/view_gap.py): +7 to +9 points
+#            which the students are evaluated on (benchmarks/experiments/view_gap.py): +7 to +9 points
 #            of held-out agreement in ~7 min per student on the 2-core VM (README)
 # Trains on Imagenette-train, Tiny-ImageNet-train and Caltech-101 minus its held-out sample;
 # never on the held-out samples (1000 fixed images each) of Imagenette-val, Tiny-ImageNet-val
@@ -34,7 +34,7 @@ MIX=${MIX-0}
 BF16=${BF16-auto}  # auto: --bf16 where this CPU has native bfloat16; "--bf16" or "" to choose
 if [ "$BF16" = auto ]; then
   BF16=""
-  if .venv/bin/python -c "import sys, torch; from vt_explorer.distill import bf16_supported as s
+  if .venv/bin/python -c "import sys, torch; from vt_explorer.device import bf16_supported as s
 sys.exit(not s(torch.device('cpu')))"; then BF16="--bf16"; fi
 fi
 FINISH=${FINISH-300000}

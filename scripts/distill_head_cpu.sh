@@ -24,7 +24,7 @@ CUT=${CUT:-pool}
 BF16=${BF16-auto}
 if [ "$BF16" = auto ]; then
   BF16=""
-  if .venv/bin/python -c "import sys, torch; from vt_explorer.distill import bf16_supported as s
+  if .venv/bin/python -c "import sys, torch; from vt_explorer.device import bf16_supported as s
 sys.exit(not s(torch.device('cpu')))"; then BF16="--bf16"; fi
 fi
 for variant in recurrent filter; do

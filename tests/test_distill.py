@@ -13,12 +13,13 @@ from vt_explorer.checkpoint import load_checkpoint
 from vt_explorer.cli import main
 from vt_explorer.distill import (
     DistillArgs,
-    _feature_sets,
     bf16_supported,
     distill,
     distill_step,
+    feature_sets,
     kd_loss,
     label_views,
+    make_views,
     mix_views,
     nudge_views,
     random_views,
@@ -266,7 +267,7 @@ def test_a_source_both_trained_on_and_held_out_is_split(pool, tmp_path) -> None:
     student = create_model("vt_lite0_imagenet_filter")
     student.load_pretrained()
     args = _args(pool, tmp_path / "o", bank_size=224)  # both at 224 px: rows comparable
-    (bank,), ((_, held, labels),), _ = _feature_sets(
+    (bank,), ((_, held, labels),), _ = feature_sets(
         args, student, WNIDS, torch.device("cpu"), False
     )
     assert len(bank) == 12 and len(held) == 6 and len(labels) == 6
@@ -324,7 +325,7 @@ def test_bf16_steps_train_float32_weights_and_is_refused_where_emulated(
 ) -> None:
     """--bf16: a step keeps float32 weights and a finite float32 loss; on a device without
     native bfloat16 the run is refused in one line instead of running slower."""
-    import vt_explorer.distill as distill_mod
+    import vt_explorer.distill.recipe as distill_recipe
 
     if bf16_supported(torch.device("cpu")):
         from vt_explorer.model import create_model
@@ -338,11 +339,12 @@ def test_bf16_steps_train_float32_weights_and_is_refused_where_emulated(
         opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-3)
         teacher = teacher_model(torch.device("cpu"), fold=True)
         g = torch.Generator().manual_seed(0)
-        loss = distill_step(args, student, teacher, opt, bank, torch.full((8,), -1), 14, g)
+        views = make_views(args, teacher, bank, torch.full((8,), -1), 14)
+        loss = distill_step(args, student, teacher, opt, views, g)
         assert loss.dtype == torch.float32 and torch.isfinite(loss)
         assert student.fc.weight.dtype == torch.float32
         assert not torch.equal(student.fc.weight, before)
-    monkeypatch.setattr(distill_mod, "bf16_supported", lambda device: False)
+    monkeypatch.setattr(distill_recipe, "bf16_supported", lambda device: False)
     argv = ["distill", "--data", str(pool), "--out", str(tmp_path / "x"), "--samples", "16",
             "--bank-size", "64", "--bf16"]  # fmt: skip
     assert main(argv) == 2
@@ -365,8 +367,8 @@ def test_feature_matching_fits_the_teachers_feature(pool, tmp_path, capsys) -> N
                  mix=0.0, min_scale=1.0, batch_size=8)  # fmt: skip
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=3e-3)
     g = torch.Generator().manual_seed(0)
-    losses = [distill_step(args, student, teacher, opt, bank, torch.full((8,), -1), 14, g).item()
-              for _ in range(30)]  # fmt: skip
+    views = make_views(args, teacher, bank, torch.full((8,), -1), 14)
+    losses = [distill_step(args, student, teacher, opt, views, g).item() for _ in range(30)]
     assert losses[-1] < 0.5 * losses[0]
     argv = ["distill", "--data", str(pool), "--out", str(tmp_path / "x"), "--samples", "16"]
     assert main([*argv, "--feature-weight", "1"]) == 2
@@ -409,25 +411,26 @@ def test_real_share_puts_the_photos_own_maps_in_each_batch(pool, tmp_path, monke
     input size (unresampled, mirrored or not), the rest crops of the bank; the real maps are
     split like the bank (no held-out image among them), and the card records the share."""
     import vt_explorer.distill as distill_mod
+    import vt_explorer.distill.loop as distill_loop
     from vt_explorer.model import create_model
 
     cpu = torch.device("cpu")
     student = create_model("vt_lite0_imagenet_filter")
     student.load_pretrained()
     args = _args(pool, tmp_path / "o", real_share=0.5, batch_size=8, mix=0.0)
-    (bank,), ((_, held, _),), ((real,),) = _feature_sets(args, student, WNIDS, cpu, False)
+    (bank,), ((_, held, _),), ((real,),) = feature_sets(args, student, WNIDS, cpu, False)
     assert real.features.shape == (12, 112, 14, 14) and bank.features.shape[-1] == 4
     rows = lambda t: {t[i].float().numpy().tobytes() for i in range(len(t))}  # noqa: E731
     assert not rows(real.features) & rows(held.features)
     seen: list[torch.Tensor] = []
     labelled = distill_mod.label_views
-    monkeypatch.setattr(distill_mod, "label_views",
+    monkeypatch.setattr(distill_loop, "label_views",
                         lambda t, x, bf16=False: (seen.append(x.clone()), labelled(t, x, bf16))[1])  # fmt: skip
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-3)
     g = torch.Generator().manual_seed(0)
     teacher = teacher_model(cpu, fold=True)
-    distill_step(args, student, teacher, opt, bank.features, torch.full((12,), -1), 14, g,
-                 real.features)  # fmt: skip
+    views = make_views(args, teacher, bank.features, torch.full((12,), -1), 14, real.features)
+    distill_step(args, student, teacher, opt, views, g)
     own = rows(real.features) | rows(real.features.flip(-1))
     assert all(r in own for r in rows(seen[0][:4])) and not rows(seen[0][4:]) & own
     card = distill(_args(pool, tmp_path / "card", samples=16, eval_every=16, real_share=0.5),
@@ -460,16 +463,17 @@ def test_window_share_in_the_batch_and_its_checks(pool, tmp_path, monkeypatch) -
     the same photos' bank maps; the card records it; shares above the batch or a bank smaller
     than the model's input are refused before any work."""
     import vt_explorer.distill as distill_mod
+    import vt_explorer.distill.loop as distill_loop
     from vt_explorer.model import create_model
 
     cpu = torch.device("cpu")
     student = create_model("vt_lite0_imagenet_filter")
     student.load_pretrained()
     args = _args(pool, tmp_path / "o", window_share=0.5, batch_size=8, mix=0.0, bank_size=288)
-    (bank,), _, _ = _feature_sets(args, student, WNIDS, cpu, False)
+    (bank,), _, _ = feature_sets(args, student, WNIDS, cpu, False)
     seen: list[torch.Tensor] = []
     labelled = distill_mod.label_views
-    monkeypatch.setattr(distill_mod, "label_views",
+    monkeypatch.setattr(distill_loop, "label_views",
                         lambda t, x, bf16=False: (seen.append(x.clone()), labelled(t, x, bf16))[1])  # fmt: skip
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-3)
     teacher = teacher_model(cpu, fold=True)
@@ -481,8 +485,8 @@ def test_window_share_in_the_batch_and_its_checks(pool, tmp_path, monkeypatch) -
         for c in range(5)
         for w in (m[:, t : t + 14, c : c + 14], m[:, t : t + 14, c : c + 14].flip(-1))
     }
-    distill_step(args, student, teacher, opt, bank.features, torch.full((12,), -1), 14,
-                 torch.Generator().manual_seed(0))  # fmt: skip
+    views = make_views(args, teacher, bank.features, torch.full((12,), -1), 14)
+    distill_step(args, student, teacher, opt, views, torch.Generator().manual_seed(0))
     got = [x.numpy().tobytes() for x in seen[0]]
     assert all(b in blocks for b in got[:4]) and not any(b in blocks for b in got[4:])
     with pytest.raises(ValueError, match="more than the whole batch"):
@@ -520,13 +524,15 @@ def test_nudge_share_in_distill_step_and_card(pool, tmp_path, monkeypatch) -> No
     import vt_explorer.distill as distill_mod
 
     calls: list[tuple[int, int, int]] = []
+    import vt_explorer.distill.views as distill_views
+
     real_nudge = distill_mod.nudge_views
 
     def spy(teacher, x, target, steps, size, bf16=False):
         calls.append((len(x), int(target.min()), int(target.max())))
         return real_nudge(teacher, x, target, steps, size, bf16)
 
-    monkeypatch.setattr(distill_mod, "nudge_views", spy)
+    monkeypatch.setattr(distill_views, "nudge_views", spy)
     card = distill(_args(pool, tmp_path / "card", samples=32, eval_every=32, batch_size=16,
                          nudge_share=0.25, mix=0.0), progress=False)  # fmt: skip
     assert [c[0] for c in calls] == [4, 4] and all(0 <= c[1] <= c[2] < 1000 for c in calls)
@@ -566,23 +572,25 @@ def test_real_views_draw_each_photos_crops_too(pool, tmp_path, monkeypatch) -> N
     """--real-views 3: the real bank holds each photo's centre map and two fixed crops' maps
     (split like the bank), the real share of a batch draws from all three, and the card says so."""
     import vt_explorer.distill as distill_mod
+    import vt_explorer.distill.loop as distill_loop
     from vt_explorer.model import create_model
 
     cpu = torch.device("cpu")
     student = create_model("vt_lite0_imagenet_filter")
     student.load_pretrained()
     args = _args(pool, tmp_path / "o", real_share=1.0, real_views=3, batch_size=64, mix=0.0)
-    (bank,), _, real_sets = _feature_sets(args, student, WNIDS, cpu, False)
+    (bank,), _, real_sets = feature_sets(args, student, WNIDS, cpu, False)
     assert [len(s) for s in real_sets] == [1, 1, 1] and all(len(s[0]) == 12 for s in real_sets)
     real = torch.stack([s[0].features for s in real_sets])
     assert not torch.equal(real[0], real[1]) and not torch.equal(real[1], real[2])
     seen: list[torch.Tensor] = []
     labelled = distill_mod.label_views
-    monkeypatch.setattr(distill_mod, "label_views",
+    monkeypatch.setattr(distill_loop, "label_views",
                         lambda t, x, bf16=False: (seen.append(x.clone()), labelled(t, x, bf16))[1])  # fmt: skip
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-3)
-    distill_step(args, student, teacher_model(cpu, fold=True), opt, bank.features,
-                 torch.full((12,), -1), 14, torch.Generator().manual_seed(0), real)  # fmt: skip
+    teacher = teacher_model(cpu, fold=True)
+    views = make_views(args, teacher, bank.features, torch.full((12,), -1), 14, real)
+    distill_step(args, student, teacher, opt, views, torch.Generator().manual_seed(0))
     owner = {}
     for v in range(3):
         for m in real[v].float():
@@ -611,9 +619,9 @@ def test_image_crops_are_trunk_maps_of_fresh_crops_of_each_photo() -> None:
     student.eval()
     colours = torch.tensor([[200, 20, 20], [20, 200, 20], [20, 20, 200]], dtype=torch.uint8)
     photos = colours[:, :, None, None].expand(3, 3, 96, 96).contiguous()
-    crops = ImageCrops(photos, folded_trunk(student), student.cfg.mean, student.cfg.std)
+    crops = ImageCrops(photos, folded_trunk(student), student.cfg.mean, student.cfg.std, 224)
     idx = torch.tensor([2, 0, 1, 2])
-    views = crops(idx, 224, 0.08, torch.Generator().manual_seed(0))
+    views = crops(idx, torch.Generator().manual_seed(0))
     assert views.shape == (4, 112, 14, 14) and views.dtype == torch.float32
     with torch.no_grad():
         squares = colours[idx][:, :, None, None].expand(4, 3, 224, 224)
@@ -621,9 +629,9 @@ def test_image_crops_are_trunk_maps_of_fresh_crops_of_each_photo() -> None:
     torch.testing.assert_close(views, want, atol=2e-3, rtol=1e-3)
     textured = torch.randint(0, 256, (2, 3, 96, 96), generator=torch.Generator().manual_seed(1),
                              dtype=torch.uint8)  # fmt: skip
-    crops = ImageCrops(textured, folded_trunk(student), student.cfg.mean, student.cfg.std)
+    crops = ImageCrops(textured, folded_trunk(student), student.cfg.mean, student.cfg.std, 224)
     g = torch.Generator().manual_seed(0)
-    a, b = crops(torch.tensor([0, 0]), 224, 0.08, g), crops(torch.tensor([0, 0]), 224, 0.08, g)
+    a, b = crops(torch.tensor([0, 0]), g), crops(torch.tensor([0, 0]), g)
     assert not torch.allclose(a[0], a[1]) and not torch.allclose(a, b)
 
 
@@ -633,6 +641,7 @@ def test_image_share_in_the_batch_the_split_and_the_card(pool, tmp_path, monkeyp
     (split like it: their trunk maps at bank size are the bank); shares above the whole batch
     are refused; the card records the share."""
     import vt_explorer.distill as distill_mod
+    import vt_explorer.distill.loop as distill_loop
     from vt_explorer.data import normalize
     from vt_explorer.model import create_model
 
@@ -640,31 +649,37 @@ def test_image_share_in_the_batch_the_split_and_the_card(pool, tmp_path, monkeyp
     student = create_model("vt_lite0_imagenet_filter")
     student.load_pretrained()
     args = _args(pool, tmp_path / "o", real_share=0.25, image_share=0.5, batch_size=8, mix=0.0)
-    (bank,), holdouts, ((real,),) = _feature_sets(args, student, WNIDS, cpu, False)
-    (images,) = distill_mod._pool_images(args, student, holdouts, [bank], False)
+    (bank,), holdouts, ((real,),) = feature_sets(args, student, WNIDS, cpu, False)
+    (images,) = distill_mod.pool_images(args, student, holdouts, [bank], False)
     assert images.images.shape == (12, 3, 64, 64)
     with torch.no_grad():
         maps = student.eval().features(normalize(images.images, student.cfg.mean, student.cfg.std))
     torch.testing.assert_close(maps.half(), bank.features, atol=2e-2, rtol=2e-2)
 
-    class Spy:
-        def __call__(self, idx, size, min_scale, g, bf16=False):
-            self.idx, self.size = idx.clone(), size
+    class Spy:  # an image-crop source (vt_explorer.distill.views.ViewSource)
+        share = 1.0
+
+        def __call__(self, idx, g):
+            self.idx = idx.clone()
             return torch.full((len(idx), 112, 14, 14), 7.0)
+
+        def describe(self):
+            return "spy"
 
     seen: list[torch.Tensor] = []
     labelled = distill_mod.label_views
-    monkeypatch.setattr(distill_mod, "label_views",
+    monkeypatch.setattr(distill_loop, "label_views",
                         lambda t, x, bf16=False: (seen.append(x.clone()), labelled(t, x, bf16))[1])  # fmt: skip
     drawn: list[torch.Tensor] = []
     randint = torch.randint
     monkeypatch.setattr(torch, "randint", lambda *a, **k: (drawn.append(randint(*a, **k)), drawn[-1])[1])  # fmt: skip
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-3)
     spy = Spy()
-    distill_step(args, student, teacher_model(cpu, fold=True), opt, bank.features,
-                 torch.full((12,), -1), 14, torch.Generator().manual_seed(0), real.features, spy)  # fmt: skip
+    teacher = teacher_model(cpu, fold=True)
+    views = make_views(args, teacher, bank.features, torch.full((12,), -1), 14, real.features, spy)
+    distill_step(args, student, teacher, opt, views, torch.Generator().manual_seed(0))
     monkeypatch.setattr(torch, "randint", randint)
-    assert spy.size == 224 and torch.equal(spy.idx, drawn[0][2:6])
+    assert spy.share == 0.5 and torch.equal(spy.idx, drawn[0][2:6])
     assert (seen[0] == 7).flatten(1).all(1).tolist() == [False] * 2 + [True] * 4 + [False] * 2
     with pytest.raises(ValueError, match="is more than the whole batch"):
         distill(_args(pool, tmp_path / "x", real_share=0.5, image_share=0.6), progress=False)

@@ -5,7 +5,7 @@ A CIFAR-10 model can only ever answer one of ten words, so its agreement with an
 classifier is undefined at 1000 classes. On the coarse scale it is defined: an ImageNet
 prediction counts as "dog" when it is one of ImageNet's 118 dog breeds, as "automobile" when
 it is a car, and so on; a prediction outside every set is "other". Used by
-``benchmarks/coarse_agreement.py`` to compare the app's CIFAR-10 pair with the ImageNet
+``benchmarks/experiments/coarse_agreement.py`` to compare the app's CIFAR-10 pair with the ImageNet
 students on held-out photos, scored against the ImageNet teacher.
 
 The sets (indices of the 1000 ImageNet classes in the usual order, names checked in the

@@ -46,7 +46,7 @@ def inference_batch(batch_size: int, input_size: int, device: torch.device | str
     A CPU runs a large batch of large images up to 3x slower per image than a small one: the
     early layers' activations no longer fit the caches (measured on the 2-core VM, VT-Lite0
     at 224x224: 19 img/s at batch 256, 55 img/s at batch 8; at 128x128: 69 vs 175 img/s at
-    16; ``python benchmarks/bench_lite0.py --batches 256 16 8``). Accelerators want big
+    16; ``python -m benchmarks.speed.bench_lite0 --batches 256 16 8``). Accelerators want big
     batches and get ``batch_size`` unchanged. Each image is computed independently, so the
     outputs agree at any batch size up to float rounding (kernels may block a matrix
     product differently); the shipped cards were re-verified with it.
@@ -54,3 +54,14 @@ def inference_batch(batch_size: int, input_size: int, device: torch.device | str
     if torch.device(device).type != "cpu":
         return batch_size
     return max(1, min(batch_size, CPU_BATCH_PIXELS // (input_size * input_size)))
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU
+    with AVX-512 BF16 or AMX (elsewhere bfloat16 is emulated and slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        return bool(probe is not None and torch.backends.mkldnn.is_available() and probe())
+    return False

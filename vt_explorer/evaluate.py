@@ -216,7 +216,7 @@ def _teacher(ck, device: torch.device) -> nn.Module:
         raise ValueError(
             f"{ck.card.get('name', 'checkpoint')}: not distilled (no teacher in its card)"
         )
-    from .distill import TEACHER, teacher_model
+    from .model.teacher import TEACHER, teacher_model
 
     if name != TEACHER:
         raise ValueError(f"unknown teacher {name!r} (known: {TEACHER})")

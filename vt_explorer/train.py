@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +32,6 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import __version__
 from .checkpoint import atomic_write, save_checkpoint
 from .data import (
     augment_batch,
@@ -52,6 +47,15 @@ from .evaluate import evaluate, evaluate_checkpoint
 from .features import FeatureSet, compute_features, has_frozen_trunk
 from .flags import POSITIVE, REQUIRED, flag, float_in, int_in
 from .model import count_complexity, create_model, get_config
+from .runs import (
+    changed_settings,
+    code_version,
+    describe_changes,
+    hardware,
+    lr_at,
+    program_name,
+    read_resume_state,
+)
 
 
 @dataclass
@@ -142,7 +146,7 @@ def backbone_info(model: nn.Module) -> dict[str, Any] | None:
         "version": ver,
         "weights_file": path.name,
         "weights_sha256": sha256_file(path),
-        "frozen": bool(getattr(model, "frozen", False)),
+        "frozen": bool(model.frozen),
     }
 
 
@@ -182,15 +186,6 @@ class TrainInterrupted(RuntimeError):
     """Raised by an ``on_step`` hook to stop a run (tests simulate a kill with it)."""
 
 
-def lr_at(step: int, total: int, peak: float, warmup: float) -> float:
-    """One-cycle learning rate at ``step`` of ``total``."""
-    w = max(1, int(total * warmup))
-    if step < w:
-        return peak / 25 + (peak - peak / 25) * step / w
-    t = (step - w) / max(1, total - w)
-    return peak / 1e4 + (peak - peak / 1e4) * 0.5 * (1 + math.cos(math.pi * t))
-
-
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for p in model.parameters():
@@ -199,44 +194,6 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-
-
-def hardware() -> str:
-    """A one-line description of the machine (GPU name, or CPU model and cores)."""
-    if torch.cuda.is_available():
-        n = torch.cuda.device_count()
-        return f"{n}x {torch.cuda.get_device_name(0)}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads (CPU)"
-
-
-def code_version() -> str:
-    """git commit of the source tree (with -dirty), or the package version."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        return f"{__version__}+{rev}"
-    except (OSError, subprocess.SubprocessError):
-        return __version__
-
-
-def _program_name() -> str:
-    """How the running command was called (``python -m vt_explorer`` counts as vt-explorer)."""
-    name = Path(sys.argv[0]).name
-    return "vt-explorer" if name in ("__main__.py", "vt-explorer", "") else name
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -249,47 +206,6 @@ def _dist_info() -> tuple[int, int, int]:
 RUN_ONLY_FIELDS = frozenset(
     {"out", "val", "device", "workers", "threads", "compile", "resume", "resume_anyway"}
 )
-
-
-#: what a ``train`` resume state holds
-TRAIN_STATE_KEYS = frozenset({"model", "optimizer", "epoch", "args", "history", "elapsed"})
-
-
-def read_resume_state(
-    path: Path, need: frozenset[str] = TRAIN_STATE_KEYS, writer: str = "vt-explorer train"
-) -> dict[str, Any]:
-    """A resume file written by ``writer`` (tensors and plain data only: loaded with
-    ``weights_only=True``, never unpickled) holding the keys ``need``, its ``args`` a dict;
-    ValueError with one line otherwise."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pickle-protocol notes about a foreign file
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError, RuntimeError, EOFError, zip errors...
-        raise ValueError(
-            f"{path}: not a resume state written by {writer} ({type(err).__name__}); "
-            "delete it to start from scratch"
-        ) from None
-    if not isinstance(state, dict) or not need <= set(state) or not isinstance(state["args"], dict):
-        raise ValueError(f"{path}: not a resume state written by {writer}")
-    return state
-
-
-def changed_settings(
-    saved: dict[str, Any], args: Any, run_only: frozenset[str]
-) -> dict[str, tuple[Any, Any]]:
-    """{setting: (saved, now)} for every field of the dataclass ``args`` outside ``run_only``
-    whose value differs from the one a resume state saved."""
-    return {
-        k: (saved.get(k), v)
-        for k, v in dataclasses.asdict(args).items()
-        if k not in run_only and saved.get(k, v) != v
-    }
-
-
-def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
-    """``"lr: 0.1 -> 0.01; batch_size: 16 -> 8"``."""
-    return "; ".join(f"{k}: {old} -> {new}" for k, (old, new) in changes.items())
 
 
 def recipe_changes(
@@ -636,7 +552,7 @@ def write_card(run: _Run, t_start: float) -> dict[str, Any]:
         "history": run.history,
         "train_seconds": round(wall, 1),
         "hardware": hardware(),
-        "command": shlex.join([_program_name(), *sys.argv[1:]]),
+        "command": shlex.join([program_name(), *sys.argv[1:]]),
         "code_version": code_version(),
         "torch_version": torch.__version__,
     }

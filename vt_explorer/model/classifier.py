@@ -42,6 +42,12 @@ class TracedClassifier(nn.Module):
     #: :meth:`forward_head` is a meaningful ablation (token-average VT heads)
     token_ablation: bool = False
 
+    @property
+    def frozen(self) -> bool:
+        """True for a model whose :meth:`features` are a fixed function (a frozen,
+        pretrained trunk) and whose ``head`` alone trains on them (feature caching)."""
+        return False
+
     def _run(self, images: Tensor, need_weights: bool) -> Trace:
         raise NotImplementedError
 

@@ -1,7 +1,7 @@
 """App responsiveness on this machine: upload-to-views for one photo with two models, and a
 view change, measured two ways.
 
-    python benchmarks/bench_app.py [--photo PATH] [--reps 5] [--models A B]
+    python -m benchmarks.speed.bench_app [--photo PATH] [--reps 5] [--models A B]
 
 1. Library level: decoding + one traced forward pass per model + every figure of the
    default views (token maps, propagated maps, groups, projector view, attention heatmap,
@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from vt_explorer.analysis import projector_groups, propagated_maps, semantic_groups
+from vt_explorer.checkpoint import load_checkpoint
+from vt_explorer.data import decode_image
+from vt_explorer.explore import analyse, list_checkpoints
+from vt_explorer.ui.sidebar import DEFAULT_PAIR, default_model
+from vt_explorer.viz import attention_heatmap, group_image, overlay, predictions_bar
 
-from vt_explorer.analysis import projector_groups, propagated_maps, semantic_groups  # noqa: E402
-from vt_explorer.checkpoint import load_checkpoint  # noqa: E402
-from vt_explorer.data import decode_image  # noqa: E402
-from vt_explorer.explore import analyse, list_checkpoints  # noqa: E402
-from vt_explorer.ui.sidebar import DEFAULT_PAIR, default_model  # noqa: E402
-from vt_explorer.viz import attention_heatmap, group_image, overlay, predictions_bar  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 PHOTO = ROOT.parent / "shared" / "data" / "photos" / "n02123045_tabby.JPEG"
 

@@ -1,6 +1,6 @@
 """Re-run `vt-explorer eval` for every shipped checkpoint and compare with its card.
 
-    python benchmarks/verify_cards.py [NAME ...] [--data-root ../shared/data]
+    python -m benchmarks.figures.verify_cards [NAME ...] [--data-root ../shared/data]
 
 For a CIFAR-10 card: top-1 on the card's own test set (``dataset.val.source``, with the
 card's flip-TTA setting) must equal ``metrics.accuracy`` on the same number of images. For a
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 IMAGENETTE = "imagenette-val.tar.gz"
 
 

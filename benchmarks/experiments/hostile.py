@@ -1,6 +1,6 @@
 """Replay issue 13's attacks against this checkout and print one line per attack.
 
-    python benchmarks/hostile.py [--uploads 50]
+    python -m benchmarks.experiments.hostile [--uploads 50]
 
 Each line says HOLDS or FAILS and what was seen: damaged CIFAR archives given to `eval`,
 a thin image and a hostile card uploaded through the app (Streamlit's AppTest), no
@@ -8,6 +8,12 @@ server path reachable from the browser, hand-edited cards, concurrent randomisat
 checks, resume and flag edges, the upload limit, and the memory of one browser session
 that uploads ``--uploads`` different checkpoints in a row (the app keeps one per tab).
 Exit code 1 when any attack is not held. Takes about two minutes on the 2-core VM.
+
+What it adds beyond ``tests/test_hostile.py`` (cards, flags, resume states and uploads at
+test scale): damaged real CIFAR archives given to ``eval``, the thin image and hostile card
+uploaded through the app, concurrent randomisation checks from several threads, and
+``--uploads`` checkpoints uploaded in one browser session with the memory growth printed:
+end to end on the shipped data, too slow for the suite.
 """
 
 from __future__ import annotations
@@ -24,17 +30,16 @@ import tempfile
 import threading
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import numpy as np
+import torch
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+from vt_explorer.analysis import randomisation_check
+from vt_explorer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from vt_explorer.cli import main
+from vt_explorer.model import create_model
 
-from vt_explorer.analysis import randomisation_check  # noqa: E402
-from vt_explorer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
-from vt_explorer.cli import main  # noqa: E402
-from vt_explorer.model import create_model  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 CIFAR_TEST = ROOT.parent / "shared" / "data" / "cifar10" / "test.tar.gz"
 APP = str(ROOT / "app.py")

@@ -2,7 +2,7 @@
 ImageFolder dataset from three CIFAR-10 classes, train VT-Lite0's head with one command,
 evaluate it, and print the times.
 
-    python benchmarks/own_photos.py [--classes cat dog ship] [--train-per-class 300]
+    python -m benchmarks.experiments.own_photos [--classes cat dog ship] [--train-per-class 300]
         [--val-per-class 100] [--out /tmp/own-photos] [--input-size 224]
 
 The dataset is written as JPEG files under OUT/data/{train,val}/<class>/ (nothing is kept in
@@ -19,7 +19,7 @@ import tarfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data" / "cifar10"
 
 

@@ -1,6 +1,6 @@
 """Distilled students side by side on the same held-out samples.
 
-    python benchmarks/holdout_compare.py [CHECKPOINT ...] [--limit 1000]
+    python -m benchmarks.experiments.holdout_compare [CHECKPOINT ...] [--limit 1000]
         [--pool ../shared/data/imagenet-pool] [--sources FILE ...]
         # default: every checkpoints/imagenet-lite0-* student
 
@@ -20,16 +20,14 @@ does not fit the teacher at all from one that fits the pool but does not general
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from vt_explorer.checkpoint import load_checkpoint
+from vt_explorer.distill import holdout_metrics, holdout_sets, teacher_model
 
-from vt_explorer.checkpoint import load_checkpoint  # noqa: E402
-from vt_explorer.distill import holdout_metrics, holdout_sets, teacher_model  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 SOURCES = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
 

@@ -1,6 +1,6 @@
 """Each ingredient of the distillation recipe, measured on the held-out learning curve.
 
-    python benchmarks/distill_ablation.py [--samples 50000] [--student vt_lite0_imagenet_filter]
+    python -m benchmarks.experiments.distill_ablation [--samples 50000] [--student vt_lite0_imagenet_filter]
         [--pool ../shared/data/imagenet-pool] [--holdout-limit 1000] [--out /tmp/distill-ablation]
 
 Runs `vt-explorer distill` once per variant, from the same seed and feature bank, and prints
@@ -61,13 +61,11 @@ Pool-val accuracy is not reported on purpose: it measures the pool, not the teac
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from vt_explorer.distill import DistillArgs, distill
 
-from vt_explorer.distill import DistillArgs, distill  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 # the bases the later rows share: Caltech-101 (minus its held-out sample) in the pool, then
 # bfloat16, then unmixed

@@ -1,9 +1,9 @@
 """Where VT-Lite0's CPU training time goes: the frozen trunk's features and the head's steps,
 per input size.
 
-    python benchmarks/bench_lite0.py                     # sizes 224 160 128 (about 3 minutes)
-    python benchmarks/bench_lite0.py --sizes 128 --reps 5
-    python benchmarks/bench_lite0.py --batches 256 64 16 8 4   # trunk img/s per batch size
+    python -m benchmarks.speed.bench_lite0                     # sizes 224 160 128 (about 3 minutes)
+    python -m benchmarks.speed.bench_lite0 --sizes 128 --reps 5
+    python -m benchmarks.speed.bench_lite0 --batches 256 64 16 8 4   # trunk img/s per batch size
 
 Prints, for each input size:
 * trunk: images/s of the folded trunk (``features.folded_trunk``, what the feature cache

@@ -1,6 +1,6 @@
 """Print the README's results table from the shipped model cards (checkpoints/*.json).
 
-    python benchmarks/results_table.py [--group all|cifar|pretrained]
+    python -m benchmarks.figures.results_table [--group all|cifar|pretrained]
 
 Every number comes from a card: top-1 (as `vt-explorer eval` reproduces it), parameters and
 multiply-adds in total and of the last stage, training wall time and hardware.
@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from vt_explorer.explore import list_checkpoints
 
-from vt_explorer.explore import list_checkpoints  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _row(card_path: Path, card: dict, pretrained: bool) -> str:

@@ -1,6 +1,6 @@
 """The app's speed as a visitor sees it: a real headless Chromium against `streamlit run`.
 
-    python benchmarks/bench_browser.py [--reps 3]
+    python -m benchmarks.speed.bench_browser [--reps 3]
 
 Measures the goals of the views issue, each until the pictures are drawn in the browser
 (every image of the open tab loaded), not until the server is done:
@@ -24,17 +24,15 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import sys
 import time
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+from vt_explorer.appserver import running_app
 
-from vt_explorer.appserver import running_app  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
+PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 
 PICTURES_JS = """() => [...document.querySelectorAll('[role=tabpanel] img')]
     .filter(i => i.offsetParent !== null).map(i => i.complete && i.naturalWidth > 0 ? i.src : '')"""

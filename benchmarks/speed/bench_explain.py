@@ -1,7 +1,7 @@
 """Speed of ``vt-explorer explain`` on CIFAR-size images (issue goal: 100 images with one
 checkpoint in under 10 s on the 2-core CPU, figure files excluded).
 
-    python benchmarks/bench_explain.py [--checkpoint checkpoints/cifar10-vt-recurrent] [--n 100]
+    python -m benchmarks.speed.bench_explain [--checkpoint checkpoints/cifar10-vt-recurrent] [--n 100]
 
 Extracts the first N test images of ../shared/data/cifar10/test.tar.gz into a temporary
 folder, then times ``explain`` with ``--no-figures`` (model, every map, per-token numbers,
@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
+from vt_explorer.headless import ExplainOptions, explain
+from vt_explorer.runs import hardware
 
-from vt_explorer.headless import ExplainOptions, explain  # noqa: E402
-from vt_explorer.train import hardware  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 TEST = ROOT.parent / "shared" / "data" / "cifar10" / "test.tar.gz"
 

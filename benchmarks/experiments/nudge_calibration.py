@@ -1,7 +1,7 @@
 """How far ``distill --nudge-share`` moves the teacher: its probability of the random target
 class, before and after the nudge, on held-out photos' own trunk maps.
 
-    python benchmarks/nudge_calibration.py [--source caltech101.tar.gz] [--limit 256]
+    python -m benchmarks.experiments.nudge_calibration [--source caltech101.tar.gz] [--limit 256]
         [--pool ../shared/data/imagenet-pool]
 
 For a fixed sample of a source's photos (the 224-px maps of the trunk cache, computed on a
@@ -15,16 +15,20 @@ top probability, and the relative size of the change to the map. The default nud
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from vt_explorer.distill import (
+    held_out_sample,
+    label_views,
+    nudge_views,
+    source_features,
+    teacher_model,
+)
+from vt_explorer.model import create_model
 
-from vt_explorer.distill import _features, _subset, label_views, nudge_views, teacher_model  # noqa: E402
-from vt_explorer.model import create_model  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 SETTINGS = [(1, 0.05), (2, 0.05), (2, 0.1), (3, 0.1)]
 
@@ -39,8 +43,8 @@ def main() -> int:
     cpu = torch.device("cpu")
     student = create_model("vt_lite0_imagenet_filter")
     student.load_pretrained()  # the trunk whose maps the students read
-    fs = _features(student, str(args.pool / args.source), student.cfg.input_size, cpu, True)
-    x = _subset(fs, args.limit).features.float()
+    fs = source_features(student, str(args.pool / args.source), student.cfg.input_size, cpu, True)
+    x = held_out_sample(fs, args.limit).features.float()
     teacher = teacher_model(cpu, fold=True)
     target = torch.randint(0, 1000, (len(x),), generator=torch.Generator().manual_seed(0))
     rows = torch.arange(len(x))

@@ -1,6 +1,6 @@
 """Where a distillation step spends its time, and what the fast paths buy.
 
-    python benchmarks/bench_distill.py [--batch 128] [--repeat 10] [--threads N]
+    python -m benchmarks.speed.bench_distill [--batch 128] [--repeat 10] [--threads N]
         [--student vt_lite0_imagenet_filter]
 
 Times, on random 14x14 maps of the trunk's 112 channels (the time does not depend on the
@@ -17,28 +17,27 @@ device has no native bfloat16 (``bf16_supported``).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from vt_explorer.distill import (  # noqa: E402
+from vt_explorer.distill import (
     DistillArgs,
     ImageCrops,
     bf16_supported,
     distill_step,
     kd_loss,
     label_views,
+    make_views,
     teacher_model,
 )
-from vt_explorer.features import folded_trunk  # noqa: E402
-from vt_explorer.model import create_model  # noqa: E402
-from vt_explorer.model.efficientnet import stride16_blocks  # noqa: E402
+from vt_explorer.features import folded_trunk
+from vt_explorer.model import create_model
+from vt_explorer.model.efficientnet import stride16_blocks
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def seconds(fn: Callable[[], object], repeat: int) -> float:
@@ -107,19 +106,24 @@ def main() -> int:
     for low in [False, True] if bf16 else [False]:
         run = DistillArgs(data=["-"], out="-", batch_size=args.batch, bf16=low)
 
-        def whole(run: DistillArgs = run) -> None:
-            distill_step(run, student, folded, opt, bank, hard, 14, g)
+        views = make_views(run, folded, bank, hard, 14)
+
+        def whole(run: DistillArgs = run, views=views) -> None:
+            distill_step(run, student, folded, opt, views, g)
 
         name = f"whole distill_step {'bfloat16' if low else 'float32'}"
         rows.append((name, seconds(whole, args.repeat)))
     photos = torch.randint(0, 256, (256, 3, 288, 288), generator=g, dtype=torch.uint8)
-    crops = ImageCrops(photos, folded_trunk(student), student.cfg.mean, student.cfg.std)
+    crops = ImageCrops(photos, folded_trunk(student), student.cfg.mean, student.cfg.std, 224,
+                       bf16=bf16)  # fmt: skip
     for share in args.image_shares:
         run = DistillArgs(data=["-"], out="-", batch_size=args.batch, bf16=bf16,
                           image_share=share)  # fmt: skip
 
-        def with_images(run: DistillArgs = run) -> None:
-            distill_step(run, student, folded, opt, bank[:256], hard[:256], 14, g, None, crops)
+        views = make_views(run, folded, bank[:256], hard[:256], 14, None, crops)
+
+        def with_images(run: DistillArgs = run, views=views) -> None:
+            distill_step(run, student, folded, opt, views, g)
 
         name = f"whole distill_step {'bfloat16' if bf16 else 'float32'}, --image-share {share}"
         rows.append((name, seconds(with_images, args.repeat)))

@@ -1,6 +1,6 @@
 """How many of the nine real photos in ../shared/data/photos each checkpoint gets right.
 
-    python benchmarks/photos.py [CHECKPOINT ...]    # default: every checkpoint in checkpoints/
+    python -m benchmarks.experiments.photos [CHECKPOINT ...]    # default: every checkpoint in checkpoints/
 
 The photos are ImageNet-style pictures (300-600 px) of nine CIFAR-10 classes (no horse);
 their class comes from the file name. Prints one row per checkpoint: correct / 9, and the
@@ -21,7 +21,7 @@ from vt_explorer.checkpoint import load_checkpoint
 from vt_explorer.data import decode_image
 from vt_explorer.explore import list_checkpoints
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 TRUTH = {
     "goldfinch": "bird",

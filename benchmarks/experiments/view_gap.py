@@ -1,7 +1,7 @@
 """How well a distilled student matches the teacher on the maps it trained on, against the
 maps it is evaluated on, for the same photos.
 
-    python benchmarks/view_gap.py [CHECKPOINT ...] [--source imagenette-train.tar.gz]
+    python -m benchmarks.experiments.view_gap [CHECKPOINT ...] [--source imagenette-train.tar.gz]
         [--limit 1000] [--pool ../shared/data/imagenet-pool]
         # default: every checkpoints/imagenet-lite0-* student
 
@@ -25,17 +25,21 @@ batch). The features come from the trunk cache (computed on a first run).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 from torchvision.ops import roi_align
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from vt_explorer.checkpoint import load_checkpoint
+from vt_explorer.distill import (
+    held_out_sample,
+    kd_loss,
+    random_views,
+    source_features,
+    teacher_model,
+)
 
-from vt_explorer.checkpoint import load_checkpoint  # noqa: E402
-from vt_explorer.distill import _features, _subset, kd_loss, random_views, teacher_model  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @torch.no_grad()
@@ -69,8 +73,12 @@ def main() -> int:
     first = load_checkpoint(args.checkpoints[0].with_suffix("")).model
     src = str(args.pool / args.source)
     size = first.cfg.input_size
-    own = _subset(_features(first, src, size, device, False), args.limit).features.float()
-    bank = _subset(_features(first, src, args.bank_size, device, False), args.limit).features
+    own = held_out_sample(
+        source_features(first, src, size, device, False), args.limit
+    ).features.float()
+    bank = held_out_sample(
+        source_features(first, src, args.bank_size, device, False), args.limit
+    ).features
     n, side, big = len(bank), own.shape[-1], bank.shape[-1]
     whole = torch.stack([torch.arange(n).float(), *torch.zeros(2, n), *torch.full((2, n), big)], 1)
     lo = (big - side) // 2

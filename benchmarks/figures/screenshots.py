@@ -1,7 +1,7 @@
 """The README's app screenshots: start the app, upload photos in headless Chromium and save
 one screenshot per view into docs/.
 
-    python benchmarks/screenshots.py [--photo PATH ...] [--out docs]
+    python -m benchmarks.figures.screenshots [--photo PATH ...] [--out docs]
 
 Needs Debian's chromium (/usr/bin/chromium; `bash scripts/test.sh` installs it) and the
 shipped checkpoints. By default the images are the project's own drawn examples
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from vt_explorer.appserver import click_chart, running_app, wait_idle
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TABS = ["Maps", "Groups", "Projector", "Attention", "Fig. 6", "Pixel", "Table", "Checks",
         "All modules"]  # fmt: skip
 

@@ -1,7 +1,7 @@
 """Model speed on this machine: trace latency for one image, and training throughput.
 
-    python benchmarks/bench_model.py            # everything (about 3 minutes on 2 CPU cores)
-    python benchmarks/bench_model.py --quick    # fewer repetitions
+    python -m benchmarks.speed.bench_model            # everything (about 3 minutes on 2 CPU cores)
+    python -m benchmarks.speed.bench_model --quick    # fewer repetitions
 
 Prints, in one run:
 * trace latency (median, one image) of every classifier config at its input size

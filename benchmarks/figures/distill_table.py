@@ -1,6 +1,6 @@
 """The ImageNet students' results, read from their cards (written by `vt-explorer distill`).
 
-    python benchmarks/distill_table.py [CHECKPOINT ...]
+    python -m benchmarks.figures.distill_table [CHECKPOINT ...]
         # default: checkpoints/imagenet-lite0-vt-{recurrent,filter,recurrent-diverse}
 
 Prints, per checkpoint, the learning curve (held-out top-1 agreement with the teacher, and
@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = [
     ROOT / "checkpoints" / f"imagenet-lite0-vt-{k}"
     for k in ("recurrent", "filter", "recurrent-diverse")

@@ -1,6 +1,6 @@
 """The app's CIFAR-10 pair against the ImageNet students, on one scale: CIFAR-10's ten words.
 
-    python benchmarks/coarse_agreement.py [CHECKPOINT ...] [--limit 1000]
+    python -m benchmarks.experiments.coarse_agreement [CHECKPOINT ...] [--limit 1000]
         [--pool ../shared/data/imagenet-pool] [--sources FILE ...]
         # default: cifar10-lite0-vt-{recurrent,filter} and imagenet-lite0-vt-{recurrent,filter}
 
@@ -33,15 +33,14 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from vt_explorer.checkpoint import load_checkpoint
+from vt_explorer.coarse import coarse_labels
+from vt_explorer.data import decode_image, fixed_sample, load_image_folder
+from vt_explorer.distill import teacher_model
+from vt_explorer.evaluate import predict
+from vt_explorer.preprocess import Preprocess
 
-from vt_explorer.checkpoint import load_checkpoint  # noqa: E402
-from vt_explorer.coarse import coarse_labels  # noqa: E402
-from vt_explorer.data import decode_image, fixed_sample, load_image_folder  # noqa: E402
-from vt_explorer.distill import teacher_model  # noqa: E402
-from vt_explorer.evaluate import predict  # noqa: E402
-from vt_explorer.preprocess import Preprocess  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 SOURCES = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
 DEFAULT = ["cifar10-lite0-vt-recurrent", "cifar10-lite0-vt-filter",
