@@ -103,18 +103,12 @@ def add_info(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (see vt_explorer.train)."""
-    from .data import DatasetError
     from .train import TrainArgs, train
 
     overrides = _checked_overrides(args.config, args.set)
     if overrides is None:
         return 2
-    targs = from_namespace(TrainArgs, args, overrides=overrides)
-    try:
-        train(targs)
-    except (DatasetError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    train(from_namespace(TrainArgs, args, overrides=overrides))  # UserError: main() says it
     return 0
 
 
@@ -170,22 +164,13 @@ def _checked_overrides(config: str, items: list[str] | None) -> dict | None:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     """Distil the Lite0 ImageNet classifier into a VT student (see vt_explorer.distill)."""
-    from .data import DatasetError
     from .distill import DistillArgs, distill, parse_sources
 
     overrides = _checked_overrides(args.student, args.set)
     if overrides is None:
         return 2
-    try:
-        dargs = from_namespace(DistillArgs, args, data=parse_sources(args.data),
-                               holdout=parse_sources(args.holdout), overrides=overrides)  # fmt: skip
-        distill(dargs)
-    except KeyError as err:
-        print(f"error: {err.args[0]}", file=sys.stderr)
-        return 2
-    except (DatasetError, ValueError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    data, holdout = parse_sources(args.data), parse_sources(args.holdout)
+    distill(from_namespace(DistillArgs, args, data=data, holdout=holdout, overrides=overrides))
     return 0
 
 
@@ -214,7 +199,7 @@ def _parse_overrides(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+            raise UserError(f"expected KEY=VALUE, got {item!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -224,25 +209,19 @@ def _parse_overrides(items: list[str]) -> dict:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint on a dataset."""
-    from .checkpoint import CheckpointError
-    from .data import DatasetError
     from .device import select_device
     from .evaluate import evaluate_checkpoint
 
-    try:
-        m = evaluate_checkpoint(
-            args.checkpoint,
-            args.data,
-            select_device(args.device),
-            args.batch_size,
-            args.tta,
-            progress=not args.json,
-            teacher=args.teacher,
-            sample=args.sample,
-        )
-    except (CheckpointError, DatasetError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    m = evaluate_checkpoint(
+        args.checkpoint,
+        args.data,
+        select_device(args.device),
+        args.batch_size,
+        args.tta,
+        progress=not args.json,
+        teacher=args.teacher,
+        sample=args.sample,
+    )
     if args.write_card:
         from .checkpoint import record_metrics
 
@@ -305,16 +284,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Print the top-k predictions of a checkpoint for each image."""
     import torch
 
-    from .checkpoint import CheckpointError, load_checkpoint
+    from .checkpoint import load_checkpoint
     from .data import decode_image, image_files
     from .device import select_device
 
-    try:
-        device = select_device(args.device)
-        ck = load_checkpoint(args.checkpoint, device=device)
-    except (CheckpointError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    device = select_device(args.device)
+    ck = load_checkpoint(args.checkpoint, device=device)
     empty = [p for p in args.images if Path(p).is_dir() and not image_files([p])]
     if empty:
         print(f"error: no image files in {', '.join(empty)}", file=sys.stderr)
@@ -364,7 +339,6 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Write figures, arrays and a JSON summary per image and checkpoint."""
-    from .checkpoint import CheckpointError
     from .data import image_files
     from .device import select_device
     from .headless import ExplainOptions, explain
@@ -395,9 +369,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
         summary = explain(
             args.images, args.checkpoint, args.out, opts, device=select_device(args.device)
         )
-    except (CheckpointError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except OSError as err:  # an --out that is a file, or a folder that cannot be written
         print(
             f"error: --out {args.out}: cannot write there ({err.strerror or err})", file=sys.stderr
@@ -470,23 +441,18 @@ def add_explain(sub: argparse._SubParsersAction) -> None:
 
 def cmd_tokens(args: argparse.Namespace) -> int:
     """Dataset-level token statistics of one checkpoint."""
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .data import DatasetError
+    from .checkpoint import load_checkpoint
     from .device import select_device
     from .headless import token_statistics, write_token_statistics
 
-    try:
-        ck = load_checkpoint(args.checkpoint, device=select_device(args.device))
-        stats = token_statistics(
-            ck,
-            args.data,
-            args.batch_size,
-            deletion_images=args.deletion_images,
-            unlabelled=args.unlabelled,
-        )
-    except (CheckpointError, DatasetError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    ck = load_checkpoint(args.checkpoint, device=select_device(args.device))
+    stats = token_statistics(
+        ck,
+        args.data,
+        args.batch_size,
+        deletion_images=args.deletion_images,
+        unlabelled=args.unlabelled,
+    )
     files = write_token_statistics(stats, args.out)
     acc = stats["accuracy"]
     print(f"{stats['n']} images, " + ("folders unlabelled" if acc is None else f"top-1 {acc:.4f}"))

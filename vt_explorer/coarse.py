@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from .flags import UserError
+
 #: CIFAR-10 class -> the ImageNet class indices it covers
 CIFAR10_IN_IMAGENET: dict[str, tuple[int, ...]] = {
     "airplane": (404, 895),  # airliner, warplane
@@ -54,5 +56,5 @@ def coarse_labels(predictions: Iterable[int], classes: Sequence[str]) -> list[st
         return [coarse_of(i) for i in predictions]
     unknown = sorted(set(classes) - set(CIFAR10_IN_IMAGENET))
     if unknown:
-        raise ValueError(f"not CIFAR-10 or ImageNet classes: {', '.join(unknown[:5])}")
+        raise UserError(f"not CIFAR-10 or ImageNet classes: {', '.join(unknown[:5])}")
     return [classes[int(i)] for i in predictions]

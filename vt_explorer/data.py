@@ -42,12 +42,12 @@ MAX_ASPECT = 20  # longest side / shortest side of an image the app and explain 
 
 
 def check_viewable(img: Image.Image, name: str = "image") -> None:
-    """ValueError naming ``name`` when an image is too thin to show token maps on: an aspect
+    """UserError naming ``name`` when an image is too thin to show token maps on: an aspect
     ratio over :data:`MAX_ASPECT` (a 1000 x 2 strip) leaves no visible rows for a map of
     16 x 16 cells. Models could still classify it; the views could not show anything."""
     w, h = img.size
     if max(w, h) > MAX_ASPECT * min(w, h):
-        raise ValueError(
+        raise UserError(
             f"{name}: {w}x{h} pixels is too thin to show (aspect ratio "
             f"{max(w, h) / min(w, h):.0f}:1; at most {MAX_ASPECT}:1); crop it and upload again"
         )
@@ -117,11 +117,11 @@ def decode_image(data: bytes, name: str = "image") -> Image.Image:
     """Decode image bytes into an RGB PIL image, honouring EXIF rotation.
 
     Handles grayscale, palette, RGBA (composited on white), CMYK and 16-bit images, and takes
-    the first frame of animations. Raises ValueError naming ``name`` for empty, truncated,
+    the first frame of animations. Raises UserError naming ``name`` for empty, truncated,
     non-image or oversized (decompression bomb) data.
     """
     if not data:
-        raise ValueError(f"{name}: empty file")
+        raise UserError(f"{name}: empty file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -135,11 +135,11 @@ def decode_image(data: bytes, name: str = "image") -> Image.Image:
         Image.DecompressionBombWarning,
     ) as err:
         kind = "not an image" if isinstance(err, UnidentifiedImageError) else "image too large"
-        raise ValueError(f"{name}: {kind}") from None
+        raise UserError(f"{name}: {kind}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise ValueError(f"{name}: unreadable image ({err})") from None
+        raise UserError(f"{name}: unreadable image ({err})") from None
     if img.width < 1 or img.height < 1:
-        raise ValueError(f"{name}: image has no pixels")
+        raise UserError(f"{name}: image has no pixels")
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
         arr = arr / max(arr.max(), 1.0) * 255.0
@@ -497,9 +497,9 @@ def check_decode_size(size: int, input_size: int, interpolation: str) -> None:
     resize bilinearly (torch's bicubic kernel is not PIL's, so train and eval images would
     differ). It applies to training on images and to computing cached trunk features."""
     if not 1 <= size <= input_size:
-        raise ValueError(f"--decode-size {size}: expected 1 to the input size {input_size}")
+        raise UserError(f"--decode-size {size}: expected 1 to the input size {input_size}")
     if interpolation != "bilinear":
-        raise ValueError(
+        raise UserError(
             f"--decode-size needs a config that resizes bilinearly (this one: {interpolation}; "
             "torch's bicubic kernel differs from PIL's)"
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .flags import UserError
+
 
 def select_device(preference: str = "auto") -> torch.device:
     """Return the device to run on.
@@ -23,15 +25,15 @@ def select_device(preference: str = "auto") -> torch.device:
     try:
         device = torch.device(pref)
     except RuntimeError as err:
-        raise ValueError(f"unknown device {preference!r}: {err}") from None
+        raise UserError(f"unknown device {preference!r}: {err}") from None
     if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {preference!r}: not one to run a model on (cpu, cuda, mps)")
+        raise UserError(f"device {preference!r}: not one to run a model on (cpu, cuda, mps)")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {preference!r} requested but CUDA is not available here")
+        raise UserError(f"device {preference!r} requested but CUDA is not available here")
     if device.type == "mps" and not (
         getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
     ):
-        raise ValueError(f"device {preference!r} requested but MPS is not available here")
+        raise UserError(f"device {preference!r} requested but MPS is not available here")
     return device
 
 

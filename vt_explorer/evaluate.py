@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from .data import ImageDataset, fixed_sample, load_image_folder, normalize, resize_batch
 from .device import inference_batch
+from .flags import UserError
 
 
 @torch.no_grad()
@@ -81,7 +82,7 @@ def label_map(
     unknown = [f for f in folders if f not in by_name and f not in by_wnid]
     if unknown:
         what = "class names or ImageNet wnids" if wnids else "class names"
-        raise ValueError(
+        raise UserError(
             f"{source}: class folders that are not the model's {what}: "
             + ", ".join(unknown[:8])
             + (f" (and {len(unknown) - 8} more)" if len(unknown) > 8 else "")
@@ -141,7 +142,7 @@ def evaluate(
         t_logits = predict(teacher, data.images, mean, std, device, batch_size, False, progress,
                            resize_to)  # fmt: skip
         if t_logits.shape[1] != logits.shape[1]:
-            raise ValueError(
+            raise UserError(
                 f"the teacher has {t_logits.shape[1]} classes, the model {logits.shape[1]}"
             )
         t_pred = t_logits.argmax(1)
@@ -184,7 +185,7 @@ def evaluate_checkpoint(
             interpolation=ck.preprocess.interpolation,
         )
     elif data.input_size != ck.preprocess.input_size:
-        raise ValueError(
+        raise UserError(
             f"{data.source}: decoded at {data.input_size}, checkpoint wants {ck.preprocess.input_size}"
         )
     if sample is not None and sample < len(data):
@@ -213,11 +214,11 @@ def _teacher(ck, device: torch.device) -> nn.Module:
     """The teacher a distilled checkpoint names in its card (ValueError for any other)."""
     name = (ck.card.get("teacher") or {}).get("model")
     if not name:
-        raise ValueError(
+        raise UserError(
             f"{ck.card.get('name', 'checkpoint')}: not distilled (no teacher in its card)"
         )
     from .model.teacher import TEACHER, teacher_model
 
     if name != TEACHER:
-        raise ValueError(f"unknown teacher {name!r} (known: {TEACHER})")
+        raise UserError(f"unknown teacher {name!r} (known: {TEACHER})")
     return teacher_model(device)

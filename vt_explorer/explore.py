@@ -41,6 +41,7 @@ from .analysis import (
 )
 from .checkpoint import LoadedCheckpoint, checkpoint_dir, list_checkpoints  # noqa: F401 (re-exported)
 from .data import check_viewable
+from .flags import UserError
 from .model.trace import Trace
 from .preprocess import Preprocess
 
@@ -354,7 +355,7 @@ def view_preprocess(ck: LoadedCheckpoint, view: str | None = None) -> Preprocess
     if view is None or view == ck.preprocess.resize:
         return ck.preprocess
     if view not in VIEW_MODES:
-        raise ValueError(f"unknown view {view!r}; known: {', '.join(VIEW_MODES)}")
+        raise UserError(f"unknown view {view!r}; known: {', '.join(VIEW_MODES)}")
     return dataclasses.replace(ck.preprocess, resize=view)
 
 

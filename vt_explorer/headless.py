@@ -42,6 +42,7 @@ from .explore import (
     view_preprocess,
 )
 from .exports import figure_files, slug
+from .flags import UserError
 from .preprocess import Preprocess
 from .tokenstats import TOKENS_FORMAT, parse_token_statistics, read_token_statistics  # noqa: F401
 
@@ -250,7 +251,7 @@ def token_statistics(
         y = labels[start : start + batch_size].numpy()
         trace = model.trace(x)
         if not trace.modules:
-            raise ValueError(f"{ck.config.name} has no VT modules: no token statistics")
+            raise UserError(f"{ck.config.name} has no VT modules: no token statistics")
         if truth is not None:
             hit = trace.logits.argmax(1).cpu() == truth[start : start + batch_size]
             correct += int(hit.sum())

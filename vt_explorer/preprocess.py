@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .flags import UserError
+
 _FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
 _LETTERBOX_MAX = 1024  # a letterboxed photo is shrunk to this longest side before padding
 
@@ -56,7 +58,7 @@ class Preprocess:
             return (left, top, left + side, top + side)
         if self.resize.startswith("crop") and self.resize[4:].isdigit() and int(self.resize[4:]):
             return fixed_crop_box(image, int(self.resize[4:]))
-        raise ValueError(f"unknown resize mode {self.resize!r}")
+        raise UserError(f"unknown resize mode {self.resize!r}")
 
     def view(self, image: Image.Image, side: int | None = None) -> Image.Image:
         """The pixels the model sees, before resizing to S x S: the crop (or the padded
@@ -102,7 +104,7 @@ class Preprocess:
         img = image.convert("RGB")
         s = self.input_size
         if self.interpolation not in _FILTERS:
-            raise ValueError(f"unknown interpolation {self.interpolation!r}")
+            raise UserError(f"unknown interpolation {self.interpolation!r}")
         flt = _FILTERS[self.interpolation]
         if self.resize == "center_crop":
             # the centre square of side S * 7/8 of the short side, resized straight to S x S:
@@ -116,7 +118,7 @@ class Preprocess:
         elif self.resize.startswith("crop") and self.resize[4:].isdigit() and int(self.resize[4:]):
             img = img.resize((s, s), flt, box=fixed_crop_box(img, int(self.resize[4:])))
         else:
-            raise ValueError(f"unknown resize mode {self.resize!r}")
+            raise UserError(f"unknown resize mode {self.resize!r}")
         arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .flags import UserError
+
 TOKENS_FORMAT = "vt_explorer.tokens/1"
 
 
@@ -16,9 +18,9 @@ def parse_token_statistics(data: bytes, name: str) -> dict[str, Any]:
     try:
         stats = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{name}: not a readable token statistics file ({err})") from None
+        raise UserError(f"{name}: not a readable token statistics file ({err})") from None
     if not isinstance(stats, dict) or stats.get("format") != TOKENS_FORMAT:
-        raise ValueError(f"{name}: not a token statistics file (no format {TOKENS_FORMAT!r})")
+        raise UserError(f"{name}: not a token statistics file (no format {TOKENS_FORMAT!r})")
     return stats
 
 
@@ -29,5 +31,5 @@ def read_token_statistics(path: str | Path) -> dict[str, Any]:
     try:
         data = p.read_bytes()
     except OSError as err:
-        raise ValueError(f"{p}: not a readable token statistics file ({err})") from None
+        raise UserError(f"{p}: not a readable token statistics file ({err})") from None
     return parse_token_statistics(data, str(p))

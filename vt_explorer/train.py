@@ -45,7 +45,7 @@ from .data import (
 from .device import select_device
 from .evaluate import evaluate, evaluate_checkpoint
 from .features import FeatureSet, compute_features, has_frozen_trunk
-from .flags import POSITIVE, REQUIRED, flag, float_in, int_in
+from .flags import POSITIVE, REQUIRED, UserError, flag, float_in, int_in
 from .model import count_complexity, create_model, get_config
 from .runs import (
     changed_settings,
@@ -179,7 +179,7 @@ def make_optimizer(model: nn.Module, args: TrainArgs) -> torch.optim.Optimizer:
         return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum, nesterov=True)
     if args.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=args.lr)
-    raise ValueError(f"unknown optimizer {args.optimizer!r} (expected sgd or adamw)")
+    raise UserError(f"unknown optimizer {args.optimizer!r} (expected sgd or adamw)")
 
 
 class TrainInterrupted(RuntimeError):
@@ -305,7 +305,7 @@ def _train(
     run.opt = make_optimizer(run.model, args)
     run.steps_per_epoch = len(run.train_ds) // world // args.batch_size
     if run.steps_per_epoch < 1:
-        raise ValueError(
+        raise UserError(
             f"{args.train}: {len(run.train_ds)} images are fewer than one batch of "
             f"{args.batch_size} per process; lower --batch-size"
         )
@@ -326,7 +326,7 @@ def prepare_model(run: _Run) -> None:
         cfg = cfg.replace(**args.overrides)
     if args.finetune:
         if "freeze_backbone" not in cfg.extra:
-            raise ValueError(f"--finetune: {cfg.name} has no frozen backbone to fine-tune")
+            raise UserError(f"--finetune: {cfg.name} has no frozen backbone to fine-tune")
         # the card then says so, and a loaded checkpoint keeps its trunk trainable
         cfg = cfg.replace(extra={**cfg.extra, "freeze_backbone": False})
     torch.manual_seed(args.seed)
@@ -385,18 +385,18 @@ def resume_from(run: _Run, state: dict[str, Any]) -> None:
     path = run.files["resume"]
     changes = recipe_changes(state, run.args, run.classes)
     if changes and not run.args.resume_anyway:
-        raise ValueError(
+        raise UserError(
             f"{path}: --resume with a different recipe ({describe_changes(changes)}); re-run "
             "with the interrupted run's settings, or add --resume-anyway"
         )
     if "classes" in changes:
-        raise ValueError(f"{path}: saved for other classes; cannot resume")
+        raise UserError(f"{path}: saved for other classes; cannot resume")
     try:
         run.model.load_state_dict(state["model"])
         run.opt.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as err:
         first = str(err).strip().splitlines()[0][:200]
-        raise ValueError(f"{path}: does not fit this model ({first})") from None
+        raise UserError(f"{path}: does not fit this model ({first})") from None
     run.start_epoch = int(state["epoch"]) + 1
     run.history = json.loads(state["history"])
     run.elapsed_before = float(state["elapsed"])
@@ -470,7 +470,7 @@ def train_epoch(
             logits = fwd(x)
             loss = loss_fn(logits.float(), y)
         if not torch.isfinite(loss):
-            raise ValueError(
+            raise UserError(
                 f"training diverged: the loss is {loss.item()} at epoch {epoch + 1}, step "
                 f"{step + 1} (lr {lr:.3g}); lower --lr. No checkpoint was written."
             )

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..flags import UserError
 from ..model.trace import Trace
 from .maps import semantic_groups, token_entropy, upsample
 
@@ -33,9 +34,9 @@ def ablation_applies(model: nn.Module, trace: Trace) -> bool:
 
 def _check_ablatable(model: nn.Module, trace: Trace) -> None:
     if not trace.modules:
-        raise ValueError("token ablation needs a VT model (this model has no visual tokens)")
+        raise UserError("token ablation needs a VT model (this model has no visual tokens)")
     if not ablation_applies(model, trace):
-        raise ValueError("token ablation needs a token-average classifier (VT-ResNet, VT-Lite0)")
+        raise UserError("token ablation needs a token-average classifier (VT-ResNet, VT-Lite0)")
 
 
 @torch.no_grad()
@@ -49,7 +50,7 @@ def ablated_probabilities(
     """
     _check_ablatable(model, trace)
     if keep.ndim != 2 or not bool(keep.any(1).all()):
-        raise ValueError("keep must be (R, L) with at least one kept token per row")
+        raise UserError("keep must be (R, L) with at least one kept token per row")
     tokens_in = trace.modules[-1].tokens_in[i].detach().float()  # (L, C_T)
     keep = keep.to(tokens_in.device)
     out = torch.empty(len(keep))
@@ -197,13 +198,13 @@ def randomisation_check(
     # per server process, used by every visitor's thread) and torch's global RNG are never
     # touched, so the result depends only on (image, model, seed)
     if not hasattr(model, "trace"):
-        raise ValueError("the randomisation check needs a traced VT classifier")
+        raise UserError("the randomisation check needs a traced VT classifier")
     rand = copy.deepcopy(model).eval()
     ref = [
         m.tokenizer_attention[0].detach().float().cpu().numpy() for m in rand.trace(images).modules
     ]
     if not ref:
-        raise ValueError("the randomisation check needs a VT model (no token maps to compare)")
+        raise UserError("the randomisation check needs a VT model (no token maps to compare)")
     g = torch.Generator().manual_seed(seed)
     steps = randomisation_steps(rand)[:max_steps]
     names, rows = [], []

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..analysis import DeletionResult, deletion_verdict
+from ..flags import UserError
 from .figures import group_image, map_scale, overlay, palette
 
 FORMATS = ("png", "svg")
@@ -26,7 +27,7 @@ FORMATS = ("png", "svg")
 def _save(fig: plt.Figure, fmt: str) -> bytes:
     if fmt not in FORMATS:
         plt.close(fig)
-        raise ValueError(f"unknown figure format {fmt!r} (expected png or svg)")
+        raise UserError(f"unknown figure format {fmt!r} (expected png or svg)")
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, bbox_inches="tight", dpi=110)
     plt.close(fig)
