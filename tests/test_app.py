@@ -333,14 +333,21 @@ def test_example_gallery_adds_the_operators_photos(app, tmp_path, monkeypatch) -
 
 
 def test_default_pair_prefers_the_imagenet_students_then_the_cifar_pairs() -> None:
-    """The sidebar's default comparison: the paper-placement ImageNet students (not the
-    -diverse variant, not the stride-16 head students, whose token maps are near uniform),
-    else the CIFAR-10 VT-Lite0 pair, else the CIFAR-scale pair, else the first model."""
+    """The sidebar's default comparison: the diverse stride-16 head students where shipped
+    (not the head students without the hinge, whose maps are near uniform), else the
+    paper-placement ImageNet students (not their -diverse variant), else the CIFAR-10
+    VT-Lite0 pair, else the CIFAR-scale pair, else the first model."""
     from vt_explorer.ui.sidebar import DEFAULT_PAIR, default_model
 
     head = ["/c/imagenet-lite0-vt-filter", "/c/imagenet-lite0-pool-vt-filter",
-            "/c/imagenet-lite0-vt-recurrent", "/c/imagenet-lite0-pool-vt-recurrent"]  # fmt: skip
+            "/c/imagenet-lite0-vt-recurrent", "/c/imagenet-lite0-pool-vt-recurrent",
+            "/c/imagenet-lite0-pool-vt-recurrent-diverse",
+            "/c/imagenet-lite0-pool-vt-filter-diverse"]  # fmt: skip
     pick = [default_model(head, names) for names in DEFAULT_PAIR]
+    assert pick == ["/c/imagenet-lite0-pool-vt-recurrent-diverse",
+                    "/c/imagenet-lite0-pool-vt-filter-diverse"]  # fmt: skip
+    paper = [h for h in head if "pool" not in h]
+    pick = [default_model(paper, names) for names in DEFAULT_PAIR]
     assert pick == ["/c/imagenet-lite0-vt-recurrent", "/c/imagenet-lite0-vt-filter"]
 
     shipped = ["/c/cifar10-vt-filter", "/c/cifar10-vt-recurrent", "/c/cifar10-lite0-vt-filter",
