@@ -33,8 +33,8 @@ def main() -> None:
     # the model code (torch, torchvision: ~2 s on a server's first page) is imported only
     # now, so the uploader above is usable meanwhile
     from vt_explorer.ui import panels
+    from vt_explorer.ui.image import show_image
     from vt_explorer.ui.sidebar import sidebar
-    from vt_explorer.ui.views import show_image
 
     cfg = sidebar()
     with panel_area:

@@ -147,8 +147,9 @@ def test_analysis_arrays_round_trip_through_npz() -> None:
 
     model = create_model("vt_resnet20").eval()
     pre = Preprocess(32, model.cfg.mean, model.cfg.std)
-    ck = LoadedCheckpoint(model=model, card={"classes": list("abcdefghij")}, preprocess=pre,
-                          config=model.cfg)  # fmt: skip
+    ck = LoadedCheckpoint(
+        model=model, card={"classes": list("abcdefghij")}, preprocess=pre, config=model.cfg
+    )
     a = analyse(ck, make_image((10, 200, 10), 64))
     arrays = a.to_arrays()
     import io
@@ -270,8 +271,9 @@ def test_pixel_weights_and_cells_of_two_grids() -> None:
     torch.manual_seed(0)
     model = create_model("vt_resnet20").eval()
     pre = Preprocess(32, model.cfg.mean, model.cfg.std)
-    ck = LoadedCheckpoint(model=model, card={"classes": list("abcdefghij")}, preprocess=pre,
-                          config=model.cfg)  # fmt: skip
+    ck = LoadedCheckpoint(
+        model=model, card={"classes": list("abcdefghij")}, preprocess=pre, config=model.cfg
+    )
     v = analyse(ck, make_image((10, 200, 10), 64)).modules[0]
     tok, proj = v.at_pixel((3, 5))
     np.testing.assert_array_equal(tok, v.maps[:, 3, 5])

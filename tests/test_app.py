@@ -118,8 +118,12 @@ def test_upload_photos_and_bad_files(app) -> None:
     at.file_uploader(key="upload").set_value(files).run()
     assert not at.exception
     errors = " ".join(e.value for e in at.error)
-    for bad in ("notes.png: not an image", "truncated.jpg", "empty.png: empty file",
-                "bomb.png: image too large"):  # fmt: skip
+    for bad in (
+        "notes.png: not an image",
+        "truncated.jpg",
+        "empty.png: empty file",
+        "bomb.png: image too large",
+    ):
         assert bad in errors
     # the readable images (10 with a photo): named errors first, then four images per page
     n = len(files) - 4
@@ -144,9 +148,13 @@ def test_upload_photos_and_bad_files(app) -> None:
 
 def _pair(stem: Path) -> list[tuple[str, bytes, str]]:
     return [
-        (stem.name + ".safetensors", stem.with_suffix(".safetensors").read_bytes(), "application/octet-stream"),
+        (
+            stem.name + ".safetensors",
+            stem.with_suffix(".safetensors").read_bytes(),
+            "application/octet-stream",
+        ),
         (stem.name + ".json", stem.with_suffix(".json").read_bytes(), "application/json"),
-    ]  # fmt: skip
+    ]
 
 
 def test_no_server_path_from_the_browser_only_the_operators_catalog(app, ckdir) -> None:
@@ -212,8 +220,10 @@ def test_faithfulness_panel_and_randomisation_check(app) -> None:
     assert "deletion score" in labels
     verdicts = ("collapsed", "partly collapsed", "diverse")
     assert any(lab.startswith("module 1: ") and lab.endswith(verdicts) for lab in labels)
-    assert any(c.value.startswith(("tokens matter", "tokens redundant", "the map's ranking"))
-               for c in at.caption)  # fmt: skip
+    assert any(
+        c.value.startswith(("tokens matter", "tokens redundant", "the map's ranking"))
+        for c in at.caption
+    )
     first = next(c for c in at.checkbox if c.key and c.key.startswith("rand-"))
     first.check().run()
     assert not at.exception
@@ -273,16 +283,19 @@ def test_several_images_get_an_overview_table_first(app) -> None:
     """Two uploads: a table with each image's thumbnail, both models' top-1 and confidence,
     agreement, the token verdict and the deletion score, before the images."""
     at = app.run()
-    files = [(f"c{i}.png", image_bytes(make_image(c, 48, seed=i)), "image/png")
-             for i, c in enumerate([(200, 20, 20), (20, 20, 200)])]  # fmt: skip
+    files = [
+        (f"c{i}.png", image_bytes(make_image(c, 48, seed=i)), "image/png")
+        for i, c in enumerate([(200, 20, 20), (20, 20, 200)])
+    ]
     at.file_uploader(key="upload").set_value(files).run()
     assert not at.exception
     df = at.dataframe(key="overview").value
     assert list(df["image"]) == ["c0.png", "c1.png"]
     for col in ("A top-1", "B %", "agree", "A tokens", "A deletion"):
         assert col in df.columns
-    assert any("**A** = cifar10-vt-recurrent · **B** = cifar10-vt-filter" in m.value
-               for m in at.markdown)  # fmt: skip
+    assert any(
+        "**A** = cifar10-vt-recurrent · **B** = cifar10-vt-filter" in m.value for m in at.markdown
+    )
     assert df["thumbnail"].str.startswith("data:image/png;base64,").all()
     verdicts = {"collapsed", "partly collapsed", "diverse"}
     assert set(df["B tokens"]) <= verdicts
@@ -297,8 +310,17 @@ def test_every_view_opens_with_a_picked_pixel_and_token(app) -> None:
     at.file_uploader(key="upload").set_value(one).run()
     at.selectbox(key="token-0").set_value(3).run()
     at.session_state["pixel-0"] = (0.4, 0.7)
-    for tab in ("Maps", "Groups", "Projector", "Attention", "Fig. 6", "Pixel", "Table",
-                "Checks", "All modules"):  # fmt: skip
+    for tab in (
+        "Maps",
+        "Groups",
+        "Projector",
+        "Attention",
+        "Fig. 6",
+        "Pixel",
+        "Table",
+        "Checks",
+        "All modules",
+    ):
         at.session_state["view-0"] = tab
         at.run()
         assert not at.exception, tab
@@ -339,20 +361,32 @@ def test_default_pair_prefers_the_imagenet_students_then_the_cifar_pairs() -> No
     VT-Lite0 pair, else the CIFAR-scale pair, else the first model."""
     from vt_explorer.ui.sidebar import DEFAULT_PAIR, default_model
 
-    head = ["/c/imagenet-lite0-vt-filter", "/c/imagenet-lite0-pool-vt-filter",
-            "/c/imagenet-lite0-vt-recurrent", "/c/imagenet-lite0-pool-vt-recurrent",
-            "/c/imagenet-lite0-pool-vt-recurrent-diverse",
-            "/c/imagenet-lite0-pool-vt-filter-diverse"]  # fmt: skip
+    head = [
+        "/c/imagenet-lite0-vt-filter",
+        "/c/imagenet-lite0-pool-vt-filter",
+        "/c/imagenet-lite0-vt-recurrent",
+        "/c/imagenet-lite0-pool-vt-recurrent",
+        "/c/imagenet-lite0-pool-vt-recurrent-diverse",
+        "/c/imagenet-lite0-pool-vt-filter-diverse",
+    ]
     pick = [default_model(head, names) for names in DEFAULT_PAIR]
-    assert pick == ["/c/imagenet-lite0-pool-vt-recurrent-diverse",
-                    "/c/imagenet-lite0-pool-vt-filter-diverse"]  # fmt: skip
+    assert pick == [
+        "/c/imagenet-lite0-pool-vt-recurrent-diverse",
+        "/c/imagenet-lite0-pool-vt-filter-diverse",
+    ]
     paper = [h for h in head if "pool" not in h]
     pick = [default_model(paper, names) for names in DEFAULT_PAIR]
     assert pick == ["/c/imagenet-lite0-vt-recurrent", "/c/imagenet-lite0-vt-filter"]
 
-    shipped = ["/c/cifar10-vt-filter", "/c/cifar10-vt-recurrent", "/c/cifar10-lite0-vt-filter",
-               "/c/cifar10-lite0-vt-recurrent", "/c/imagenet-lite0-vt-filter",
-               "/c/imagenet-lite0-vt-recurrent-diverse", "/c/imagenet-lite0-vt-recurrent"]  # fmt: skip
+    shipped = [
+        "/c/cifar10-vt-filter",
+        "/c/cifar10-vt-recurrent",
+        "/c/cifar10-lite0-vt-filter",
+        "/c/cifar10-lite0-vt-recurrent",
+        "/c/imagenet-lite0-vt-filter",
+        "/c/imagenet-lite0-vt-recurrent-diverse",
+        "/c/imagenet-lite0-vt-recurrent",
+    ]
     pick = [default_model(shipped, names) for names in DEFAULT_PAIR]
     assert pick == ["/c/imagenet-lite0-vt-recurrent", "/c/imagenet-lite0-vt-filter"]
     cifar = [c for c in shipped if "imagenet" not in c]

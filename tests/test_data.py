@@ -195,8 +195,21 @@ def test_cli_refuses_a_damaged_archive_with_one_line(tmp_path, capsys) -> None:
     data = gz.read_bytes()
     (tmp_path / "cut.tar.gz").write_bytes(data[: len(data) // 2])
     out = tmp_path / "ck"
-    code = main(["train", "--config", "vt_resnet20", "--train", str(tmp_path / "cut.tar.gz"),
-                 "--val", str(gz), "--out", str(out), "--epochs", "1"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--config",
+            "vt_resnet20",
+            "--train",
+            str(tmp_path / "cut.tar.gz"),
+            "--val",
+            str(gz),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "cut.tar.gz: damaged archive" in err and "Traceback" not in err
     assert not (tmp_path / "ck.json").exists()

@@ -53,8 +53,17 @@ def pool(tmp_path) -> Path:
 
 def _args(pool: Path, out: Path, **kw) -> DistillArgs:
     # the pool is both data and held-out: split, 6 of its 18 images held out
-    base = dict(data=[str(pool)], holdout=[str(pool)], out=str(out), samples=96, batch_size=16,
-                eval_every=48, bank_size=64, threads=2, holdout_limit=6)  # fmt: skip
+    base = dict(
+        data=[str(pool)],
+        holdout=[str(pool)],
+        out=str(out),
+        samples=96,
+        batch_size=16,
+        eval_every=48,
+        bank_size=64,
+        threads=2,
+        holdout_limit=6,
+    )
     return DistillArgs(**(base | kw))
 
 
@@ -63,8 +72,9 @@ def test_views_mixes_and_loss_against_plain_computations() -> None:
     bank = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6).half()
     v = random_views(bank, torch.tensor([0, 1, 1]), 4, 1.0, g)  # area 1: the whole map
     assert v.shape == (3, 3, 4, 4)
-    whole = torch.nn.functional.interpolate(bank[[0]].float(), size=4, mode="bilinear",
-                                            align_corners=False, antialias=False)  # fmt: skip
+    whole = torch.nn.functional.interpolate(
+        bank[[0]].float(), size=4, mode="bilinear", align_corners=False, antialias=False
+    )
     # roi_align averages 2x2 samples per cell: close to a bilinear resize of the whole map
     assert torch.allclose(v[0], whole[0], atol=1.0) or torch.allclose(
         v[0], whole[0].flip(2), atol=1.0
@@ -159,8 +169,17 @@ def test_init_starts_a_second_stage_from_a_finished_student(pool, tmp_path) -> N
     from vt_explorer.model import create_model
 
     first = distill(_args(pool, tmp_path / "first", samples=32, eval_every=32), progress=False)
-    second = distill(_args(pool, tmp_path / "second", samples=32, eval_every=32, lr=1e-12,
-                           init=str(tmp_path / "first")), progress=False)  # fmt: skip
+    second = distill(
+        _args(
+            pool,
+            tmp_path / "second",
+            samples=32,
+            eval_every=32,
+            lr=1e-12,
+            init=str(tmp_path / "first"),
+        ),
+        progress=False,
+    )
     assert second["init"]["checkpoint"] == "first"
     assert (
         second["init"]["weights_sha256"]
@@ -173,8 +192,9 @@ def test_init_starts_a_second_stage_from_a_finished_student(pool, tmp_path) -> N
     distill(_args(pool, tmp_path / "fresh", samples=32, eval_every=32, lr=1e-12), progress=False)
     b = dict(load_checkpoint(tmp_path / "fresh").model.named_parameters())
     assert any(not torch.equal(b[k], a[k]) for k in a)  # without --init: not the first stage
-    save_checkpoint(create_model("vt_lite0_imagenet_filter"), tmp_path / "other",
-                    card={"wnids": WNIDS})  # fmt: skip
+    save_checkpoint(
+        create_model("vt_lite0_imagenet_filter"), tmp_path / "other", card={"wnids": WNIDS}
+    )
     with pytest.raises(ValueError, match=r"vt_lite0_imagenet_filter checkpoint, not the student"):
         distill(
             _args(pool, tmp_path / "x", samples=16, init=str(tmp_path / "other")), progress=False
@@ -247,8 +267,10 @@ def test_classifier_reuse_keeps_the_teachers_classifier(pool, tmp_path) -> None:
     the same head."""
     from vt_explorer.model.efficientnet import ReusedClassifier, pretrained_state_dict
 
-    card = distill(_args(pool, tmp_path / "simkd", samples=32, eval_every=32,
-                         reuse_classifier=True), progress=False)  # fmt: skip
+    card = distill(
+        _args(pool, tmp_path / "simkd", samples=32, eval_every=32, reuse_classifier=True),
+        progress=False,
+    )
     assert card["distillation"]["reuse_classifier"] is True
     ck = load_checkpoint(tmp_path / "simkd")
     assert isinstance(ck.model.fc, ReusedClassifier)
@@ -345,8 +367,18 @@ def test_bf16_steps_train_float32_weights_and_is_refused_where_emulated(
         assert student.fc.weight.dtype == torch.float32
         assert not torch.equal(student.fc.weight, before)
     monkeypatch.setattr(distill_recipe, "bf16_supported", lambda device: False)
-    argv = ["distill", "--data", str(pool), "--out", str(tmp_path / "x"), "--samples", "16",
-            "--bank-size", "64", "--bf16"]  # fmt: skip
+    argv = [
+        "distill",
+        "--data",
+        str(pool),
+        "--out",
+        str(tmp_path / "x"),
+        "--samples",
+        "16",
+        "--bank-size",
+        "64",
+        "--bf16",
+    ]
     assert main(argv) == 2
     assert "drop --bf16" in capsys.readouterr().err
 
@@ -363,8 +395,16 @@ def test_feature_matching_fits_the_teachers_feature(pool, tmp_path, capsys) -> N
     student.load_pretrained()
     teacher = teacher_model(torch.device("cpu"))
     bank = torch.randn(8, 112, 14, 14, generator=torch.Generator().manual_seed(1)).half()
-    args = _args(pool, tmp_path / "o", reuse_classifier=True, feature_weight=1.0, kd_weight=0.0,
-                 mix=0.0, min_scale=1.0, batch_size=8)  # fmt: skip
+    args = _args(
+        pool,
+        tmp_path / "o",
+        reuse_classifier=True,
+        feature_weight=1.0,
+        kd_weight=0.0,
+        mix=0.0,
+        min_scale=1.0,
+        batch_size=8,
+    )
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=3e-3)
     g = torch.Generator().manual_seed(0)
     views = make_views(args, teacher, bank, torch.full((8,), -1), 14)
@@ -395,8 +435,21 @@ def test_distill_set_changes_the_students_architecture(pool, tmp_path, capsys) -
     card records it and the checkpoint reloads with it; a field the schema refuses is one
     line naming --set."""
     out = tmp_path / "wide"
-    argv = ["distill", "--data", str(pool), "--out", str(out), "--samples", "16",
-            "--batch-size", "16", "--bank-size", "64", "--holdout-limit", "6"]  # fmt: skip
+    argv = [
+        "distill",
+        "--data",
+        str(pool),
+        "--out",
+        str(out),
+        "--samples",
+        "16",
+        "--batch-size",
+        "16",
+        "--bank-size",
+        "64",
+        "--holdout-limit",
+        "6",
+    ]
     assert main([*argv, "--set", "token_dim=64"]) == 0
     ck = load_checkpoint(out)
     assert ck.card["config"]["vt"]["token_dim"] == 64 and ck.model.vt.token_dim == 64
@@ -424,8 +477,11 @@ def test_real_share_puts_the_photos_own_maps_in_each_batch(pool, tmp_path, monke
     assert not rows(real.features) & rows(held.features)
     seen: list[torch.Tensor] = []
     labelled = distill_mod.label_views
-    monkeypatch.setattr(distill_loop, "label_views",
-                        lambda t, x, bf16=False: (seen.append(x.clone()), labelled(t, x, bf16))[1])  # fmt: skip
+    monkeypatch.setattr(
+        distill_loop,
+        "label_views",
+        lambda t, x, bf16=False: (seen.append(x.clone()), labelled(t, x, bf16))[1],
+    )
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-3)
     g = torch.Generator().manual_seed(0)
     teacher = teacher_model(cpu, fold=True)
@@ -433,8 +489,9 @@ def test_real_share_puts_the_photos_own_maps_in_each_batch(pool, tmp_path, monke
     distill_step(args, student, teacher, opt, views, g)
     own = rows(real.features) | rows(real.features.flip(-1))
     assert all(r in own for r in rows(seen[0][:4])) and not rows(seen[0][4:]) & own
-    card = distill(_args(pool, tmp_path / "card", samples=16, eval_every=16, real_share=0.5),
-                   progress=False)  # fmt: skip
+    card = distill(
+        _args(pool, tmp_path / "card", samples=16, eval_every=16, real_share=0.5), progress=False
+    )
     assert "a share of 0.5 of each batch" in card["distillation"]["views"]
 
 
@@ -448,9 +505,15 @@ def test_window_views_are_unresampled_blocks_of_the_bank_maps() -> None:
     assert v.shape == (600, 2, 4, 4) and v.dtype == torch.float32
     found: set[tuple[int, int, bool]] = set()
     for i, x in zip(idx.tolist(), v, strict=True):
-        hits = [(t, c, f) for t in range(3) for c in range(3) for f in (False, True)
-                if torch.equal(x, (lambda w: w.flip(-1) if f else w)(
-                    bank[i, :, t : t + 4, c : c + 4].float()))]  # fmt: skip
+        hits = [
+            (t, c, f)
+            for t in range(3)
+            for c in range(3)
+            for f in (False, True)
+            if torch.equal(
+                x, (lambda w: w.flip(-1) if f else w)(bank[i, :, t : t + 4, c : c + 4].float())
+            )
+        ]
         assert hits, "a window view is not a slice of its own map"
         found.update(hits)
     assert len(found) == 18  # 9 offsets x mirrored or not
@@ -473,8 +536,11 @@ def test_window_share_in_the_batch_and_its_checks(pool, tmp_path, monkeypatch) -
     (bank,), _, _ = feature_sets(args, student, WNIDS, cpu, False)
     seen: list[torch.Tensor] = []
     labelled = distill_mod.label_views
-    monkeypatch.setattr(distill_loop, "label_views",
-                        lambda t, x, bf16=False: (seen.append(x.clone()), labelled(t, x, bf16))[1])  # fmt: skip
+    monkeypatch.setattr(
+        distill_loop,
+        "label_views",
+        lambda t, x, bf16=False: (seen.append(x.clone()), labelled(t, x, bf16))[1],
+    )
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-3)
     teacher = teacher_model(cpu, fold=True)
     maps = bank.features.float()
@@ -493,8 +559,10 @@ def test_window_share_in_the_batch_and_its_checks(pool, tmp_path, monkeypatch) -
         distill(_args(pool, tmp_path / "x", real_share=0.6, window_share=0.5), progress=False)
     with pytest.raises(ValueError, match="--bank-size of at least"):
         distill(_args(pool, tmp_path / "y", window_share=0.5), progress=False)
-    card = distill(_args(pool, tmp_path / "card", samples=16, eval_every=16, window_share=0.25,
-                         bank_size=256), progress=False)  # fmt: skip
+    card = distill(
+        _args(pool, tmp_path / "card", samples=16, eval_every=16, window_share=0.25, bank_size=256),
+        progress=False,
+    )
     assert "a share of 0.25 is whole-cell windows" in card["distillation"]["views"]
 
 
@@ -533,8 +601,18 @@ def test_nudge_share_in_distill_step_and_card(pool, tmp_path, monkeypatch) -> No
         return real_nudge(teacher, x, target, steps, size, bf16)
 
     monkeypatch.setattr(distill_views, "nudge_views", spy)
-    card = distill(_args(pool, tmp_path / "card", samples=32, eval_every=32, batch_size=16,
-                         nudge_share=0.25, mix=0.0), progress=False)  # fmt: skip
+    card = distill(
+        _args(
+            pool,
+            tmp_path / "card",
+            samples=32,
+            eval_every=32,
+            batch_size=16,
+            nudge_share=0.25,
+            mix=0.0,
+        ),
+        progress=False,
+    )
     assert [c[0] for c in calls] == [4, 4] and all(0 <= c[1] <= c[2] < 1000 for c in calls)
     assert "nudged towards random classes" in card["distillation"]["views"]
 
@@ -585,8 +663,11 @@ def test_real_views_draw_each_photos_crops_too(pool, tmp_path, monkeypatch) -> N
     assert not torch.equal(real[0], real[1]) and not torch.equal(real[1], real[2])
     seen: list[torch.Tensor] = []
     labelled = distill_mod.label_views
-    monkeypatch.setattr(distill_loop, "label_views",
-                        lambda t, x, bf16=False: (seen.append(x.clone()), labelled(t, x, bf16))[1])  # fmt: skip
+    monkeypatch.setattr(
+        distill_loop,
+        "label_views",
+        lambda t, x, bf16=False: (seen.append(x.clone()), labelled(t, x, bf16))[1],
+    )
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-3)
     teacher = teacher_model(cpu, fold=True)
     views = make_views(args, teacher, bank.features, torch.full((12,), -1), 14, real)
@@ -600,8 +681,10 @@ def test_real_views_draw_each_photos_crops_too(pool, tmp_path, monkeypatch) -> N
     assert None not in views and set(views) == {0, 1, 2}
     with pytest.raises(ValueError, match="add --real-share"):
         distill(_args(pool, tmp_path / "x", real_views=2), progress=False)
-    card = distill(_args(pool, tmp_path / "card", samples=16, eval_every=16, real_share=0.5,
-                         real_views=2), progress=False)  # fmt: skip
+    card = distill(
+        _args(pool, tmp_path / "card", samples=16, eval_every=16, real_share=0.5, real_views=2),
+        progress=False,
+    )
     assert "the centre crop and 1 fixed random-resized crops" in card["distillation"]["views"]
 
 
@@ -627,8 +710,9 @@ def test_image_crops_are_trunk_maps_of_fresh_crops_of_each_photo() -> None:
         squares = colours[idx][:, :, None, None].expand(4, 3, 224, 224)
         want = student.features(normalize(squares, student.cfg.mean, student.cfg.std))
     torch.testing.assert_close(views, want, atol=2e-3, rtol=1e-3)
-    textured = torch.randint(0, 256, (2, 3, 96, 96), generator=torch.Generator().manual_seed(1),
-                             dtype=torch.uint8)  # fmt: skip
+    textured = torch.randint(
+        0, 256, (2, 3, 96, 96), generator=torch.Generator().manual_seed(1), dtype=torch.uint8
+    )
     crops = ImageCrops(textured, folded_trunk(student), student.cfg.mean, student.cfg.std, 224)
     g = torch.Generator().manual_seed(0)
     a, b = crops(torch.tensor([0, 0]), g), crops(torch.tensor([0, 0]), g)
@@ -668,11 +752,16 @@ def test_image_share_in_the_batch_the_split_and_the_card(pool, tmp_path, monkeyp
 
     seen: list[torch.Tensor] = []
     labelled = distill_mod.label_views
-    monkeypatch.setattr(distill_loop, "label_views",
-                        lambda t, x, bf16=False: (seen.append(x.clone()), labelled(t, x, bf16))[1])  # fmt: skip
+    monkeypatch.setattr(
+        distill_loop,
+        "label_views",
+        lambda t, x, bf16=False: (seen.append(x.clone()), labelled(t, x, bf16))[1],
+    )
     drawn: list[torch.Tensor] = []
     randint = torch.randint
-    monkeypatch.setattr(torch, "randint", lambda *a, **k: (drawn.append(randint(*a, **k)), drawn[-1])[1])  # fmt: skip
+    monkeypatch.setattr(
+        torch, "randint", lambda *a, **k: (drawn.append(randint(*a, **k)), drawn[-1])[1]
+    )
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-3)
     spy = Spy()
     teacher = teacher_model(cpu, fold=True)
@@ -683,8 +772,9 @@ def test_image_share_in_the_batch_the_split_and_the_card(pool, tmp_path, monkeyp
     assert (seen[0] == 7).flatten(1).all(1).tolist() == [False] * 2 + [True] * 4 + [False] * 2
     with pytest.raises(ValueError, match="is more than the whole batch"):
         distill(_args(pool, tmp_path / "x", real_share=0.5, image_share=0.6), progress=False)
-    card = distill(_args(pool, tmp_path / "card", samples=16, eval_every=16, image_share=0.5),
-                   progress=False)  # fmt: skip
+    card = distill(
+        _args(pool, tmp_path / "card", samples=16, eval_every=16, image_share=0.5), progress=False
+    )
     assert (
         "a share of 0.5 is fresh random-resized crops of the photos"
         in card["distillation"]["views"]

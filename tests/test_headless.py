@@ -39,8 +39,21 @@ def test_explain_writes_figures_arrays_and_a_summary_equal_to_the_app(tmp_path, 
 
     Image.fromarray(m).save(masks / "red_one.png")
     out = tmp_path / "out"
-    code = main(["explain", str(imgs), "-c", str(ck3), "--out", str(out), "--svg",
-                 "--masks", str(masks), "--random-orders", "2"])  # fmt: skip
+    code = main(
+        [
+            "explain",
+            str(imgs),
+            "-c",
+            str(ck3),
+            "--out",
+            str(out),
+            "--svg",
+            "--masks",
+            str(masks),
+            "--random-orders",
+            "2",
+        ]
+    )
     assert code == 1  # the broken file is reported, the others are written
     captured = capsys.readouterr()
     assert "broken.png" in captured.err and "red_one [ck3]" in captured.out
@@ -48,8 +61,17 @@ def test_explain_writes_figures_arrays_and_a_summary_equal_to_the_app(tmp_path, 
     assert len(top["images"]) == 2 and len(top["errors"]) == 1
     folder = out / "red_one" / "ck3"
     s = json.loads((folder / "summary.json").read_text())
-    for name in ("report", "predictions", "deletion", "m0_tokens", "m0_groups", "m0_projector",
-                 "m0_attention_l0", "m0_propagated", "m2_tokens"):  # fmt: skip
+    for name in (
+        "report",
+        "predictions",
+        "deletion",
+        "m0_tokens",
+        "m0_groups",
+        "m0_projector",
+        "m0_attention_l0",
+        "m0_propagated",
+        "m2_tokens",
+    ):
         assert (folder / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
         assert b"<svg" in (folder / f"{name}.svg").read_bytes()[:500], name
     assert not (folder / "m2_projector.png").exists()  # the last module has no projector

@@ -254,8 +254,9 @@ def test_output_stride_16_is_lite0_with_block_11_unstrided_and_later_blocks_dila
     model = create_model(_os16())
     convs = [b._depthwise_conv for b in model._blocks]
     assert convs[11].stride == (1, 1) and convs[11].dilation == (1, 1)
-    assert all(c.dilation == (2, 2) and c.padding == (2 * (c.kernel_size[0] // 2),) * 2
-               for c in convs[12:])  # fmt: skip
+    assert all(
+        c.dilation == (2, 2) and c.padding == (2 * (c.kernel_size[0] // 2),) * 2 for c in convs[12:]
+    )
     with pytest.raises(ValueError, match="output_stride must be 16 or 32"):
         create_model(get_config("efficientnet_lite0").replace(extra={"output_stride": 8}))
     cfg = get_config("vt_lite0_os16_pool")
@@ -282,8 +283,10 @@ def test_dilated_lite0_names_the_photos_as_the_plain_one(weights) -> None:
         assert dilated.features(x[:1]).shape == (1, 320, 14, 14)
         a, b = plain(x).argmax(1), dilated(x).argmax(1)
     assert torch.equal(a, b)
-    right = sum(cfg.classes[int(i)] == f.stem.split("_", 1)[1].replace("_", " ")
-                for i, f in zip(b, files, strict=True))  # fmt: skip
+    right = sum(
+        cfg.classes[int(i)] == f.stem.split("_", 1)[1].replace("_", " ")
+        for i, f in zip(b, files, strict=True)
+    )
     assert right >= 7
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from vt_explorer.model import (
     FilterTokenizer,
@@ -256,3 +258,36 @@ def test_scaled_recurrent_tokenizer_divides_eq2_scores_by_sqrt_c() -> None:
     a = torch.softmax((xf @ w_r.transpose(1, 2)) / math.sqrt(64), dim=1)  # b n l, over pixels
     torch.testing.assert_close(attn.flatten(2), a.transpose(1, 2), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(tokens, a.transpose(1, 2) @ xf, atol=1e-5, rtol=1e-5)
+
+
+def test_a_tokenizer_kind_registered_once_is_built_validated_and_named(monkeypatch) -> None:
+    """Registering a kind in tokenizer.TOKENIZERS is the one edit a new tokenizer needs: a
+    config naming it builds (VTModule), its traces name it, model cards accept it; an
+    unregistered kind is refused at build and at card check, naming the known kinds."""
+    import dataclasses
+
+    from vt_explorer.cardcheck import check_config
+    from vt_explorer.model import create_model, get_config
+    from vt_explorer.model import tokenizer as tok
+
+    class Halves(nn.Module):  # tokens_in ignored: the filter tokenizer under another name
+        def __init__(self, c, cfg, dim, pos):
+            super().__init__()
+            self.inner = tok.FilterTokenizer(c, cfg.tokens, dim, pos)
+
+        def forward(self, x, tokens_in=None):
+            return self.inner(x)
+
+    base = get_config("vt_resnet20")
+    cfg = base.replace(vt=dataclasses.replace(base.vt, variant="halves"))
+    with pytest.raises(ValueError, match="unknown tokenizer kind 'halves' \\(known: filter"):
+        create_model(cfg)
+    with pytest.raises(ValueError, match="variant"):
+        check_config(json.loads(json.dumps(cfg.to_dict())))
+    monkeypatch.setitem(tok.TOKENIZERS, "halves", Halves)
+    torch.manual_seed(0)
+    model = create_model(cfg).eval()
+    trace = model.trace(torch.randn(2, 3, 32, 32))
+    assert [m.kind for m in trace.modules] == ["filter"] + ["halves"] * (cfg.vt.num_modules - 1)
+    assert trace.logits.shape == (2, cfg.num_classes)
+    check_config(json.loads(json.dumps(cfg.to_dict())))  # the card schema accepts it now

@@ -106,8 +106,19 @@ def test_explain_records_the_view_and_cuts_masks_to_it(tmp_path, crop_ck, capsys
     fg[:, 600:] = 255  # only the blue third is foreground: outside the centre crop
     Image.fromarray(fg).save(masks / "wide.png")
     out = tmp_path / "out"
-    rc = main(["explain", str(imgs), "-c", str(crop_ck), "--out", str(out), "--no-figures",
-               "--masks", str(masks)])  # fmt: skip
+    rc = main(
+        [
+            "explain",
+            str(imgs),
+            "-c",
+            str(crop_ck),
+            "--out",
+            str(out),
+            "--no-figures",
+            "--masks",
+            str(masks),
+        ]
+    )
     assert rc == 0
     s = json.loads((out / "wide" / "crop-vt" / "summary.json").read_text())
     assert s["view"]["box"] == [318.75, 18.75, 581.25, 281.25]
@@ -115,8 +126,21 @@ def test_explain_records_the_view_and_cuts_masks_to_it(tmp_path, crop_ck, capsys
     assert max(shares) == 0.0  # the crop holds none of the foreground
     arrays = np.load(out / "wide" / "crop-vt" / "arrays.npz")
     assert colours(arrays["image"]) == {GREEN}
-    rc = main(["explain", str(imgs), "-c", str(crop_ck), "--out", str(tmp_path / "lb"),
-               "--no-figures", "--masks", str(masks), "--view", "letterbox"])  # fmt: skip
+    rc = main(
+        [
+            "explain",
+            str(imgs),
+            "-c",
+            str(crop_ck),
+            "--out",
+            str(tmp_path / "lb"),
+            "--no-figures",
+            "--masks",
+            str(masks),
+            "--view",
+            "letterbox",
+        ]
+    )
     s = json.loads((tmp_path / "lb" / "wide" / "crop-vt" / "summary.json").read_text())
     assert rc == 0 and s["view"]["resize"] == "letterbox"
     assert max(t["foreground_share"] for m in s["modules"] for t in m["tokens"]) > 0

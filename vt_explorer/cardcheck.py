@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .model.config import ModelConfig, VTConfig
+from .model.tokenizer import TOKENIZERS
 
 #: Limits of what a card may ask for: generous for real models, small enough that a
 #: hostile card cannot make the loader allocate gigabytes or loop for minutes.
@@ -50,7 +51,8 @@ _VT_INTS = {
     "pos_dim": WIDTH,
 }
 _VT_FLOATS = {"qk_ratio": (1e-3, 8.0), "mlp_ratio": (1e-3, 16.0)}
-_VT_CHOICES = {"variant": ("recurrent", "filter"), "transformer": ("mhsa", "paper")}
+# "variant": the tokenizer kinds registered when the card is checked
+_VT_CHOICES = {"variant": TOKENIZERS, "transformer": ("mhsa", "paper")}
 _VT_BOOLS = ("value_proj", "scaled", "pos_encoding", "head_norm", "recurrent_norm")
 _VT_OPTIONAL = ("token_dim", "projector_dim")
 
@@ -73,7 +75,7 @@ def _float(field: str, v: Any, lo: float, hi: float) -> None:
         raise ValueError(f"{field}: {v} is outside [{lo}, {hi}]")
 
 
-def _choice(field: str, v: Any, allowed: tuple[str, ...]) -> None:
+def _choice(field: str, v: Any, allowed: Mapping[str, Any] | tuple[str, ...]) -> None:
     if v not in allowed:
         raise ValueError(f"{field}: {json.dumps(v)[:40]} is not one of {', '.join(allowed)}")
 

@@ -233,11 +233,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 0
     top5 = f", top-5 {m['top5']:.4f}" if "top5" in m else ""
     scope = f" ({len(m['classes'])} of its {m['subset_of']} classes)" if m.get("subset_of") else ""
-    print(f"{args.checkpoint} on {args.data}{scope}: top-1 {m['accuracy']:.4f} "
-          f"({m['correct']}/{m['n']}){top5}")  # fmt: skip
+    print(
+        f"{args.checkpoint} on {args.data}{scope}: top-1 {m['accuracy']:.4f} "
+        f"({m['correct']}/{m['n']}){top5}"
+    )
     if "teacher_agreement" in m:
-        print(f"  agreement with the teacher {m['teacher_agreement']:.4f}; teacher top-1 "
-              f"{m['teacher_accuracy']:.4f}, top-5 {m['teacher_top5']:.4f}")  # fmt: skip
+        print(
+            f"  agreement with the teacher {m['teacher_agreement']:.4f}; teacher top-1 "
+            f"{m['teacher_accuracy']:.4f}, top-5 {m['teacher_top5']:.4f}"
+        )
     width = max(len(c) for c in m["classes"])
     for c, acc in m["per_class"].items():
         print(f"  {c:<{width}}  {'-' if acc is None else f'{acc:.4f}'}")
@@ -260,12 +264,20 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("checkpoint", help="checkpoint path (with or without .safetensors/.json)")
     ev.add_argument("data", help="ImageFolder directory or .tar.gz")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.add_argument("--teacher", action="store_true",
-                    help="a distilled checkpoint: also its top-1 agreement with the teacher "
-                    "and the teacher's accuracy on the same images")  # fmt: skip
-    ev.add_argument("--sample", type=POSITIVE, default=None, metavar="N",
-                    help="only a fixed random sample of N images (seed 0): the held-out "
-                    "sample of distill --holdout-limit N (default: every image)")  # fmt: skip
+    ev.add_argument(
+        "--teacher",
+        action="store_true",
+        help="a distilled checkpoint: also its top-1 agreement with the teacher "
+        "and the teacher's accuracy on the same images",
+    )
+    ev.add_argument(
+        "--sample",
+        type=POSITIVE,
+        default=None,
+        metavar="N",
+        help="only a fixed random sample of N images (seed 0): the held-out "
+        "sample of distill --holdout-limit N (default: every image)",
+    )
     ev.add_argument("--batch-size", type=POSITIVE, default=256, help="(default 256)")
     ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda...")
     ev.add_argument(
@@ -465,8 +477,10 @@ def cmd_tokens(args: argparse.Namespace) -> int:
             f"largest group most often: token {wins.index(max(wins))} ({max(wins)} images)"
         )
     if "deletion_score_mean" in stats:
-        print(f"mean deletion score over {stats['deletion_images']} images: "
-              f"{stats['deletion_score_mean']:+.4f}")  # fmt: skip
+        print(
+            f"mean deletion score over {stats['deletion_images']} images: "
+            f"{stats['deletion_score_mean']:+.4f}"
+        )
     print("wrote " + ", ".join(str(f) for f in files))
     return 0
 

@@ -420,8 +420,9 @@ def decode_stream(
     finally:
         bar.close()
     if done + len(skipped) - first_skip != seen:  # every file is decoded or named as skipped
-        raise DatasetError(f"{src}: {seen} files read but {done} decoded and "
-                           f"{len(skipped) - first_skip} skipped")  # fmt: skip
+        raise DatasetError(
+            f"{src}: {seen} files read but {done} decoded and {len(skipped) - first_skip} skipped"
+        )
     for s in skipped[first_skip:]:
         warnings.warn(f"skipped {s}", stacklevel=3)
 

@@ -139,8 +139,9 @@ def evaluate(
         top5 = (logits.topk(5, 1).indices == labels[:, None]).any(1)
         out["top5"] = round(float(top5.float().mean()), 6)
     if teacher is not None:  # same images, same preprocessing, the teacher's own classes
-        t_logits = predict(teacher, data.images, mean, std, device, batch_size, False, progress,
-                           resize_to)  # fmt: skip
+        t_logits = predict(
+            teacher, data.images, mean, std, device, batch_size, False, progress, resize_to
+        )
         if t_logits.shape[1] != logits.shape[1]:
             raise UserError(
                 f"the teacher has {t_logits.shape[1]} classes, the model {logits.shape[1]}"

@@ -25,9 +25,13 @@ def slug(text: str) -> str:
 
 
 def figure_files(
-    a: ImageAnalysis, model: str, cmap: str = "jet", alpha: float = 0.5, fmt: str = "png",
+    a: ImageAnalysis,
+    model: str,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    fmt: str = "png",
     shared: bool = True,
-) -> dict[str, bytes]:  # fmt: skip
+) -> dict[str, bytes]:
     """{file name: bytes} of every figure of ``a`` in ``fmt`` (png or svg): predictions,
     per module its token maps, semantic groups, projector view, token attention of each
     layer (mean over heads) and propagated maps; the deletion curve; the one-page report.
@@ -50,14 +54,21 @@ def figure_files(
             )
         for j, att in enumerate(v.token_attention):
             files[f"m{k}_attention_l{j}.{fmt}"] = heatmap_figure(
-                att.mean(0), f"token attention, layer {j + 1} (mean of {len(att)} heads), "
-                f"{title}", fmt=fmt, uniform=1.0 / att.shape[-1],
-            )  # fmt: skip
+                att.mean(0),
+                f"token attention, layer {j + 1} (mean of {len(att)} heads), {title}",
+                fmt=fmt,
+                uniform=1.0 / att.shape[-1],
+            )
         if v.propagated is not None:
             files[f"m{k}_propagated.{fmt}"] = token_grid_png(
-                a.image, v.propagated, cmap, alpha, title=f"after the transformer, {title}",
-                fmt=fmt, shared=shared,
-            )  # fmt: skip
+                a.image,
+                v.propagated,
+                cmap,
+                alpha,
+                title=f"after the transformer, {title}",
+                fmt=fmt,
+                shared=shared,
+            )
     if a.deletion is not None:
         files[f"deletion.{fmt}"] = deletion_figure(a.deletion, a.classes[a.deletion.predicted], fmt)
     files[f"report.{fmt}"] = a.report(f"{a.name} - {model}", cmap, alpha, fmt)

@@ -110,20 +110,33 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] 
         name = meta.pop("name", None)
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if f.default is True:
-            parser.add_argument(name or "--no-" + f.name.replace("_", "-"), dest=f.name,
-                                action="store_false", help=help_text)  # fmt: skip
+            parser.add_argument(
+                name or "--no-" + f.name.replace("_", "-"),
+                dest=f.name,
+                action="store_false",
+                help=help_text,
+            )
         elif f.default is False:
-            parser.add_argument(name or "--" + f.name.replace("_", "-"), dest=f.name,
-                                action="store_true", help=help_text)  # fmt: skip
+            parser.add_argument(
+                name or "--" + f.name.replace("_", "-"),
+                dest=f.name,
+                action="store_true",
+                help=help_text,
+            )
         else:
             default = f.default
             if f.default_factory is not dataclasses.MISSING:
                 default = f.default_factory()
             if not required and default not in (None, []) and "(default" not in help_text:
                 help_text += f" (default {default})"
-            parser.add_argument(name or "--" + f.name.replace("_", "-"), dest=f.name,
-                                required=required, default=None if required else default,
-                                help=help_text, **meta)  # fmt: skip
+            parser.add_argument(
+                name or "--" + f.name.replace("_", "-"),
+                dest=f.name,
+                required=required,
+                default=None if required else default,
+                help=help_text,
+                **meta,
+            )
 
 
 def from_namespace(cls: type[T], ns: argparse.Namespace, **extra: Any) -> T:

@@ -163,9 +163,13 @@ def explain(
 
 
 def _explain_one(
-    ck: LoadedCheckpoint, ck_name: str, a: ImageAnalysis, img: Image.Image, out: Path,
+    ck: LoadedCheckpoint,
+    ck_name: str,
+    a: ImageAnalysis,
+    img: Image.Image,
+    out: Path,
     opts: ExplainOptions,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Write one analysis: summary.json (its to_json, plus foreground shares and the
     randomisation check when asked), arrays.npz (its to_arrays), the figures."""
     pre = view_preprocess(ck, opts.view)

@@ -45,7 +45,7 @@ from .data import (
 from .device import select_device
 from .evaluate import evaluate, evaluate_checkpoint
 from .features import FeatureSet, compute_features, has_frozen_trunk
-from .flags import POSITIVE, REQUIRED, UserError, flag, float_in, int_in
+from .flags import UserError
 from .model import count_complexity, create_model, get_config
 from .runs import (
     changed_settings,
@@ -56,63 +56,7 @@ from .runs import (
     program_name,
     read_resume_state,
 )
-
-
-@dataclass
-class TrainArgs:
-    """Every knob of a training run. Each field is a ``vt-explorer train`` flag: its default
-    and help are written here once (:func:`vt_explorer.flags.flag`)."""
-
-    config: str = flag(REQUIRED, "registered model config (vt-explorer info)")
-    train: str = flag(REQUIRED, "training images", metavar="PATH")
-    out: str = flag(REQUIRED, "checkpoint path without suffix", metavar="OUT")
-    val: str | None = flag(None, "evaluation images (same class folders)", metavar="PATH")
-    epochs: int = flag(15, "passes over the data", type=POSITIVE)
-    batch_size: int = flag(128, "images per step and process", type=POSITIVE)
-    lr: float = flag(0.1, "peak one-cycle learning rate", type=float_in(0, 100, lo_open=True))
-    momentum: float = flag(0.9, "Nesterov momentum", type=float_in(0, 1, hi_open=True))
-    optimizer: str = flag("sgd", "SGD with Nesterov momentum or AdamW (try --lr 1e-3 "
-                          "--weight-decay 0.05)", choices=("sgd", "adamw"))  # fmt: skip
-    weight_decay: float = flag(5e-4, "on weights only", type=float_in(0, 10))
-    label_smoothing: float = flag(0.1, "label smoothing", type=float_in(0, 1, hi_open=True))
-    warmup: float = flag(0.2, "fraction of steps spent warming up", type=float_in(0, 1))
-    seed: int = flag(0, "seed; CPU runs are deterministic", type=int_in(0, 2**31 - 1))
-    device: str = flag("auto", "auto (CUDA, MPS, CPU), cpu, cuda, cuda:1...")
-    workers: int = flag(2, "threads decoding images on the first read of a dataset",
-                        type=int_in(1, 64))  # fmt: skip
-    flip_tta: bool = flag(True, "no flip test-time augmentation at evaluation", name="--no-tta")
-    amp: bool = flag(True, "no bf16 autocast on CUDA (the CPU never uses it)")
-    compile: bool = flag(False, "torch.compile the model")
-    threads: int | None = flag(None, "torch CPU threads (default: all)", type=int_in(1, 1024))
-    resume: bool = flag(False, "continue from OUT.resume.pt; refused when the recipe or the "
-                        "classes differ from the interrupted run's (the refusal lists what "
-                        "differs)")  # fmt: skip
-    resume_anyway: bool = flag(False, "with --resume: accept a changed recipe; the card then "
-                               "records, per epoch, which settings changed from which epoch "
-                               "on")  # fmt: skip
-    resize: str = flag("stretch", "how images become the config's input square: the whole "
-                       "image (stretch) or short side to 8/7 of it and the centre cut out "
-                       "(center_crop); the card records it, so eval, predict and the app do "
-                       "the same", choices=("stretch", "center_crop"))  # fmt: skip
-    pretrained: bool = flag(True, "start a config with a pretrained backbone (vt_lite0...) "
-                            "from random weights")  # fmt: skip
-    finetune: bool = flag(False, "train the pretrained backbone too (slow on a CPU; default: "
-                          "frozen, its features computed once and cached, and only the VT "
-                          "head trained)")  # fmt: skip
-    feature_flip: bool = flag(True, "no random mirroring of cached feature maps (the "
-                              "augmentation of head training)")  # fmt: skip
-    backbone_lr_scale: float = flag(1.0, "with --finetune: the pretrained trunk learns at F x "
-                                    "the schedule's rate (0.1 keeps ImageNet features while "
-                                    "a new head learns fast)", type=float_in(0, 100),
-                                    metavar="F")  # fmt: skip
-    decode_size: int | None = flag(None, "decode training images at NxN and enlarge each batch "
-                                   "to the input size on the device (bilinear configs; "
-                                   "images or a frozen trunk's cached features): for small "
-                                   "sources like CIFAR's 32x32 it skips decoding 224x224 "
-                                   "copies (minutes, 7.5 GB for CIFAR-10 train); the final "
-                                   "evaluation still decodes as eval does",
-                                   type=int_in(8, 4096), metavar="N")  # fmt: skip
-    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # --set KEY=VALUE
+from .train_recipe import RUN_ONLY_FIELDS, TrainArgs
 
 
 class _HeadOnly(nn.Module):
@@ -199,13 +143,6 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def _dist_info() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
-
-
-#: TrainArgs fields that say where and how fast a run goes, not what it learns: a resumed
-#: run may change them freely
-RUN_ONLY_FIELDS = frozenset(
-    {"out", "val", "device", "workers", "threads", "compile", "resume", "resume_anyway"}
-)
 
 
 def recipe_changes(
@@ -348,11 +285,23 @@ def load_data(run: _Run) -> None:
 
     def load(p: str):
         if run.use_features:
-            return compute_features(model, p, args.resize, run.device, workers=args.workers,
-                                    progress=run.progress, decode_size=args.decode_size)  # fmt: skip
-        return load_image_folder(p, args.decode_size or cfg.input_size, args.resize,
-                                 progress=run.progress, workers=args.workers,
-                                 interpolation=cfg.extra.get("interpolation", "bicubic"))  # fmt: skip
+            return compute_features(
+                model,
+                p,
+                args.resize,
+                run.device,
+                workers=args.workers,
+                progress=run.progress,
+                decode_size=args.decode_size,
+            )
+        return load_image_folder(
+            p,
+            args.decode_size or cfg.input_size,
+            args.resize,
+            progress=run.progress,
+            workers=args.workers,
+            interpolation=cfg.extra.get("interpolation", "bicubic"),
+        )
 
     if run.world > 1 and not run.main:
         dist.barrier()
@@ -429,9 +378,13 @@ def fit(run: _Run, on_step: Callable[[int, int], None] | None, t_start: float) -
 
 
 def train_epoch(
-    run: _Run, fwd: nn.Module, data: Tensor, labels: Tensor, epoch: int,
+    run: _Run,
+    fwd: nn.Module,
+    data: Tensor,
+    labels: Tensor,
+    epoch: int,
     on_step: Callable[[int, int], None] | None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """One epoch of optimisation steps; returns its record (loss, accuracy, rate...)."""
     args, device, world, rank = run.args, run.device, run.world, run.rank
     cfg, opt = run.model.cfg, run.opt
@@ -447,8 +400,13 @@ def train_epoch(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     seen = 0
-    bar = tqdm(range(run.steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}",
-               disable=not run.progress, unit="step", dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(
+        range(run.steps_per_epoch),
+        desc=f"epoch {epoch + 1}/{args.epochs}",
+        disable=not run.progress,
+        unit="step",
+        dynamic_ncols=True,
+    )
     for step in bar:
         if on_step is not None:
             on_step(epoch, step)
@@ -482,8 +440,12 @@ def train_epoch(
         seen += len(y)
         if run.progress and (step % 10 == 0 or step == run.steps_per_epoch - 1):
             rate = seen * world / max(time.time() - t0, 1e-9)
-            bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
-                            img_s=f"{rate:.0f}", lr=f"{opt.param_groups[0]['lr']:.3g}")  # fmt: skip
+            bar.set_postfix(
+                loss=f"{loss_sum.item() / seen:.3f}",
+                acc=f"{correct.item() / seen:.3f}",
+                img_s=f"{rate:.0f}",
+                lr=f"{opt.param_groups[0]['lr']:.3g}",
+            )
     bar.close()
     stats = torch.stack([loss_sum, correct, torch.tensor(float(seen), device=device)])
     if world > 1:
@@ -503,8 +465,15 @@ def _val_accuracy(run: _Run) -> float:
     if run.use_features:
         return _feature_accuracy(run.model, run.val_ds, run.device)
     cfg = run.model.cfg
-    m = evaluate(run.model, run.val_ds, cfg.mean, cfg.std, run.device, list(run.classes),
-                 resize_to=cfg.input_size)  # fmt: skip
+    m = evaluate(
+        run.model,
+        run.val_ds,
+        cfg.mean,
+        cfg.std,
+        run.device,
+        list(run.classes),
+        resize_to=cfg.input_size,
+    )
     return m["accuracy"]
 
 
@@ -561,8 +530,9 @@ def write_card(run: _Run, t_start: float) -> dict[str, Any]:
     if run.val_ds is not None:  # the same code path as `vt-explorer eval`
         # (features, or images at --decode-size: then the checkpoint reads them again)
         data = args.val if run.use_features or args.decode_size else run.val_ds
-        metrics = evaluate_checkpoint(str(files["stem"]), data, run.device,
-                                      progress=run.progress, allow_unfinished=True)  # fmt: skip
+        metrics = evaluate_checkpoint(
+            str(files["stem"]), data, run.device, progress=run.progress, allow_unfinished=True
+        )
         card["metrics"] = metrics
         card["finished"] = True
         save_checkpoint(model, files["stem"], card, resize=args.resize)

@@ -43,8 +43,12 @@ from vt_explorer.preprocess import Preprocess
 ROOT = Path(__file__).resolve().parents[2]
 
 SOURCES = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
-DEFAULT = ["cifar10-lite0-vt-recurrent", "cifar10-lite0-vt-filter",
-           "imagenet-lite0-vt-recurrent", "imagenet-lite0-vt-filter"]  # fmt: skip
+DEFAULT = [
+    "cifar10-lite0-vt-recurrent",
+    "cifar10-lite0-vt-filter",
+    "imagenet-lite0-vt-recurrent",
+    "imagenet-lite0-vt-filter",
+]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 
 
@@ -64,13 +68,23 @@ def top1(model: torch.nn.Module, pre: Preprocess, src: Path, limit: int) -> torc
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoints", nargs="*", type=Path,
-                   default=[ROOT / "checkpoints" / n for n in DEFAULT])  # fmt: skip
+    p.add_argument(
+        "checkpoints", nargs="*", type=Path, default=[ROOT / "checkpoints" / n for n in DEFAULT]
+    )
     p.add_argument("--limit", type=int, default=1000, help="held-out images per source")
-    p.add_argument("--pool", type=Path, default=ROOT.parent / "shared/data/imagenet-pool",
-                   help="the imagenet-pool folder")  # fmt: skip
-    p.add_argument("--sources", nargs="+", default=SOURCES, metavar="FILE",
-                   help="sources in --pool to measure (default: the three held-out ones)")  # fmt: skip
+    p.add_argument(
+        "--pool",
+        type=Path,
+        default=ROOT.parent / "shared/data/imagenet-pool",
+        help="the imagenet-pool folder",
+    )
+    p.add_argument(
+        "--sources",
+        nargs="+",
+        default=SOURCES,
+        metavar="FILE",
+        help="sources in --pool to measure (default: the three held-out ones)",
+    )
     p.add_argument("--photos", type=Path, default=PHOTOS, help="the nine demo photos' folder")
     args = p.parse_args()
     torch.manual_seed(0)
@@ -123,8 +137,11 @@ def main() -> int:
                 pred = model.eval()(x).argmax(1).tolist()
             words = coarse_labels(pred, classes)
             right = [w == truth_of(f) for w, f in zip(words, photos, strict=True)]
-            misses = [f"{truth_of(f)} -> {w or classes[i]}"
-                      for f, w, i, ok in zip(photos, words, pred, right, strict=True) if not ok]  # fmt: skip
+            misses = [
+                f"{truth_of(f)} -> {w or classes[i]}"
+                for f, w, i, ok in zip(photos, words, pred, right, strict=True)
+                if not ok
+            ]
             print(
                 f"{name}: {sum(right)}/{len(photos)}"
                 + (f"  ({'; '.join(misses)})" if misses else "")

@@ -82,8 +82,11 @@ VARIANTS = {
     "full + feature matching": {"reuse_classifier": True, "feature_weight": 10.0},
     "feature matching alone": {"reuse_classifier": True, "feature_weight": 10.0, "kd_weight": 0.0},
     "full + Caltech in the pool": CALTECH,
-    "full + Caltech + feature matching": {**CALTECH, "reuse_classifier": True,
-                                          "feature_weight": 10.0},
+    "full + Caltech + feature matching": {
+        **CALTECH,
+        "reuse_classifier": True,
+        "feature_weight": 10.0,
+    },
     "full + Caltech, token_dim 512": {**CALTECH, "overrides": {"token_dim": 512}},
     "full + Caltech, bf16": BF16,
     "full + Caltech, batch 64": {**CALTECH, "batch_size": 64},
@@ -93,23 +96,44 @@ VARIANTS = {
     "full + Caltech, bf16, no mixing": UNMIXED,
     "full + Caltech, bf16, no weight decay": {**BF16, "weight_decay": 0.0},
     "full + Caltech, bf16, no mixing, crops to 25%": {**UNMIXED, "min_scale": 0.25},
-    "full + Caltech, bf16, no mixing, batch 512, lr 3e-3": {**UNMIXED, "batch_size": 512,
-                                                            "lr": 3e-3},
+    "full + Caltech, bf16, no mixing, batch 512, lr 3e-3": {
+        **UNMIXED,
+        "batch_size": 512,
+        "lr": 3e-3,
+    },
     "full + Caltech, bf16, no mixing, token_dim 512": {**UNMIXED, "overrides": {"token_dim": 512}},
-    "full + Caltech, bf16, no mixing, diversity hinge 0.3": {**UNMIXED, "diversity_weight": 1.0,
-                                                             "diversity_margin": 0.3},
-    "full + Caltech, bf16, no mixing, diversity hinge 0.4": {**UNMIXED, "diversity_weight": 1.0,
-                                                             "diversity_margin": 0.4},
+    "full + Caltech, bf16, no mixing, diversity hinge 0.3": {
+        **UNMIXED,
+        "diversity_weight": 1.0,
+        "diversity_margin": 0.3,
+    },
+    "full + Caltech, bf16, no mixing, diversity hinge 0.4": {
+        **UNMIXED,
+        "diversity_weight": 1.0,
+        "diversity_margin": 0.4,
+    },
     "full + Caltech, bf16, no mixing, real share 0.5": {**UNMIXED, "real_share": 0.5},
-    "full + Caltech, bf16, no mixing, real share 0.5, windows 0.25": {**UNMIXED, "real_share": 0.5,
-                                                                      "window_share": 0.25},
-    "full + Caltech, bf16, no mixing, real share 0.25, windows 0.5": {**UNMIXED, "real_share": 0.25,
-                                                                      "window_share": 0.5},
-    "full + Caltech, bf16, no mixing, real share 0.5, nudged 0.25": {**UNMIXED, "real_share": 0.5,
-                                                                     "nudge_share": 0.25},
-    "full + Caltech, bf16, no mixing, real share 0.5, image crops 0.5": {**UNMIXED, "real_share": 0.5,
-                                                                         "image_share": 0.5},
-}  # fmt: skip
+    "full + Caltech, bf16, no mixing, real share 0.5, windows 0.25": {
+        **UNMIXED,
+        "real_share": 0.5,
+        "window_share": 0.25,
+    },
+    "full + Caltech, bf16, no mixing, real share 0.25, windows 0.5": {
+        **UNMIXED,
+        "real_share": 0.25,
+        "window_share": 0.5,
+    },
+    "full + Caltech, bf16, no mixing, real share 0.5, nudged 0.25": {
+        **UNMIXED,
+        "real_share": 0.5,
+        "nudge_share": 0.25,
+    },
+    "full + Caltech, bf16, no mixing, real share 0.5, image crops 0.5": {
+        **UNMIXED,
+        "real_share": 0.5,
+        "image_share": 0.5,
+    },
+}
 HOLDOUT = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.gz"]
 
 
@@ -117,11 +141,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=50_000, help="training views per variant")
     p.add_argument("--student", default="vt_lite0_imagenet_filter", help="student config")
-    p.add_argument("--pool", type=Path, default=ROOT.parent / "shared/data/imagenet-pool",
-                   help="the imagenet-pool folder")  # fmt: skip
+    p.add_argument(
+        "--pool",
+        type=Path,
+        default=ROOT.parent / "shared/data/imagenet-pool",
+        help="the imagenet-pool folder",
+    )
     p.add_argument("--holdout-limit", type=int, default=1000, help="images per held-out source")
-    p.add_argument("--out", type=Path, default=Path("/tmp/distill-ablation"),
-                   help="where the variants' checkpoints go")  # fmt: skip
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("/tmp/distill-ablation"),
+        help="where the variants' checkpoints go",
+    )
     p.add_argument("--only", nargs="*", default=None, help="run only these variants")
     args = p.parse_args()
     rows = []
@@ -131,14 +163,18 @@ def main() -> None:
         change = dict(change)
         extra = change.pop("extra_data", [])
         run = DistillArgs(
-            data=[str(args.pool / d) for d in ["imagenette-train.tar.gz",
-                                               "tiny-imagenet-train.tar.gz", *extra]],
+            data=[
+                str(args.pool / d)
+                for d in ["imagenette-train.tar.gz", "tiny-imagenet-train.tar.gz", *extra]
+            ],
             holdout=[str(args.pool / h) for h in HOLDOUT],
             holdout_limit=args.holdout_limit,
             out=str(args.out / name.replace(" ", "-").replace("+", "plus")),
-            student=args.student, samples=args.samples, eval_every=args.samples,
+            student=args.student,
+            samples=args.samples,
+            eval_every=args.samples,
             **change,
-        )  # fmt: skip
+        )
         card = distill(run, progress=True)
         last = card["learning_curve"][-1]
         rows.append((name, [last[h]["agreement"] for h in HOLDOUT], card["train_seconds"]))

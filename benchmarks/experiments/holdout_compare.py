@@ -34,14 +34,28 @@ SOURCES = ["imagenette-val.tar.gz", "tiny-imagenet-val.tar.gz", "caltech101.tar.
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoints", nargs="*", type=Path,
-                   default=sorted(p for p in (ROOT / "checkpoints").glob("imagenet-lite0-*")
-                                  if p.suffix == ".safetensors"))  # fmt: skip
+    p.add_argument(
+        "checkpoints",
+        nargs="*",
+        type=Path,
+        default=sorted(
+            p for p in (ROOT / "checkpoints").glob("imagenet-lite0-*") if p.suffix == ".safetensors"
+        ),
+    )
     p.add_argument("--limit", type=int, default=1000, help="held-out images per source")
-    p.add_argument("--pool", type=Path, default=ROOT.parent / "shared/data/imagenet-pool",
-                   help="the imagenet-pool folder")  # fmt: skip
-    p.add_argument("--sources", nargs="+", default=SOURCES, metavar="FILE",
-                   help="sources in --pool to measure (default: the three held-out ones)")  # fmt: skip
+    p.add_argument(
+        "--pool",
+        type=Path,
+        default=ROOT.parent / "shared/data/imagenet-pool",
+        help="the imagenet-pool folder",
+    )
+    p.add_argument(
+        "--sources",
+        nargs="+",
+        default=SOURCES,
+        metavar="FILE",
+        help="sources in --pool to measure (default: the three held-out ones)",
+    )
     args = p.parse_args()
     device = torch.device("cpu")
     teacher = teacher_model(device)

@@ -134,8 +134,11 @@ def cards(tmp: Path) -> None:
 
     before = rss_mb()
     x = Preprocess(224, (0.5,) * 3, (0.5,) * 3, "center_crop")(Image.new("RGB", (60_000, 1)))
-    report("center_crop of a 60000x1 image", x.shape == (3, 224, 224),
-           f"{tuple(x.shape)}, +{rss_mb() - before:.0f} MB")  # fmt: skip
+    report(
+        "center_crop of a 60000x1 image",
+        x.shape == (3, 224, 224),
+        f"{tuple(x.shape)}, +{rss_mb() - before:.0f} MB",
+    )
 
 
 def concurrency() -> None:
@@ -196,8 +199,16 @@ def flags(tmp: Path, ck: str) -> None:
     code, lines = cli("predict", ck, str(tmp / "empty"))
     report("predict on an empty folder", one_line(code, lines), (lines or ["(nothing)"])[-1][-110:])
     (tmp / "run.resume.pt").write_bytes(b"\x80\x04\x95" + b"cos\nsystem\n" * 4)
-    code, lines = cli("train", "--config", "vt_resnet20", "--train", str(tmp), "--out",
-                      str(tmp / "run"), "--resume")  # fmt: skip
+    code, lines = cli(
+        "train",
+        "--config",
+        "vt_resnet20",
+        "--train",
+        str(tmp),
+        "--out",
+        str(tmp / "run"),
+        "--resume",
+    )
     ok = one_line(code, lines) and "weights_only" not in lines[0]
     report("--resume with a pickled file", ok, (lines or ["(nothing)"])[-1][-110:])
 
@@ -207,9 +218,12 @@ def app(tmp: Path, uploads: int) -> None:
 
     os.chdir(ROOT)  # .streamlit/config.toml
     at = AppTest.from_file(APP, default_timeout=300).run()
-    report("no free-text path in the sidebar", len(at.text_input) == 0,
-           f"{len(at.text_input)} text inputs; models offered by name: "
-           f"{', '.join(at.selectbox(key='model_a').options[:3])}...")  # fmt: skip
+    report(
+        "no free-text path in the sidebar",
+        len(at.text_input) == 0,
+        f"{len(at.text_input)} text inputs; models offered by name: "
+        f"{', '.join(at.selectbox(key='model_a').options[:3])}...",
+    )
     import streamlit as st
 
     limit = st.get_option("server.maxUploadSize")
@@ -232,19 +246,26 @@ def app(tmp: Path, uploads: int) -> None:
     for i in range(uploads):
         torch.manual_seed(i)
         save_checkpoint(create_model("vt_resnet20"), stem)
-        files = [(f"mine.{s}", stem.with_suffix(f".{s}").read_bytes(), "application/json")
-                 for s in ("safetensors", "json")]  # fmt: skip
+        files = [
+            (f"mine.{s}", stem.with_suffix(f".{s}").read_bytes(), "application/json")
+            for s in ("safetensors", "json")
+        ]
         at.file_uploader(key="ck_upload").set_value(files).run()
         rss.append(rss_mb())
     ok = not at.exception and at.selectbox(key="model_a").value.startswith("upload:")
     grow = rss[-1] - rss[min(9, len(rss) - 1)]
-    report(f"{uploads} checkpoints uploaded in one tab", ok and grow < 150,
-           f"RSS {rss[0]:.0f} MB after the first, {rss[min(9, len(rss) - 1)]:.0f} MB after 10, "
-           f"{rss[-1]:.0f} MB after {uploads}")  # fmt: skip
+    report(
+        f"{uploads} checkpoints uploaded in one tab",
+        ok and grow < 150,
+        f"RSS {rss[0]:.0f} MB after the first, {rss[min(9, len(rss) - 1)]:.0f} MB after 10, "
+        f"{rss[-1]:.0f} MB after {uploads}",
+    )
     bad = json.loads(stem.with_suffix(".json").read_text())
     bad["config"]["vt"]["tokens"] = -5
-    files = [("evil.safetensors", stem.with_suffix(".safetensors").read_bytes(), "x"),
-             ("evil.json", json.dumps(bad).encode(), "application/json")]  # fmt: skip
+    files = [
+        ("evil.safetensors", stem.with_suffix(".safetensors").read_bytes(), "x"),
+        ("evil.json", json.dumps(bad).encode(), "application/json"),
+    ]
     at.file_uploader(key="ck_upload").set_value(files).run()
     errs = [e.value for e in at.sidebar.error]
     ok = (

@@ -37,8 +37,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--source", default="caltech101.tar.gz", help="a source in --pool")
     p.add_argument("--limit", type=int, default=256, help="maps (a fixed sample)")
-    p.add_argument("--pool", type=Path, default=ROOT.parent / "shared/data/imagenet-pool",
-                   help="the imagenet-pool folder")  # fmt: skip
+    p.add_argument(
+        "--pool",
+        type=Path,
+        default=ROOT.parent / "shared/data/imagenet-pool",
+        help="the imagenet-pool folder",
+    )
     args = p.parse_args()
     cpu = torch.device("cpu")
     student = create_model("vt_lite0_imagenet_filter")
@@ -55,16 +59,20 @@ def main() -> int:
         "| nudge | p(target) | top-1 = target | top-1 changed | top probability | |change| / |map| |"
     )
     print("|---|---|---|---|---|---|")
-    print(f"| none | {p0[rows, target].mean():.4f} | {(before.argmax(-1) == target).float().mean():.1%}"
-          f" | - | {p0.max(-1).values.mean():.3f} | - |")  # fmt: skip
+    print(
+        f"| none | {p0[rows, target].mean():.4f} | {(before.argmax(-1) == target).float().mean():.1%}"
+        f" | - | {p0.max(-1).values.mean():.3f} | - |"
+    )
     for steps, size in SETTINGS:
         xn = nudge_views(teacher, x, target, steps, size)
         _, after = label_views(teacher, xn)
         p1 = after.softmax(-1)
-        print(f"| {steps} x {size} std | {p1[rows, target].mean():.4f} "
-              f"| {(after.argmax(-1) == target).float().mean():.1%} "
-              f"| {(after.argmax(-1) != before.argmax(-1)).float().mean():.1%} "
-              f"| {p1.max(-1).values.mean():.3f} | {(xn - x).norm() / x.norm():.3f} |")  # fmt: skip
+        print(
+            f"| {steps} x {size} std | {p1[rows, target].mean():.4f} "
+            f"| {(after.argmax(-1) == target).float().mean():.1%} "
+            f"| {(after.argmax(-1) != before.argmax(-1)).float().mean():.1%} "
+            f"| {p1.max(-1).values.mean():.3f} | {(xn - x).norm() / x.norm():.3f} |"
+        )
     return 0
 
 

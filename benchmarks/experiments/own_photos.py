@@ -60,9 +60,25 @@ def main() -> None:
         extract(DATA / "train.tar.gz", train, args.classes, args.train_per_class)
         extract(DATA / "test.tar.gz", val, args.classes, args.val_per_class)
     exe = str(Path(sys.executable).with_name("vt-explorer"))
-    cmd = [exe, "train", "--config", "vt_lite0", "--train", str(train), "--val", str(val),
-           "--out", str(out / "my-vt"), "--epochs", str(args.epochs), "--batch-size", "32",
-           "--lr", "0.05", "--no-tta"]  # fmt: skip
+    cmd = [
+        exe,
+        "train",
+        "--config",
+        "vt_lite0",
+        "--train",
+        str(train),
+        "--val",
+        str(val),
+        "--out",
+        str(out / "my-vt"),
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.05",
+        "--no-tta",
+    ]
     if args.input_size != 224:
         cmd += ["--set", f"input_size={args.input_size}"]
     print("$", " ".join(cmd[1:]).replace(exe, "vt-explorer"))

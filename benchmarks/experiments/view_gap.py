@@ -57,14 +57,23 @@ def agreement_and_kl(student, teacher, x: torch.Tensor, bs: int = 250) -> tuple[
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoints", nargs="*", type=Path,
-                   default=sorted(p for p in (ROOT / "checkpoints").glob("imagenet-lite0-*")
-                                  if p.suffix == ".safetensors"))  # fmt: skip
+    p.add_argument(
+        "checkpoints",
+        nargs="*",
+        type=Path,
+        default=sorted(
+            p for p in (ROOT / "checkpoints").glob("imagenet-lite0-*") if p.suffix == ".safetensors"
+        ),
+    )
     p.add_argument("--source", default="imagenette-train.tar.gz", help="a source in --pool")
     p.add_argument("--limit", type=int, default=1000, help="photos (a fixed sample)")
     p.add_argument("--bank-size", type=int, default=288, help="the training bank's size (288)")
-    p.add_argument("--pool", type=Path, default=ROOT.parent / "shared/data/imagenet-pool",
-                   help="the imagenet-pool folder")  # fmt: skip
+    p.add_argument(
+        "--pool",
+        type=Path,
+        default=ROOT.parent / "shared/data/imagenet-pool",
+        help="the imagenet-pool folder",
+    )
     args = p.parse_args()
     if not args.checkpoints:
         p.error("no checkpoints given and none in checkpoints/")
@@ -97,13 +106,20 @@ def main() -> int:
     print(f"{n} photos of {args.source}; agreement with the teacher / KL(teacher || student)\n")
     print("| checkpoint | " + " | ".join(views) + " |")
     print("|---|" + "---|" * len(views))
-    print("| (mean per-channel variance of the maps) | "
-          + " | ".join(f"{float(v.var((0, 2, 3)).mean()):.1f}" for v in views.values()) + " |")  # fmt: skip
+    print(
+        "| (mean per-channel variance of the maps) | "
+        + " | ".join(f"{float(v.var((0, 2, 3)).mean()):.1f}" for v in views.values())
+        + " |"
+    )
     for ck in args.checkpoints:
         student = load_checkpoint(ck.with_suffix("")).model
         cells = [agreement_and_kl(student, teacher, x) for x in views.values()]
-        print(f"| {ck.with_suffix('')} | "
-              + " | ".join(f"{a:.1%} / {kl:.3f}" for a, kl in cells) + " |", flush=True)  # fmt: skip
+        print(
+            f"| {ck.with_suffix('')} | "
+            + " | ".join(f"{a:.1%} / {kl:.3f}" for a, kl in cells)
+            + " |",
+            flush=True,
+        )
     return 0
 
 

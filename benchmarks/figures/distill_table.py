@@ -50,8 +50,10 @@ def main() -> int:
             if before
             else ""
         )
-        print(f"\n{ck.name} ({card['config']['name']}; {card['hardware']}; "
-              f"{card['train_seconds'] / 60:.0f} min incl. the feature bank{stage})")  # fmt: skip
+        print(
+            f"\n{ck.name} ({card['config']['name']}; {card['hardware']}; "
+            f"{card['train_seconds'] / 60:.0f} min incl. the feature bank{stage})"
+        )
         print("| samples | " + " | ".join(f"{s} agreement / top-1" for s in sources) + " |")
         print("|---|" + "---|" * len(sources))
         for p in curve:
@@ -63,8 +65,10 @@ def main() -> int:
         print("|---|---|---|---|---|")
         for s in sources:
             h = curve[-1][s]
-            print(f"| {s} | {h['n']} | {pct(h['agreement'])} | {pct(h['top1'])} / "
-                  f"{pct(h['top5'])} | {pct(h['teacher_top1'])} / {pct(h['teacher_top5'])} |")  # fmt: skip
+            print(
+                f"| {s} | {h['n']} | {pct(h['agreement'])} | {pct(h['top1'])} / "
+                f"{pct(h['top5'])} | {pct(h['teacher_top1'])} / {pct(h['teacher_top5'])} |"
+            )
     return 0
 
 

@@ -26,8 +26,17 @@ from pathlib import Path
 from vt_explorer.appserver import click_chart, running_app, wait_idle
 
 ROOT = Path(__file__).resolve().parents[2]
-TABS = ["Maps", "Groups", "Projector", "Attention", "Fig. 6", "Pixel", "Table", "Checks",
-        "All modules"]  # fmt: skip
+TABS = [
+    "Maps",
+    "Groups",
+    "Projector",
+    "Attention",
+    "Fig. 6",
+    "Pixel",
+    "Table",
+    "Checks",
+    "All modules",
+]
 
 
 def _clip(page, top, bottom_of, height: int = 1500, scroll: bool = True) -> dict:
@@ -62,8 +71,12 @@ def overview(page, url: str, images: list[str], out: Path) -> None:
     table.wait_for(timeout=180_000)
     wait_idle(page, 3)
     line = page.get_by_text(f"{len(images)} images.").first
-    page.screenshot(path=str(out / "app-overview.jpg"), type="jpeg", quality=80,
-                    clip=_clip(page, line, table, scroll=False))  # fmt: skip
+    page.screenshot(
+        path=str(out / "app-overview.jpg"),
+        type="jpeg",
+        quality=80,
+        clip=_clip(page, line, table, scroll=False),
+    )
 
 
 def views(page, url: str, photo: str, out: Path) -> None:
@@ -76,8 +89,12 @@ def views(page, url: str, photo: str, out: Path) -> None:
     page.get_by_text("Tile labels:").nth(1).wait_for(timeout=180_000)
     wait_idle(page, 1.5)
     tablist = page.get_by_role("tablist").first
-    page.screenshot(path=str(out / "app-predictions.jpg"), type="jpeg", quality=80,
-                    clip=_clip(page, heading, tablist))  # fmt: skip
+    page.screenshot(
+        path=str(out / "app-predictions.jpg"),
+        type="jpeg",
+        quality=80,
+        clip=_clip(page, heading, tablist),
+    )
     page.get_by_role("tab", name="Pixel", exact=True).click()
     page.get_by_text("Click the image to pick").first.wait_for(timeout=60_000)
     wait_idle(page, 1.5)
@@ -99,8 +116,12 @@ def views(page, url: str, photo: str, out: Path) -> None:
             wait_idle(page, 2)
         panel = page.get_by_role("tabpanel").first
         name = tab.lower().replace(". ", "").replace(" ", "-")
-        page.screenshot(path=str(out / f"app-view-{name}.jpg"), type="jpeg", quality=80,
-                        clip=_clip(page, tablist, panel))  # fmt: skip
+        page.screenshot(
+            path=str(out / f"app-view-{name}.jpg"),
+            type="jpeg",
+            quality=80,
+            clip=_clip(page, tablist, panel),
+        )
         if tab == "Projector":
             _choose_module(page, "the last (default)")
 
@@ -116,9 +137,12 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--photo", nargs="*", default=None,
-                   help="your own images (default: the drawn examples); the first gets the "
-                   "per-view shots")  # fmt: skip
+    p.add_argument(
+        "--photo",
+        nargs="*",
+        default=None,
+        help="your own images (default: the drawn examples); the first gets the per-view shots",
+    )
     p.add_argument("--out", default=str(ROOT / "docs"), help="folder to write into")
     args = p.parse_args()
     out = Path(args.out)
@@ -129,8 +153,9 @@ def main() -> None:
         sync_playwright() as pw,
     ):
         images = args.photo or drawn_examples(Path(tmp))
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
-                                     args=["--no-sandbox", "--headless"])  # fmt: skip
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--headless"]
+        )
         page = browser.new_page(viewport={"width": 1500, "height": 2400})
         overview(page, url, images, out)
         views(page, url, images[0], out)

@@ -24,8 +24,18 @@ IMAGENETTE = "imagenette-val.tar.gz"
 
 
 def _eval(stem: Path, data: Path, device: str, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "vt_explorer", "eval", str(stem), str(data), "--json",
-           "--device", device, *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "vt_explorer",
+        "eval",
+        str(stem),
+        str(data),
+        "--json",
+        "--device",
+        device,
+        *extra,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -40,8 +50,11 @@ def verify(stem: Path, data_root: Path, device: str) -> tuple[bool, str]:
         limit = (card.get("recipe") or {}).get("holdout_limit")  # the sample distill held out
         sample = ["--sample", str(limit)] if limit else []
         got = _eval(stem, data_root / "imagenet-pool" / IMAGENETTE, device, ["--teacher", *sample])
-        pairs = [("n", want["n"], got["n"]), ("top-1", want["top1"], got["accuracy"]),
-                 ("agreement", want["agreement"], got["teacher_agreement"])]  # fmt: skip
+        pairs = [
+            ("n", want["n"], got["n"]),
+            ("top-1", want["top1"], got["accuracy"]),
+            ("agreement", want["agreement"], got["teacher_agreement"]),
+        ]
     else:
         m = card["metrics"]
         source = Path(card["dataset"]["val"]["source"])
@@ -58,12 +71,17 @@ def verify(stem: Path, data_root: Path, device: str) -> tuple[bool, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="checkpoint names (default: every card)")
-    parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data",
-                        help="the folder holding cifar10/ and imagenet-pool/")  # fmt: skip
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=ROOT.parent / "shared" / "data",
+        help="the folder holding cifar10/ and imagenet-pool/",
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
     args = parser.parse_args()
-    cards = sorted(p for p in (ROOT / "checkpoints").glob("*.json")
-                   if not p.name.endswith(".tokens.json"))  # fmt: skip
+    cards = sorted(
+        p for p in (ROOT / "checkpoints").glob("*.json") if not p.name.endswith(".tokens.json")
+    )
     if args.names:
         cards = [c for c in cards if c.stem in args.names]
     failed = 0

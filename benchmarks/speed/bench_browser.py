@@ -89,8 +89,9 @@ def run(url: str, reps: int) -> list[tuple[str, float, float]]:
     photos = sorted(PHOTOS.glob("*.JPEG"))
     out = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
-                                     args=["--no-sandbox", "--headless"])  # fmt: skip
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--headless"]
+        )
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
         t0 = time.perf_counter()
         page.goto(url)

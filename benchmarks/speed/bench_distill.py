@@ -55,9 +55,14 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=10, help="timed calls per row")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default all)")
     p.add_argument("--student", default="vt_lite0_imagenet_filter", help="student config")
-    p.add_argument("--image-shares", type=float, nargs="*", default=[0.25, 1.0],
-                   help="--image-share values to time (fresh image-space crops through the "
-                   "trunk, from 288-px photos)")  # fmt: skip
+    p.add_argument(
+        "--image-shares",
+        type=float,
+        nargs="*",
+        default=[0.25, 1.0],
+        help="--image-share values to time (fresh image-space crops through the "
+        "trunk, from 288-px photos)",
+    )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,8 +86,12 @@ def main() -> int:
         ("teacher, label_views float32", seconds(lambda: label_views(folded, x), args.repeat))
     )
     if bf16:
-        rows.append(("teacher, label_views bfloat16",
-                     seconds(lambda: label_views(folded, x, bf16=True), args.repeat)))  # fmt: skip
+        rows.append(
+            (
+                "teacher, label_views bfloat16",
+                seconds(lambda: label_views(folded, x, bf16=True), args.repeat),
+            )
+        )
     _, target = label_views(plain, x)
 
     student = create_model(args.student)
@@ -114,11 +123,11 @@ def main() -> int:
         name = f"whole distill_step {'bfloat16' if low else 'float32'}"
         rows.append((name, seconds(whole, args.repeat)))
     photos = torch.randint(0, 256, (256, 3, 288, 288), generator=g, dtype=torch.uint8)
-    crops = ImageCrops(photos, folded_trunk(student), student.cfg.mean, student.cfg.std, 224,
-                       bf16=bf16)  # fmt: skip
+    crops = ImageCrops(
+        photos, folded_trunk(student), student.cfg.mean, student.cfg.std, 224, bf16=bf16
+    )
     for share in args.image_shares:
-        run = DistillArgs(data=["-"], out="-", batch_size=args.batch, bf16=bf16,
-                          image_share=share)  # fmt: skip
+        run = DistillArgs(data=["-"], out="-", batch_size=args.batch, bf16=bf16, image_share=share)
 
         views = make_views(run, folded, bank[:256], hard[:256], 14, None, crops)
 

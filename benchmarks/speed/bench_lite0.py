@@ -66,16 +66,20 @@ def main(argv: list[str] | None = None) -> None:
             rates = [trunk_rate(args.config, size, b, args.reps) for b in args.batches]
             print(f"| {size}x{size} | " + " | ".join(f"{r:.1f}" for r in rates) + " |")
         return
-    print("| input | features | trunk img/s (channels_last) | trunk img/s (NCHW) "
-          "| head img/s | CIFAR-10 estimate | fine-tune img/s | fine-tune epoch |")  # fmt: skip
+    print(
+        "| input | features | trunk img/s (channels_last) | trunk img/s (NCHW) "
+        "| head img/s | CIFAR-10 estimate | fine-tune img/s | fine-tune epoch |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         shape, cl, nchw, head = measure(args.config, size, args.reps)
         minutes = (60_000 / max(cl, nchw) + 10 * 50_000 / head) / 60
         ft = measure_finetune(args.config, size, args.reps)
         c, h, w = shape
-        print(f"| {size}x{size} | {c}x{h}x{w} | {cl:.1f} | {nchw:.1f} | {head:.0f} "
-              f"| {minutes:.1f} min | {ft:.1f} | {50_000 / ft / 60:.0f} min |")  # fmt: skip
+        print(
+            f"| {size}x{size} | {c}x{h}x{w} | {cl:.1f} | {nchw:.1f} | {head:.0f} "
+            f"| {minutes:.1f} min | {ft:.1f} | {50_000 / ft / 60:.0f} min |"
+        )
 
 
 def measure(config: str, size: int, reps: int) -> tuple[tuple[int, ...], float, float, float]:

@@ -16,108 +16,184 @@ from ..device import bf16_supported
 from ..model.config import ModelConfig
 
 
-# fmt: off
 @dataclass
 class DistillArgs:
     """One distillation run. Each field is a ``vt-explorer distill`` flag: its default and
     help are written here once (:func:`vt_explorer.flags.flag`)."""
 
-    data: list[str] = flag(REQUIRED, "pool photos: folders or .tar.gz of class folders (wnid "
-                           "folders give hard labels for --ce-weight; other folder names are "
-                           "unlabelled)", nargs="+", metavar="PATH")
+    data: list[str] = flag(
+        REQUIRED,
+        "pool photos: folders or .tar.gz of class folders (wnid "
+        "folders give hard labels for --ce-weight; other folder names are "
+        "unlabelled)",
+        nargs="+",
+        metavar="PATH",
+    )
     out: str = flag(REQUIRED, "checkpoint path without suffix", metavar="OUT")
-    holdout: list[str] = flag(None, "sources never trained on, evaluated along the way (wnid "
-                              "folders also give top-1/top-5; others agreement only); one also "
-                              "given as --data is split: its held-out sample leaves the pool",
-                              nargs="*", metavar="PATH", default_factory=list)
-    holdout_limit: int = flag(2000, "images per held-out source, a fixed sample (seed 0; "
-                              "eval --sample N measures the same images)", type=POSITIVE)
-    student: str = flag("vt_lite0_imagenet", "student config: vt_lite0_imagenet[_filter] "
-                        "(the paper's placement) or vt_lite0_os16_CUT[_filter] (CUT: block15, "
-                        "head_conv, pool; vt-explorer info lists them)")
-    wnids: str | None = flag(None, "the 1000 wnids in class order (default: "
-                             "imagenet_wnids.txt beside a data source)", metavar="FILE")
+    holdout: list[str] = flag(
+        None,
+        "sources never trained on, evaluated along the way (wnid "
+        "folders also give top-1/top-5; others agreement only); one also "
+        "given as --data is split: its held-out sample leaves the pool",
+        nargs="*",
+        metavar="PATH",
+        default_factory=list,
+    )
+    holdout_limit: int = flag(
+        2000,
+        "images per held-out source, a fixed sample (seed 0; "
+        "eval --sample N measures the same images)",
+        type=POSITIVE,
+    )
+    student: str = flag(
+        "vt_lite0_imagenet",
+        "student config: vt_lite0_imagenet[_filter] "
+        "(the paper's placement) or vt_lite0_os16_CUT[_filter] (CUT: block15, "
+        "head_conv, pool; vt-explorer info lists them)",
+    )
+    wnids: str | None = flag(
+        None,
+        "the 1000 wnids in class order (default: imagenet_wnids.txt beside a data source)",
+        metavar="FILE",
+    )
     samples: int = flag(300_000, "training views in all", type=POSITIVE)
     batch_size: int = flag(128, "views per step", type=POSITIVE)
-    lr: float = flag(2e-3, "AdamW peak learning rate, one-cycle (warm-up from lr/25, cosine "
-                     "down to lr/1e4)", type=float_in(0, 1, lo_open=True))
+    lr: float = flag(
+        2e-3,
+        "AdamW peak learning rate, one-cycle (warm-up from lr/25, cosine down to lr/1e4)",
+        type=float_in(0, 1, lo_open=True),
+    )
     weight_decay: float = flag(0.05, "AdamW weight decay", type=float_in(0, 10))
     warmup: float = flag(0.05, "warm-up fraction of steps", type=float_in(0, 1))
-    kd_weight: float = flag(1.0, "weight of the KL term (0: feature matching alone, with "
-                            "--feature-weight)", type=float_in(0, 100))
-    temperature: float = flag(1.0, "softening of both outputs in the KL term",
-                              type=float_in(0, 100, lo_open=True))
-    ce_weight: float = flag(0.0, "weight of cross-entropy on wnid folder labels (0: KL only)",
-                            type=float_in(0, 100))
-    diversity_weight: float = flag(0.0, "weight of the token-diversity term: mean pairwise "
-                                   "cosine similarity of each module's token maps (0: the "
-                                   "paper's loss; > 0 fights tokens collapsing onto one "
-                                   "spot or onto one map)", type=float_in(0, 100))
-    diversity_margin: float = flag(0.0, "with --diversity-weight: penalise only each image's "
-                                   "map similarity above this margin (a hinge; 0: all of it)",
-                                   type=float_in(0, 1))
-    reuse_classifier: bool = flag(False, "classifier reuse (after SimKD): the student's pooled "
-                                  "tokens are projected to 1280-d and read by the teacher's "
-                                  "own classifier, frozen; trained by the same KL loss (not "
-                                  "the paper's head)")
-    feature_weight: float = flag(0.0, "weight of feature matching (needs --reuse-classifier): "
-                                 "mean squared error between the student's projected 1280-d "
-                                 "feature and the teacher's pooled feature (SimKD)",
-                                 type=float_in(0, 1000))
-    bf16: bool = flag(False, "label views and run the student's forward pass in bfloat16 "
-                      "(autocast; weights, loss and held-out measures stay float32): faster "
-                      "on CPUs with AVX-512 BF16 or AMX and on recent GPUs; the teacher's "
-                      "top-1 changes on a few photos in 100")
-    bank_size: int = flag(288, "photos enter the trunk at this size once; views are crops of "
-                          "the resulting map (288: 18x18)", type=int_in(64, 1024))
-    min_scale: float = flag(0.08, "smallest crop area as a fraction of the map",
-                            type=float_in(0.01, 1))
-    real_share: float = flag(0.0, "share of each batch taken from the photos' own trunk maps "
-                             "at the model's input size (224 px: 14x14, mirrored at random) "
-                             "instead of crops of the bank: resampled crops are smoother than "
-                             "the trunk's own maps, on which the student is evaluated",
-                             type=float_in(0, 1))
-    real_views: int = flag(1, "with --real-share: the photos' own maps per photo: the centre "
-                           "crop, plus real_views - 1 fixed random-resized crops of the photo "
-                           "(area 25 to 100 percent), each through the trunk once (cached)",
-                           type=int_in(1, 16))
-    window_share: float = flag(0.0, "share of each batch taken as whole-cell windows of the "
-                               "bank maps at the model's map size (an 18x18 bank map has 25 "
-                               "14x14 windows: crops of a 224-px square of the 288-px photo, "
-                               "not resampled, so with the trunk's own statistics), mirrored "
-                               "at random, instead of resampled crops", type=float_in(0, 1))
-    image_share: float = flag(0.0, "share of each batch taken as fresh random-resized crops "
-                              "of the photos in image space (--min-scale; the photos decoded "
-                              "once at --bank-size and kept in memory as uint8), each through "
-                              "the frozen trunk at the model's input size, mirrored at random: "
-                              "unlimited distinct views with the trunk's own statistics, at a "
-                              "trunk pass per view (cheap on a GPU, slow on a CPU: "
-                              "benchmarks/bench_distill.py)", type=float_in(0, 1))
-    nudge_share: float = flag(0.0, "share of each batch nudged, before the teacher labels it, "
-                              "towards a random one of the 1000 classes by the teacher's own "
-                              "gradient (--nudge-steps signed steps): views that show the "
-                              "teacher's answers for classes the pool lacks",
-                              type=float_in(0, 1))
-    nudge_steps: int = flag(2, "with --nudge-share: signed-gradient steps per nudged view",
-                            type=int_in(1, 100))
-    nudge_size: float = flag(0.05, "with --nudge-share: each step's size, in units of the "
-                             "map's own standard deviation", type=float_in(0, 10, lo_open=True))
-    mix: float = flag(0.5, "probability that a batch is mixed (half MixUp, half CutMix; "
-                      "Beyer et al.'s recipe; the CPU scripts use 0, docs/distillation.md)",
-                      type=float_in(0, 1))
-    eval_every: int = flag(50_000, "samples between held-out evaluations and resume states",
-                           type=POSITIVE)
+    kd_weight: float = flag(
+        1.0,
+        "weight of the KL term (0: feature matching alone, with --feature-weight)",
+        type=float_in(0, 100),
+    )
+    temperature: float = flag(
+        1.0, "softening of both outputs in the KL term", type=float_in(0, 100, lo_open=True)
+    )
+    ce_weight: float = flag(
+        0.0, "weight of cross-entropy on wnid folder labels (0: KL only)", type=float_in(0, 100)
+    )
+    diversity_weight: float = flag(
+        0.0,
+        "weight of the token-diversity term: mean pairwise "
+        "cosine similarity of each module's token maps (0: the "
+        "paper's loss; > 0 fights tokens collapsing onto one "
+        "spot or onto one map)",
+        type=float_in(0, 100),
+    )
+    diversity_margin: float = flag(
+        0.0,
+        "with --diversity-weight: penalise only each image's "
+        "map similarity above this margin (a hinge; 0: all of it)",
+        type=float_in(0, 1),
+    )
+    reuse_classifier: bool = flag(
+        False,
+        "classifier reuse (after SimKD): the student's pooled "
+        "tokens are projected to 1280-d and read by the teacher's "
+        "own classifier, frozen; trained by the same KL loss (not "
+        "the paper's head)",
+    )
+    feature_weight: float = flag(
+        0.0,
+        "weight of feature matching (needs --reuse-classifier): "
+        "mean squared error between the student's projected 1280-d "
+        "feature and the teacher's pooled feature (SimKD)",
+        type=float_in(0, 1000),
+    )
+    bf16: bool = flag(
+        False,
+        "label views and run the student's forward pass in bfloat16 "
+        "(autocast; weights, loss and held-out measures stay float32): faster "
+        "on CPUs with AVX-512 BF16 or AMX and on recent GPUs; the teacher's "
+        "top-1 changes on a few photos in 100",
+    )
+    bank_size: int = flag(
+        288,
+        "photos enter the trunk at this size once; views are crops of "
+        "the resulting map (288: 18x18)",
+        type=int_in(64, 1024),
+    )
+    min_scale: float = flag(
+        0.08, "smallest crop area as a fraction of the map", type=float_in(0.01, 1)
+    )
+    real_share: float = flag(
+        0.0,
+        "share of each batch taken from the photos' own trunk maps "
+        "at the model's input size (224 px: 14x14, mirrored at random) "
+        "instead of crops of the bank: resampled crops are smoother than "
+        "the trunk's own maps, on which the student is evaluated",
+        type=float_in(0, 1),
+    )
+    real_views: int = flag(
+        1,
+        "with --real-share: the photos' own maps per photo: the centre "
+        "crop, plus real_views - 1 fixed random-resized crops of the photo "
+        "(area 25 to 100 percent), each through the trunk once (cached)",
+        type=int_in(1, 16),
+    )
+    window_share: float = flag(
+        0.0,
+        "share of each batch taken as whole-cell windows of the "
+        "bank maps at the model's map size (an 18x18 bank map has 25 "
+        "14x14 windows: crops of a 224-px square of the 288-px photo, "
+        "not resampled, so with the trunk's own statistics), mirrored "
+        "at random, instead of resampled crops",
+        type=float_in(0, 1),
+    )
+    image_share: float = flag(
+        0.0,
+        "share of each batch taken as fresh random-resized crops "
+        "of the photos in image space (--min-scale; the photos decoded "
+        "once at --bank-size and kept in memory as uint8), each through "
+        "the frozen trunk at the model's input size, mirrored at random: "
+        "unlimited distinct views with the trunk's own statistics, at a "
+        "trunk pass per view (cheap on a GPU, slow on a CPU: "
+        "benchmarks/bench_distill.py)",
+        type=float_in(0, 1),
+    )
+    nudge_share: float = flag(
+        0.0,
+        "share of each batch nudged, before the teacher labels it, "
+        "towards a random one of the 1000 classes by the teacher's own "
+        "gradient (--nudge-steps signed steps): views that show the "
+        "teacher's answers for classes the pool lacks",
+        type=float_in(0, 1),
+    )
+    nudge_steps: int = flag(
+        2, "with --nudge-share: signed-gradient steps per nudged view", type=int_in(1, 100)
+    )
+    nudge_size: float = flag(
+        0.05,
+        "with --nudge-share: each step's size, in units of the map's own standard deviation",
+        type=float_in(0, 10, lo_open=True),
+    )
+    mix: float = flag(
+        0.5,
+        "probability that a batch is mixed (half MixUp, half CutMix; "
+        "Beyer et al.'s recipe; the CPU scripts use 0, docs/distillation.md)",
+        type=float_in(0, 1),
+    )
+    eval_every: int = flag(
+        50_000, "samples between held-out evaluations and resume states", type=POSITIVE
+    )
     seed: int = flag(0, "seed", type=int_in(0, 2**31 - 1))
     device: str = flag("auto", "auto (CUDA, MPS, CPU), cpu, cuda...")
     threads: int | None = flag(None, "torch CPU threads (default: all)", type=int_in(1, 1024))
     resume: bool = flag(False, "continue from OUT.resume.pt (the same recipe)")
-    init: str | None = flag(None, "start from this checkpoint's weights (the same student "
-                            "config, e.g. a shipped student): a second stage with its own "
-                            "one-cycle schedule, to lengthen a run; the card records it",
-                            metavar="CHECKPOINT")
+    init: str | None = flag(
+        None,
+        "start from this checkpoint's weights (the same student "
+        "config, e.g. a shipped student): a second stage with its own "
+        "one-cycle schedule, to lengthen a run; the card records it",
+        metavar="CHECKPOINT",
+    )
     #: ``--set KEY=VALUE``: fields of the student's config changed (as ``train``'s)
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
-# fmt: on
+
 
 #: settings a resumed run may change (where and how fast it runs, not what it learns)
 RUN_ONLY = frozenset({"device", "threads", "resume", "eval_every"})

@@ -38,7 +38,8 @@ class VTConfig:
     num_modules: int = 2  # R18 last stage had 2 blocks -> 2 VT modules
     tokens: int = 16  # L: the paper's default (ablation: 16/32/64 all similar)
     token_dim: int | None = None  # C_T; None = C (ICCV: no value projection)
-    variant: Literal["recurrent", "filter"] = "recurrent"  # module 2.. tokenizer
+    # the tokenizer of modules 2..: a kind registered in tokenizer.TOKENIZERS
+    variant: str = "recurrent"
     transformer: Literal["mhsa", "paper"] = "mhsa"  # pre-norm multi-head, or eq. 3-4 literal
     depth: int = 1  # transformer layers per module (paper: 1)
     heads: int = 1  # heads of the token self-attention (early paper: 16)
@@ -59,9 +60,9 @@ class VTConfig:
     layer_scale: float | None = None
 
     def tokenizer_kinds(self) -> list[str]:
-        """Tokenizer type of each module: first filter, then ``variant``."""
-        later = "recurrent" if self.variant == "recurrent" else "filter"
-        return ["filter"] + [later] * (self.num_modules - 1)
+        """Tokenizer type of each module: first filter (no tokens to read yet), then
+        ``variant``."""
+        return ["filter"] + [self.variant] * (self.num_modules - 1)
 
 
 @dataclass(frozen=True)

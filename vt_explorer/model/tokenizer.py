@@ -7,6 +7,9 @@ T in R^{L x C_T} the tokens. Both tokenizers take ``x`` as (B, C, H, W) and retu
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -150,3 +153,26 @@ class RecurrentTokenizer(nn.Module):
         if self.pos_encoding is not None:
             tokens = self.pos_encoding(tokens, attn)
         return tokens, attn
+
+
+#: every tokenizer kind by name, with its builder ``(channels C, VTConfig, token width C_T,
+#: position encoding or None) -> module``. Registering a kind here is all a new tokenizer
+#: needs: :class:`~vt_explorer.model.vt.VTModule` builds it by name, ``VTConfig.variant``
+#: and model cards accept the name (``cardcheck``), traces and views show it.
+TOKENIZERS: dict[str, Callable[[int, Any, int, TokenPositionEncoding | None], nn.Module]] = {
+    "filter": lambda c, cfg, dim, pos: FilterTokenizer(c, cfg.tokens, dim, pos),
+    "recurrent": lambda c, cfg, dim, pos: RecurrentTokenizer(
+        c, dim, dim, pos, norm_in=cfg.recurrent_norm, scaled=cfg.recurrent_scaled
+    ),
+}
+
+
+def build_tokenizer(
+    kind: str, channels: int, cfg: Any, token_dim: int, pos: TokenPositionEncoding | None
+) -> nn.Module:
+    """The tokenizer registered as ``kind`` (:data:`TOKENIZERS`); ValueError naming the known
+    kinds for any other."""
+    make = TOKENIZERS.get(kind)
+    if make is None:
+        raise ValueError(f"unknown tokenizer kind {kind!r} (known: {', '.join(TOKENIZERS)})")
+    return make(channels, cfg, token_dim, pos)

@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from .config import VTConfig
 from .projector import Projector
-from .tokenizer import FilterTokenizer, RecurrentTokenizer, TokenPositionEncoding
+from .tokenizer import TokenPositionEncoding, build_tokenizer
 from .trace import VTModuleTrace
 from .transformer import TokenTransformer
 
@@ -27,19 +27,7 @@ class VTModule(nn.Module):
             if cfg.pos_encoding
             else None
         )
-        if kind == "filter":
-            self.tokenizer: nn.Module = FilterTokenizer(channels, cfg.tokens, token_dim, pos)
-        elif kind == "recurrent":
-            self.tokenizer = RecurrentTokenizer(
-                channels,
-                token_dim,
-                token_dim,
-                pos,
-                norm_in=cfg.recurrent_norm,
-                scaled=cfg.recurrent_scaled,
-            )
-        else:
-            raise ValueError(f"unknown tokenizer kind {kind!r}")
+        self.tokenizer: nn.Module = build_tokenizer(kind, channels, cfg, token_dim, pos)
         self.kind = kind
         self.transformer = TokenTransformer(
             token_dim,

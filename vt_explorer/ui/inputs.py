@@ -22,9 +22,12 @@ def image_uploads() -> tuple[list[tuple[str, bytes]], bool]:
         accept_multiple_files=True,
         key="upload",
     )
-    examples = st.toggle("Show the example gallery", value=False, key="examples",
-                         help="drawn images and, when the server has them, real photos: "
-                         "drawn only when on")  # fmt: skip
+    examples = st.toggle(
+        "Show the example gallery",
+        value=False,
+        key="examples",
+        help="drawn images and, when the server has them, real photos: drawn only when on",
+    )
     items = [(f.name, f.getvalue()) for f in uploads or []]
     if not items and not examples:
         st.info("Upload images above, or turn on the example gallery.")

@@ -60,14 +60,23 @@ def show_card(key: str) -> None:
             if h.get("top1") is None
             else f", top-1 {h['top1']:.1%} (teacher {h['teacher_top1']:.1%})"
         )
-        st.write(f"Held out **{source}** ({h['n']} images): agreement with the teacher "
-                 f"{h['agreement']:.1%}{top1}.")  # fmt: skip
+        st.write(
+            f"Held out **{source}** ({h['n']} images): agreement with the teacher "
+            f"{h['agreement']:.1%}{top1}."
+        )
     if card.get("history"):
         st.plotly_chart(curves_figure(card["history"]), key=f"curves-{key}")
     stages = (card.get("complexity") or {}).get("stages") or {}
     if stages:
-        st.dataframe(pd.DataFrame({s: {"params (M)": v["params"] / 1e6, "GMACs": v["flops"] / 2e9}
-                                   for s, v in stages.items()}).T, key=f"cost-{key}")  # fmt: skip
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    s: {"params (M)": v["params"] / 1e6, "GMACs": v["flops"] / 2e9}
+                    for s, v in stages.items()
+                }
+            ).T,
+            key=f"cost-{key}",
+        )
     if card.get("command"):
         st.code(card["command"], language="bash")
 
@@ -83,8 +92,12 @@ def show_token_statistics(key: str) -> None:
     """Dataset-level token statistics from ``vt-explorer tokens`` (NAME.tokens.json beside
     the checkpoint, or an uploaded file)."""
     found = None if key.startswith("upload:") else Path(key + ".tokens.json")
-    up = st.file_uploader(f"tokens.json for {short(key)}", type=["json"], key=f"tokfile-{key}",
-                          help="written by `vt-explorer tokens CHECKPOINT DATA --out DIR`")  # fmt: skip
+    up = st.file_uploader(
+        f"tokens.json for {short(key)}",
+        type=["json"],
+        key=f"tokfile-{key}",
+        help="written by `vt-explorer tokens CHECKPOINT DATA --out DIR`",
+    )
     stats = None
     try:
         if up is not None:
@@ -94,8 +107,10 @@ def show_token_statistics(key: str) -> None:
     except ValueError as err:
         st.error(f"Cannot use that file: {err}")
     if stats is None:
-        st.info(f"No statistics for {short(key)} yet: run `vt-explorer tokens CHECKPOINT DATA "
-                f"--out DIR` and upload DIR/tokens.json.")  # fmt: skip
+        st.info(
+            f"No statistics for {short(key)} yet: run `vt-explorer tokens CHECKPOINT DATA "
+            f"--out DIR` and upload DIR/tokens.json."
+        )
         return
     st.caption(
         f"{stats['n']} images of {short(stats['data'])} ({_top1_words(stats.get('accuracy'))}). "
@@ -110,9 +125,13 @@ def show_token_statistics(key: str) -> None:
         )
         ent = np.asarray(stats["entropy_ratio"][k])
         dom = np.asarray(stats["dominant"][k]).sum(0)
-        st.dataframe(pd.DataFrame({"entropy / uniform": ent, "images where largest": dom},
-                                  index=[f"t{i}" for i in range(len(ent))]).T,
-                     key=f"tokdf-{key}-{k}")  # fmt: skip
+        st.dataframe(
+            pd.DataFrame(
+                {"entropy / uniform": ent, "images where largest": dom},
+                index=[f"t{i}" for i in range(len(ent))],
+            ).T,
+            key=f"tokdf-{key}-{k}",
+        )
 
 
 EXAMPLE_PHOTOS = 12  # at most this many files of the operator's example folder
@@ -169,9 +188,14 @@ def page_start(n: int) -> int:
     at the bottom (:func:`bottom_pager`) moves the same page."""
     if n <= PAGE_SIZE:
         return 0
-    return st.radio(f"{n} images, {PAGE_SIZE} per page", _pages(n), format_func=_label(n),
-                    horizontal=True, key="page",
-                    help="a view setting redraws the images of this page only")  # fmt: skip
+    return st.radio(
+        f"{n} images, {PAGE_SIZE} per page",
+        _pages(n),
+        format_func=_label(n),
+        horizontal=True,
+        key="page",
+        help="a view setting redraws the images of this page only",
+    )
 
 
 def bottom_pager(n: int, first: int) -> None:
@@ -183,8 +207,14 @@ def bottom_pager(n: int, first: int) -> None:
     def follow() -> None:  # runs before the rerun: the top pager takes the bottom's choice
         st.session_state["page"] = st.session_state["page_bottom"]
 
-    st.radio("Page", _pages(n), format_func=_label(n), horizontal=True, key="page_bottom",
-             on_change=follow)  # fmt: skip
+    st.radio(
+        "Page",
+        _pages(n),
+        format_func=_label(n),
+        horizontal=True,
+        key="page_bottom",
+        on_change=follow,
+    )
 
 
 def overview(readable: list[Image], cfg: Settings) -> int | None:
@@ -196,17 +226,26 @@ def overview(readable: list[Image], cfg: Settings) -> int | None:
     df = pd.DataFrame([_overview_row(image, cfg) for image in readable])
     names = " · ".join(f"**{chr(65 + j)}** = {short(m)}" for j, m in enumerate(cfg.models))
     st.markdown(f"{len(readable)} images. {names}")
-    st.caption("Click a row to show that image alone (click again to go back to all images); "
-               "click a column header to sort. Tokens: the last module's diversity verdict; "
-               "deletion: the deletion score (above 0: the tokens the map ranks first "
-               "matter more than chance).")  # fmt: skip
-    number = {c: st.column_config.NumberColumn(format="%.1f" if c.endswith("%") else "%+.4f")
-              for c in df.columns if c.endswith(("%", "deletion"))}  # fmt: skip
+    st.caption(
+        "Click a row to show that image alone (click again to go back to all images); "
+        "click a column header to sort. Tokens: the last module's diversity verdict; "
+        "deletion: the deletion score (above 0: the tokens the map ranks first "
+        "matter more than chance)."
+    )
+    number = {
+        c: st.column_config.NumberColumn(format="%.1f" if c.endswith("%") else "%+.4f")
+        for c in df.columns
+        if c.endswith(("%", "deletion"))
+    }
     event = st.dataframe(
-        df, key="overview", on_select="rerun", selection_mode="single-row", hide_index=True,
+        df,
+        key="overview",
+        on_select="rerun",
+        selection_mode="single-row",
+        hide_index=True,
         column_config={"thumbnail": st.column_config.ImageColumn("thumbnail", width="small")}
         | number,
-    )  # fmt: skip
+    )
     picked = event.selection.rows if event is not None else []
     return int(picked[0]) if picked else None
 

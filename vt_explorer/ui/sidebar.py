@@ -22,11 +22,19 @@ CMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "gray"]
 # without the hinge (imagenet-lite0-pool-vt-*) agree more (98-99%) but their token maps are
 # near uniform: offered by name only.
 DEFAULT_PAIR = (
-    ("imagenet-lite0-pool-vt-recurrent-diverse", "imagenet-lite0-vt-recurrent",
-     "cifar10-lite0-vt-recurrent", "vt-recurrent"),
-    ("imagenet-lite0-pool-vt-filter-diverse", "imagenet-lite0-vt-filter",
-     "cifar10-lite0-vt-filter", "vt-filter"),
-)  # fmt: skip
+    (
+        "imagenet-lite0-pool-vt-recurrent-diverse",
+        "imagenet-lite0-vt-recurrent",
+        "cifar10-lite0-vt-recurrent",
+        "vt-recurrent",
+    ),
+    (
+        "imagenet-lite0-pool-vt-filter-diverse",
+        "imagenet-lite0-vt-filter",
+        "cifar10-lite0-vt-filter",
+        "vt-filter",
+    ),
+)
 
 
 def own_checkpoint_upload() -> None:
@@ -81,8 +89,10 @@ def model_choices() -> list[str]:
         choices.insert(0, own[0])
         LABELS[own[0]] = own[2]
     if not choices:
-        st.error("No checkpoints in the server's checkpoint folders. Train one with "
-                 "`vt-explorer train`, or upload your own in the sidebar.")  # fmt: skip
+        st.error(
+            "No checkpoints in the server's checkpoint folders. Train one with "
+            "`vt-explorer train`, or upload your own in the sidebar."
+        )
         st.stop()
     for slot in ("model_a", "model_b"):
         if st.session_state.get(slot) not in choices:
@@ -118,8 +128,9 @@ def sidebar() -> Settings:
         len(choices) > 1
     ):
         st.session_state.setdefault("model_b", default_model(choices, DEFAULT_PAIR[1]))
-        models.append(st.sidebar.selectbox("Second model", choices, format_func=short,
-                                           key="model_b"))  # fmt: skip
+        models.append(
+            st.sidebar.selectbox("Second model", choices, format_func=short, key="model_b")
+        )
         _describe(models[1])
     cmap = st.sidebar.selectbox("Colour map", CMAPS, key="cmap")
     alpha = st.sidebar.slider("Map opacity", 0.0, 1.0, 0.55, 0.05, key="alpha")

@@ -224,9 +224,16 @@ def grouped(
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def grid_picture(
-    key: tuple, _image: np.ndarray, _maps: np.ndarray, _share: np.ndarray | None,
-    cmap: str, alpha: float, stretch: bool, cell: tuple[int, int] | None, token: int | None,
-) -> np.ndarray:  # fmt: skip
+    key: tuple,
+    _image: np.ndarray,
+    _maps: np.ndarray,
+    _share: np.ndarray | None,
+    cmap: str,
+    alpha: float,
+    stretch: bool,
+    cell: tuple[int, int] | None,
+    token: int | None,
+) -> np.ndarray:
     """A grid of one module's maps as one picture (:func:`~vt_explorer.viz.figures.token_grid`,
     four tiles a row), memoised by ``key`` (model, image, module, which maps) and the
     drawing settings: the same picture the PNG download writes."""

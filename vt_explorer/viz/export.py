@@ -86,8 +86,14 @@ def heatmap_figure(
     bar = fig.colorbar(im, ax=ax, fraction=0.046)
     if uniform is not None:
         bar.ax.axhline(uniform, color="white", lw=1.5)
-        bar.ax.text(1.05, uniform, f" 1/L = {uniform:.3g}", transform=bar.ax.get_yaxis_transform(),
-                    fontsize=7, va="center")  # fmt: skip
+        bar.ax.text(
+            1.05,
+            uniform,
+            f" 1/L = {uniform:.3g}",
+            transform=bar.ax.get_yaxis_transform(),
+            fontsize=7,
+            va="center",
+        )
         if near_uniform(matrix, uniform):
             title += "\nattention ~ uniform: the transformer mixes all tokens equally"
     ax.set_xticks(range(w), xticks or [str(i) for i in range(w)], fontsize=7, rotation=90)
@@ -125,8 +131,9 @@ def deletion_figure(res: DeletionResult, class_name: str = "", fmt: str = "png")
     ax.set_xlabel("tokens removed", fontsize=8)
     ax.set_ylabel(f"p({class_name or res.predicted})", fontsize=8)
     ax.set_ylim(0, 1.02)  # a probability: anchored, so a flat curve looks flat
-    ax.set_title(f"deletion score {res.score:+.3f}\n{_wrap(deletion_verdict(res.score))}",
-                 fontsize=9)  # fmt: skip
+    ax.set_title(
+        f"deletion score {res.score:+.3f}\n{_wrap(deletion_verdict(res.score))}", fontsize=9
+    )
     ax.legend(fontsize=7)
     return _save(fig, fmt)
 
@@ -194,22 +201,34 @@ def report_figure(
         ax.plot(deletion.curve, label="by importance")
         ax.plot(deletion.random_curve, ls="--", label="random")
         ax.set_ylim(0, 1.02)  # a probability: anchored, so a flat curve looks flat
-        ax.set_title(f"deletion score {deletion.score:+.3f}: "
-                     f"{deletion_verdict(deletion.score).split(':')[0]}", fontsize=9)  # fmt: skip
+        ax.set_title(
+            f"deletion score {deletion.score:+.3f}: "
+            f"{deletion_verdict(deletion.score).split(':')[0]}",
+            fontsize=9,
+        )
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6)
     for m in range(n_mod):
         verdict = verdicts[m] if verdicts else None
-        _report_module(fig, grid, m, image, maps[m], propagated[m], groups[m], kinds[m],
-                       verdict, cmap, alpha)  # fmt: skip
+        _report_module(
+            fig, grid, m, image, maps[m], propagated[m], groups[m], kinds[m], verdict, cmap, alpha
+        )
     return _save(fig, fmt)
 
 
 def _report_module(
-    fig: plt.Figure, grid, m: int, image: np.ndarray, maps: np.ndarray,
-    prop: np.ndarray | None, groups: tuple[np.ndarray, np.ndarray], kind: str,
-    verdict: str | None, cmap: str, alpha: float,
-) -> None:  # fmt: skip
+    fig: plt.Figure,
+    grid,
+    m: int,
+    image: np.ndarray,
+    maps: np.ndarray,
+    prop: np.ndarray | None,
+    groups: tuple[np.ndarray, np.ndarray],
+    kind: str,
+    verdict: str | None,
+    cmap: str,
+    alpha: float,
+) -> None:
     """Rows 3m+1 to 3m+3 of the report: module m's token maps, its propagated maps (one
     colour scale for both, from 0), and its semantic groups with a line of words."""
     labels, share = groups
@@ -224,8 +243,7 @@ def _report_module(
         if r == 1:
             w = image.shape[1] + _GAP
             for t in range(L):
-                ax.text(t * w + w / 2, -2, f"m{m + 1} t{t}", fontsize=6, ha="center",
-                        va="bottom")  # fmt: skip
+                ax.text(t * w + w / 2, -2, f"m{m + 1} t{t}", fontsize=6, ha="center", va="bottom")
     ax = fig.add_subplot(grid[3 + 3 * m, :2])
     ax.imshow(group_image(image, labels))
     ax.axis("off")

@@ -155,9 +155,11 @@ def group_image(
 
 
 def attention_heatmap(
-    matrix: np.ndarray, title: str = "", labels: list[str] | None = None,
+    matrix: np.ndarray,
+    title: str = "",
+    labels: list[str] | None = None,
     highlight: int | None = None,
-) -> go.Figure:  # fmt: skip
+) -> go.Figure:
     """Token-to-token attention (L, L) as a heatmap: row = query token, column = key token.
 
     Anchored at 0 with the uniform value 1/L marked on the colour bar. ``highlight``: a row
@@ -180,32 +182,48 @@ def attention_heatmap(
     )
     rows, cols = np.divmod(np.arange(n * m), m)
     fig.add_scatter(
-        x=cols, y=rows, mode="markers", marker={"size": 14, "color": "rgba(0,0,0,0)"},
-        customdata=np.stack([[labels[r] for r in rows], [labels[c] for c in cols],
-                             matrix.ravel()], 1),
+        x=cols,
+        y=rows,
+        mode="markers",
+        marker={"size": 14, "color": "rgba(0,0,0,0)"},
+        customdata=np.stack(
+            [[labels[r] for r in rows], [labels[c] for c in cols], matrix.ravel()], 1
+        ),
         hovertemplate="token %{customdata[0]} reads %{customdata[1]}: "
-                      "%{customdata[2]:.4f}<extra></extra>",
+        "%{customdata[2]:.4f}<extra></extra>",
         showlegend=False,
-    )  # fmt: skip
+    )
     if highlight is not None:
         line = {"color": PICK, "width": 3}
-        fig.add_shape(type="rect", x0=-0.5, x1=m - 0.5, y0=highlight - 0.5, y1=highlight + 0.5,
-                      line=line)  # fmt: skip
-        fig.add_shape(type="rect", y0=-0.5, y1=n - 0.5, x0=highlight - 0.5, x1=highlight + 0.5,
-                      line=line)  # fmt: skip
+        fig.add_shape(
+            type="rect", x0=-0.5, x1=m - 0.5, y0=highlight - 0.5, y1=highlight + 0.5, line=line
+        )
+        fig.add_shape(
+            type="rect", y0=-0.5, y1=n - 0.5, x0=highlight - 0.5, x1=highlight + 0.5, line=line
+        )
     if near_uniform(matrix, uniform):
         title += "<br><sup>attention ~ uniform: the transformer mixes all tokens equally</sup>"
     axis = {"tickmode": "array", "showgrid": False, "zeroline": False}
     fig.update_layout(
         title=title,
-        yaxis=axis | {"range": [n - 0.5, -0.5], "title": "query token",
-                      "tickvals": list(range(n)), "ticktext": labels[:n]},
-        xaxis=axis | {"range": [-0.5, m - 0.5], "title": "key token",
-                      "tickvals": list(range(m)), "ticktext": labels[:m]},
+        yaxis=axis
+        | {
+            "range": [n - 0.5, -0.5],
+            "title": "query token",
+            "tickvals": list(range(n)),
+            "ticktext": labels[:n],
+        },
+        xaxis=axis
+        | {
+            "range": [-0.5, m - 0.5],
+            "title": "key token",
+            "tickvals": list(range(m)),
+            "ticktext": labels[:m],
+        },
         height=400,
         margin={"l": 10, "r": 10, "t": 60, "b": 10},
         clickmode="event+select",
-    )  # fmt: skip
+    )
     return fig
 
 
@@ -271,17 +289,24 @@ def token_grid(
     the title says so. Composed with PIL (tiles of at most 160 px): 30x faster than
     matplotlib subplots."""
     marks = marks or GridMarks()
-    tiles, labels, title, (vmax, uniform) = _grid_parts(image, maps, cmap, alpha, title,
-                                                        shared, marks.share)  # fmt: skip
+    tiles, labels, title, (vmax, uniform) = _grid_parts(
+        image, maps, cmap, alpha, title, shared, marks.share
+    )
     bar = colour_bar_png(cmap, vmax, uniform) if shared else None
-    return _grid_canvas(tiles, title, cols, labels=labels, bar=bar, marks=marks,
-                        grid_hw=maps.shape[1:])  # fmt: skip
+    return _grid_canvas(
+        tiles, title, cols, labels=labels, bar=bar, marks=marks, grid_hw=maps.shape[1:]
+    )
 
 
 def _grid_parts(
-    image: np.ndarray, maps: np.ndarray, cmap: str, alpha: float, title: str, shared: bool,
+    image: np.ndarray,
+    maps: np.ndarray,
+    cmap: str,
+    alpha: float,
+    title: str,
+    shared: bool,
     share: np.ndarray | None,
-) -> tuple[list[np.ndarray], list[str], str, tuple[float, float]]:  # fmt: skip
+) -> tuple[list[np.ndarray], list[str], str, tuple[float, float]]:
     """What a grid of maps shows, in PNG and SVG alike: the tiles, their labels (token,
     share, entropy over uniform), the title with the scale note, and (vmax, uniform)."""
     from ..analysis import entropy_ratio
@@ -291,8 +316,11 @@ def _grid_parts(
     ratio = entropy_ratio(maps)
     part = [""] * len(maps) if share is None else [f" {s:.0%}" for s in share]
     labels = [f"t{i}{part[i]} H/Hu {ratio[i]:.2f}" for i in range(len(maps))]
-    note = (f"one scale 0-{vmax:.3g} (uniform {uniform:.3g})" if shared
-            else "each tile stretched to its own range")  # fmt: skip
+    note = (
+        f"one scale 0-{vmax:.3g} (uniform {uniform:.3g})"
+        if shared
+        else "each tile stretched to its own range"
+    )
     if near_uniform(maps, uniform, 0.1):
         note += "; maps ~ uniform: every token looks everywhere"
     return tiles, labels, f"{title} [{note}]" if title else note, (vmax, uniform)
@@ -365,11 +393,15 @@ def _grid_canvas(
         draw.text((x, y), labels[i], fill="black", font=font)
         canvas.paste(Image.fromarray(tile).resize((tw, th), Image.BILINEAR), (x, y + label_h))
         if marks.pixel is not None:
-            _ring(draw, x + (marks.pixel[1] + 0.5) / grid_hw[1] * tw,
-                  y + label_h + (marks.pixel[0] + 0.5) / grid_hw[0] * th)  # fmt: skip
+            _ring(
+                draw,
+                x + (marks.pixel[1] + 0.5) / grid_hw[1] * tw,
+                y + label_h + (marks.pixel[0] + 0.5) / grid_hw[0] * th,
+            )
         if marks.token == i:
-            draw.rectangle([x - 3, y + label_h - 3, x + tw + 2, y + label_h + th + 2],
-                           outline=PICK, width=3)  # fmt: skip
+            draw.rectangle(
+                [x - 3, y + label_h - 3, x + tw + 2, y + label_h + th + 2], outline=PICK, width=3
+            )
     if bar is not None:
         canvas.paste(Image.fromarray(bar), (pad, title_h + rows * (th + label_h + pad)))
     return canvas

@@ -42,16 +42,22 @@ def pixel_picker(
     if pixel is not None:
         r, c = pixel
         fig.add_scatter(
-            x=[(c + 0.5) * width / w], y=[(r + 0.5) * height / h], mode="markers",
+            x=[(c + 0.5) * width / w],
+            y=[(r + 0.5) * height / h],
+            mode="markers",
             marker={"size": 16, "color": "rgba(0,0,0,0)", "line": {"color": PICK, "width": 3}},
-            hoverinfo="skip", showlegend=False,
-        )  # fmt: skip
+            hoverinfo="skip",
+            showlegend=False,
+        )
     fig.update_xaxes(visible=False, range=[0, width])
     fig.update_yaxes(visible=False, range=[height, 0], scaleanchor="x")
     fig.update_layout(
-        width=320, height=round(320 * height / width), margin={"l": 0, "r": 0, "t": 0, "b": 0},
-        clickmode="event+select", dragmode=False,
-    )  # fmt: skip
+        width=320,
+        height=round(320 * height / width),
+        margin={"l": 0, "r": 0, "t": 0, "b": 0},
+        clickmode="event+select",
+        dragmode=False,
+    )
     return fig
 
 
@@ -71,8 +77,12 @@ def token_weights_bar(
             hovertemplate="%{x}: %{y:.4g}<extra></extra>",
         )
     )
-    fig.add_hline(y=uniform, line_dash="dash", annotation_text=f"uniform {uniform:.3g}",
-                  annotation_position="top left")  # fmt: skip
+    fig.add_hline(
+        y=uniform,
+        line_dash="dash",
+        annotation_text=f"uniform {uniform:.3g}",
+        annotation_position="top left",
+    )
     fig.update_layout(
         title=title,
         height=240,
