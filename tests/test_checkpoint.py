@@ -151,3 +151,15 @@ def test_a_device_that_cannot_run_a_model_is_refused() -> None:
 
     with pytest.raises(ValueError, match="not one to run a model on"):
         select_device("meta")
+
+
+def test_the_same_weights_always_give_the_same_file_and_hash(tmp_path) -> None:
+    """Saving one model several times writes byte-identical weights (the card's
+    weights_sha256 is reproducible), whatever order safetensors keeps metadata in."""
+    from vt_explorer.checkpoint import save_checkpoint, sha256_file
+    from vt_explorer.model import create_model
+
+    torch.manual_seed(0)
+    model = create_model("vt_resnet20")
+    hashes = {sha256_file(save_checkpoint(model, tmp_path / f"m{i}")[0]) for i in range(6)}
+    assert len(hashes) == 1

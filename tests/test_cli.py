@@ -57,3 +57,21 @@ def test_predict_reports_bad_files_and_keeps_going(tmp_path, capsys) -> None:
     assert res["image"].endswith("big.png") and len(res["top"]) == 3
     probs = [p["probability"] for p in res["top"]]
     assert probs == sorted(probs, reverse=True)
+
+
+def test_ctrl_c_is_one_line_saying_how_to_resume(monkeypatch, capsys) -> None:
+    """KeyboardInterrupt in a command: exit status 130 and one line, no traceback; train and
+    distill say how to continue."""
+    import vt_explorer.train as train_mod
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "train", interrupted)
+    argv = ["train", "--config", "vt_resnet20", "--train", "x", "--out", "o"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "interrupted; re-run the same command with --resume to continue after the last "
+        "finished epoch"
+    ]

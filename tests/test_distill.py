@@ -169,6 +169,8 @@ def test_init_starts_a_second_stage_from_a_finished_student(pool, tmp_path) -> N
     from vt_explorer.model import create_model
 
     first = distill(_args(pool, tmp_path / "first", samples=32, eval_every=32), progress=False)
+    with pytest.raises(ValueError, match="this run is finished"):  # --resume: nothing left
+        distill(_args(pool, tmp_path / "first", samples=32, resume=True), progress=False)
     second = distill(
         _args(
             pool,

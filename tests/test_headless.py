@@ -116,8 +116,36 @@ def test_explain_fast_path_and_bad_arguments(tmp_path, ck3, capsys):
     assert "no image files" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
-    assert main(["explain", str(imgs), "-c", str(bad), "--out", str(out)]) == 2
+    assert main(["explain", str(imgs), "-c", str(bad), "--out", str(tmp_path / "o2")]) == 2
     assert "bad.json" in capsys.readouterr().err
+
+
+def test_explain_into_a_used_folder_needs_overwrite_and_leaves_no_stale_file(tmp_path, ck3, capsys):
+    """An --out that holds files is refused in one line; --overwrite replaces an earlier
+    explain's output (no file of the earlier run is left) and says so; a folder that is not
+    an explain output is never emptied; --random-orders is bounded."""
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    make_image((20, 200, 20), 32, seed=0).save(imgs / "a.png")
+    out = tmp_path / "out"
+    argv = ["explain", str(imgs), "-c", str(ck3), "--out", str(out), "--no-figures"]
+    assert main(argv) == 0
+    (out / "a" / "stale.txt").write_text("from before")
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "already holds files; add --overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+    assert "replacing" in capsys.readouterr().err
+    assert not (out / "a" / "stale.txt").exists() and (out / "summary.json").is_file()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep me")
+    mine_argv = ["explain", str(imgs), "-c", str(ck3), "--out", str(mine), "--overwrite"]
+    assert main(mine_argv) == 2
+    assert "not an earlier explain output" in capsys.readouterr().err
+    assert (mine / "thesis.tex").read_text() == "keep me"
+    with pytest.raises(SystemExit):
+        main([*argv, "--overwrite", "--random-orders", "1000000000"])
 
 
 def test_tokens_statistics_add_up_and_the_app_file_reads_back(tmp_path, ck3, capsys):

@@ -190,6 +190,21 @@ def test_predict_on_a_folder_without_images_fails_naming_it(stem, tmp_path, caps
     assert f"no image files in {tmp_path / 'empty'}" in capsys.readouterr().err
 
 
+def test_predict_and_explain_read_only_regular_files(stem, tmp_path, capsys) -> None:
+    """A device (/dev/zero never ends) or a FIFO named as an image is one line naming it,
+    and the run goes on; nothing blocks on reading it."""
+    import os
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    targets = [str(fifo)] + (["/dev/zero"] if Path("/dev/zero").exists() else [])
+    assert main(["predict", str(stem), *targets]) == 1  # 1: some files could not be read
+    err = capsys.readouterr().err
+    assert all(f"{t}: not a regular file" in err for t in targets)
+    code = main(["explain", *targets, "-c", str(stem), "--out", str(tmp_path / "x")])
+    assert code != 0 and f"{fifo}: not a regular file" in capsys.readouterr().err
+
+
 # ---- resume ---------------------------------------------------------------------------
 
 

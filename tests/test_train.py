@@ -135,3 +135,19 @@ def test_cpu_inference_batch_is_capped_and_logits_agree(monkeypatch) -> None:
     top2 = whole.topk(2, 1).values
     clear = (top2[:, 0] - top2[:, 1]) > 1e-4  # rows without a near-tie between the best two
     assert torch.equal(small.argmax(1)[clear], whole.argmax(1)[clear])
+
+
+def test_resume_after_a_finished_run_refuses_instead_of_retraining(data, tmp_path) -> None:
+    """--resume beside a finished checkpoint (no resume state left) says the run is finished
+    and leaves the checkpoint alone; --resume with nothing there starts from scratch."""
+    from vt_explorer.checkpoint import sha256_file
+    from vt_explorer.flags import UserError
+
+    out = tmp_path / "done"
+    train(_args(data, out), progress=False)
+    before = sha256_file(out.with_suffix(".safetensors"))
+    with pytest.raises(UserError, match="this run is finished"):
+        train(_args(data, out, resume=True), progress=False)
+    assert sha256_file(out.with_suffix(".safetensors")) == before
+    card = train(_args(data, tmp_path / "fresh", resume=True), progress=False)
+    assert card["finished"] is True

@@ -109,10 +109,10 @@ def save_checkpoint(
     cfg: ModelConfig = model.cfg
     weights_path, card_path = checkpoint_paths(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    atomic_write(
-        weights_path,
-        lambda tmp: save_file(state, tmp, metadata={"format": FORMAT, "model": cfg.name}),
-    )
+    # one metadata key: safetensors writes a metadata dict in hash-map order, which differs
+    # between calls, so two keys made identical weights hash differently
+    meta = {"vt_explorer": json.dumps({"format": FORMAT, "model": cfg.name}, sort_keys=True)}
+    atomic_write(weights_path, lambda tmp: save_file(state, tmp, metadata=meta))
     classes = list(cfg.classes) if cfg.classes else [str(i) for i in range(cfg.num_classes)]
     full = {
         "format": FORMAT,

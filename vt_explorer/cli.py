@@ -297,7 +297,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
     from .checkpoint import load_checkpoint
-    from .data import decode_image, image_files
+    from .data import decode_image, image_files, read_image_file
     from .device import select_device
 
     device = select_device(args.device)
@@ -309,7 +309,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     results, failed = [], 0
     for f in image_files(args.images):
         try:
-            img = decode_image(f.read_bytes(), str(f))
+            img = decode_image(read_image_file(f), str(f))
         except (OSError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             failed += 1
@@ -349,6 +349,38 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     pr.set_defaults(func=cmd_predict)
 
 
+def _fresh_out(out: Path, overwrite: bool) -> bool:
+    """``explain --out``: an absent or empty folder is used as it is. One that holds files is
+    refused unless ``overwrite``; then it must be an earlier explain's output (it has
+    ``summary.json``), which is removed first so that no stale file stays beside the new
+    ones. False after printing why not."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return True
+    if not out.is_dir():
+        print(f"error: --out {out}: a file, not a folder", file=sys.stderr)
+        return False
+    if not overwrite:
+        print(
+            f"error: --out {out} already holds files; add --overwrite to replace an earlier "
+            "explain's output, or choose a new folder",
+            file=sys.stderr,
+        )
+        return False
+    if not (out / "summary.json").is_file():
+        print(
+            f"error: --out {out} is not an earlier explain output (no summary.json); "
+            "refusing to empty it: choose a new folder",
+            file=sys.stderr,
+        )
+        return False
+    import shutil
+
+    n = sum(1 for p in out.rglob("*") if p.is_file())
+    print(f"replacing {out} ({n} files of an earlier explain)", file=sys.stderr)
+    shutil.rmtree(out)
+    return True
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """Write figures, arrays and a JSON summary per image and checkpoint."""
     from .data import image_files
@@ -364,6 +396,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 2
     if args.masks and not Path(args.masks).is_dir():
         print(f"error: --masks {args.masks}: no such folder", file=sys.stderr)
+        return 2
+    if not _fresh_out(Path(args.out), args.overwrite):
         return 2
     opts = ExplainOptions(
         figures=not args.no_figures,
@@ -419,7 +453,12 @@ def add_explain(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="checkpoint path (repeat to compare several)",
     )
-    ex.add_argument("--out", required=True, help="output folder")
+    ex.add_argument("--out", required=True, help="output folder (new or empty, or see --overwrite)")
+    ex.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier explain's output in --out (its files are removed first)",
+    )
     ex.add_argument("--no-figures", action="store_true", help="arrays and JSON only (fast)")
     ex.add_argument("--svg", action="store_true", help="also write every figure as SVG")
     ex.add_argument(
@@ -428,7 +467,10 @@ def add_explain(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--alpha", type=float_in(0, 1), default=0.5, help="overlay opacity 0-1 (0.5)")
     ex.add_argument("--no-deletion", action="store_true", help="skip the token-ablation curves")
     ex.add_argument(
-        "--random-orders", type=POSITIVE, default=8, help="random deletion orders averaged (8)"
+        "--random-orders",
+        type=int_in(1, 256),
+        default=8,
+        help="random deletion orders averaged, 1 to 256 (8)",
     )
     ex.add_argument(
         "--randomisation",
@@ -546,6 +588,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:  # bad input anywhere below: one line; real bugs keep tracebacks
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, and how to go on where that is possible
+        how = {
+            "train": "the last finished epoch",
+            "distill": "the last held-out evaluation",
+        }.get(args.command)
+        hint = f"; re-run the same command with --resume to continue after {how}" if how else ""
+        print(f"interrupted{hint}", file=sys.stderr)
+        return 130
 
 
 def entry() -> None:

@@ -16,6 +16,7 @@ import io
 import itertools
 import json
 import os
+import stat
 import tarfile
 import warnings
 import zlib
@@ -531,6 +532,29 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, pad: int = 4
     bidx = torch.arange(b, device=dev)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]  # b h w c
     return out.permute(0, 3, 1, 2)
+
+
+#: the largest image file ``predict`` and ``explain`` read: 64 MB, the app's upload limit
+#: (megabytes of 10^6 bytes, as the browser counts)
+MAX_IMAGE_FILE_BYTES = 64 * 10**6
+
+
+def read_image_file(path: Path) -> bytes:
+    """The bytes of an image file named on the command line; UserError naming it for anything
+    but a regular file (a device such as /dev/zero or a FIFO would never end) or one over
+    :data:`MAX_IMAGE_FILE_BYTES`."""
+    try:
+        st = path.stat()
+    except OSError as err:
+        raise UserError(f"{path}: {err.strerror or err}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(f"{path}: not a regular file")
+    if st.st_size > MAX_IMAGE_FILE_BYTES:
+        raise UserError(
+            f"{path}: {st.st_size / 10**6:.0f} MB is more than an image file may be "
+            f"({MAX_IMAGE_FILE_BYTES // 10**6} MB)"
+        )
+    return path.read_bytes()
 
 
 def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:

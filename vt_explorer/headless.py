@@ -31,6 +31,7 @@ from .data import (
     image_files,
     load_image_folder,
     normalize,
+    read_image_file,
 )
 from .evaluate import label_map
 from .explore import (
@@ -85,7 +86,9 @@ def _load_mask(folder: Path | None, stem: str, pre: Preprocess) -> np.ndarray | 
     for ext in (".png", ".bmp", ".gif", ".jpg", ".jpeg", ".webp"):
         f = folder / f"{stem}{ext}"
         if f.is_file():
-            mask = decode_image(f.read_bytes(), str(f)).convert("L").point(lambda v: 255 * (v > 0))
+            mask = (
+                decode_image(read_image_file(f), str(f)).convert("L").point(lambda v: 255 * (v > 0))
+            )
             black = dataclasses.replace(pre, mean=(0.0, 0.0, 0.0))  # padding is background
             return np.asarray(black.view(mask.convert("RGB")))[..., 0] > 127
     return None
@@ -132,7 +135,7 @@ def explain(
     seen: dict[str, int] = {}
     for f in files:
         try:
-            img = decode_image(f.read_bytes(), str(f))
+            img = decode_image(read_image_file(f), str(f))
             check_viewable(img, str(f))
         except (OSError, ValueError) as err:
             errors.append(str(err))

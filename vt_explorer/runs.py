@@ -6,6 +6,7 @@ changed)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import platform
@@ -126,3 +127,20 @@ def config_changes(saved: Any, now: Any, prefix: str = "") -> dict[str, tuple[An
         else:
             out[f"{prefix}{k}"] = (x, y)
     return out
+
+
+def refuse_finished_resume(stem: Path, resume: Path) -> None:
+    """``--resume`` with no resume state beside a finished checkpoint: UserError saying so,
+    instead of training again from scratch over it."""
+    card = stem.with_name(stem.name + ".json")
+    if resume.is_file() or not card.is_file():
+        return
+    try:
+        finished = json.loads(card.read_text()).get("finished", True) is not False
+    except (OSError, ValueError, AttributeError):
+        finished = True  # unreadable: never overwrite it silently either
+    if finished:
+        raise UserError(
+            f"{card}: this run is finished (no {resume.name} to resume from); delete the "
+            "checkpoint or choose another --out to train again"
+        )

@@ -55,6 +55,7 @@ from .runs import (
     lr_at,
     program_name,
     read_resume_state,
+    refuse_finished_resume,
 )
 from .train_recipe import RUN_ONLY_FIELDS, TrainArgs
 
@@ -235,6 +236,8 @@ def _train(
     run = _Run(args, rank, world, device, paths_for(args.out), progress)
     # a resume file is read first: a foreign one fails before minutes of decoding
     resume = run.files["resume"]
+    if args.resume:
+        refuse_finished_resume(run.files["stem"], resume)
     state = read_resume_state(resume) if args.resume and resume.is_file() else None
     prepare_model(run)
     load_data(run)

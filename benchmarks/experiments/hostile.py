@@ -179,6 +179,7 @@ def flags(tmp: Path, ck: str) -> None:
             "tokens=-3",
         ],
         ["explain", "x.png", "-c", ck, "--out", "O", "--cmap", "nosuchmap"],
+        ["explain", "x.png", "-c", ck, "--out", "O", "--random-orders", "1000000000"],
         ["info", "--input-size", "0"],
         ["tokens", ck, "D", "--out", "O", "--batch-size", "0"],
     ]
@@ -198,6 +199,25 @@ def flags(tmp: Path, ck: str) -> None:
     (tmp / "empty").mkdir(exist_ok=True)
     code, lines = cli("predict", ck, str(tmp / "empty"))
     report("predict on an empty folder", one_line(code, lines), (lines or ["(nothing)"])[-1][-110:])
+    fifo = tmp / "pipe.png"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    code, lines = cli("predict", ck, str(fifo))
+    report(
+        "predict on a FIFO",
+        code == 1 and lines == [f"error: {fifo}: not a regular file"],
+        (lines or ["(nothing)"])[-1][-110:],
+    )
+    used = tmp / "used"
+    used.mkdir(exist_ok=True)
+    (used / "mine.txt").write_text("keep")
+    code, lines = cli("explain", __file__, "-c", ck, "--out", str(used), "--overwrite")
+    ok = code == 2 and (used / "mine.txt").is_file()
+    report(
+        "explain --overwrite into a folder that is not an explain output",
+        ok,
+        (lines or ["(nothing)"])[-1][-110:],
+    )
     (tmp / "run.resume.pt").write_bytes(b"\x80\x04\x95" + b"cos\nsystem\n" * 4)
     code, lines = cli(
         "train",

@@ -32,6 +32,7 @@ from ..runs import (
     hardware,
     lr_at,
     read_resume_state,
+    refuse_finished_resume,
 )
 from .losses import distill_loss
 from .pool import Pool, find_wnids
@@ -68,6 +69,8 @@ def distill(
     resume_path = stem.with_name(stem.name + ".resume.pt")
     log_path = stem.with_name(stem.name + ".log.jsonl")
 
+    if args.resume:
+        refuse_finished_resume(stem, resume_path)
     torch.manual_seed(args.seed)
     student = create_model(cfg)
     student.load_pretrained()

@@ -6,9 +6,11 @@ from __future__ import annotations
 import streamlit as st
 
 # one limit for every upload: what .streamlit/config.toml lets the server receive is what
-# the app accepts (checked again after reading, in case the server runs with another config)
+# the app accepts (checked again after reading, in case the server runs with another
+# config). One unit, the browser's: its uploader refuses files over N x 1,000,000 bytes
+# (the server alone would take N MiB), so the app counts megabytes of 10^6 bytes too
 MAX_UPLOAD_MB = int(st.get_option("server.maxUploadSize"))
-MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 2**20
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 10**6
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 
 
