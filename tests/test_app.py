@@ -396,3 +396,23 @@ def test_default_pair_prefers_the_imagenet_students_then_the_cifar_pairs() -> No
     pick = [default_model(small, names) for names in DEFAULT_PAIR]
     assert pick == ["/c/cifar10-vt-recurrent", "/c/cifar10-vt-filter"]
     assert default_model(["/c/mine"], DEFAULT_PAIR[0]) == "/c/mine"
+
+
+def test_card_free_text_is_shown_as_text_not_markdown(tmp_path, monkeypatch) -> None:
+    """A hand-edited card whose hardware is a Markdown image: the card panel shows the
+    characters (escaped), so the browser fetches nothing, and the page keeps working."""
+    import json
+
+    torch.manual_seed(0)
+    stem = tmp_path / "cifar10-vt-recurrent"
+    save_checkpoint(create_model("vt_resnet20"), stem, {"metrics": {"accuracy": 0.5, "n": 4}})
+    card = json.loads(stem.with_suffix(".json").read_text())
+    card["hardware"] = "![x](https://evil.example/p.png) **big** GPU"
+    stem.with_suffix(".json").write_text(json.dumps(card))
+    monkeypatch.setenv("VT_EXPLORER_CHECKPOINTS", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=240).run()
+    at.toggle(key="cards").set_value(True).run()
+    assert not at.exception
+    shown = " ".join(m.value for m in at.markdown)
+    assert r"\!\[x\]\(https\://evil\.example/p\.png\) \*\*big\*\* GPU" in shown
+    assert "![x](" not in shown

@@ -66,6 +66,30 @@ def test_decode_bad_input_names_the_file(data: bytes, message: str) -> None:
         decode_image(data, "bad.bin")
 
 
+@pytest.mark.parametrize("fmt", ["ICO", "PCX", "TGA", "PPM", "EPS"])
+def test_only_the_six_formats_are_read_whatever_the_name(fmt: str) -> None:
+    """ICO, PCX, TGA, PPM or EPS data named .png: refused by content, naming the formats
+    read (EPS is never handed to Ghostscript)."""
+    img = make_image((200, 20, 20), 32)
+    with pytest.raises(ValueError, match=r"fake\.png: not an image \(JPEG, PNG, WebP"):
+        decode_image(image_bytes(img, fmt), "fake.png")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"])
+def test_the_six_formats_decode(fmt: str) -> None:
+    assert decode_image(image_bytes(make_image((20, 200, 20), 32), fmt), "x").size == (32, 32)
+
+
+def test_a_float_tiff_is_scaled_by_its_own_range_not_clipped() -> None:
+    """A float32 TIFF with values 0-1000 keeps its gradient (scaled to 0-255), instead of
+    clipping everything above 255 to white."""
+    ramp = np.tile(np.linspace(0, 1000, 64, dtype=np.float32), (8, 1))
+    out = np.asarray(decode_image(image_bytes(Image.fromarray(ramp, mode="F"), "TIFF"), "f.tif"))
+    row = out[0, :, 0].astype(int)
+    assert row[0] == 0 and row[-1] == 255 and (np.diff(row) >= 0).all()
+    assert len(set(row.tolist())) > 50  # a gradient, not a clipped block
+
+
 def test_decode_rejects_decompression_bomb() -> None:
     bomb = image_bytes(Image.new("1", (9000, 9000)), "PNG")
     with pytest.raises(ValueError, match="too large"):

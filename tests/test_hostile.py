@@ -78,6 +78,25 @@ BAD_CARDS = {
     "num_classes mismatch": (_set("config.num_classes", 4), "class names for 4 outputs"),
     "extra nested": (_set("config.extra", {"a": {"b": 1}}), "config.extra.a"),
     "metrics a list": (_set("metrics", [1]), "metrics"),
+    # the fields the card panel shows (issue 30, item 6)
+    "accuracy hi": (_set("metrics", {"accuracy": "hi", "n": 3}), "metrics.accuracy"),
+    "accuracy without n": (_set("metrics", {"accuracy": 0.5}), "metrics.n"),
+    "per_class text": (_set("metrics", {"per_class": {"a": "x"}}), "metrics.per_class.a"),
+    "confusion ragged": (
+        _set("metrics", {"classes": ["a", "b"], "confusion": [[1, 2], [3]]}),
+        "metrics.confusion[1]",
+    ),
+    "holdout without n": (
+        _set("metrics", {"holdout": {"v": {"agreement": 0.5}}}),
+        "metrics.holdout.v.n",
+    ),
+    "history text": (_set("history", [{"epoch": 1, "val_acc": "high"}]), "history[0].val_acc"),
+    "history no epoch": (_set("history", [{"val_acc": 0.5}]), "history[0]"),
+    "complexity text": (
+        _set("complexity", {"stages": {"vt": {"params": "many", "flops": 1}}}),
+        "complexity.stages.vt.params",
+    ),
+    "hardware a list": (_set("hardware", ["gpu"]), "hardware"),
 }
 
 

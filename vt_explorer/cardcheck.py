@@ -197,8 +197,97 @@ def check_card(card: Any, format_marker: str, format_version: int) -> None:
     sha = card.get("weights_sha256")
     if sha is not None and not (isinstance(sha, str) and len(sha) == 64):
         raise ValueError("weights_sha256: expected 64 hex digits")
-    if card.get("metrics") is not None and not isinstance(card["metrics"], dict):
+    if card.get("metrics") is not None:
+        check_metrics(card["metrics"])
+    if card.get("history") is not None:
+        check_history(card["history"])
+    if card.get("complexity") is not None:
+        check_complexity(card["complexity"])
+    for key in ("hardware", "code_version", "command", "name", "torch_version"):
+        if card.get(key) is not None and not isinstance(card[key], str):
+            raise ValueError(f"{key}: expected a string")
+    if card.get("train_seconds") is not None:
+        _float("train_seconds", card["train_seconds"], 0.0, 1e9)
+
+
+def _fraction(field: str, v: Any, optional: bool = False) -> None:
+    if optional and v is None:
+        return
+    _float(field, v, 0.0, 1.0)
+
+
+def check_metrics(m: Any) -> None:
+    """The card's ``metrics`` as the app shows them: accuracy and its image count, per-class
+    accuracies, the confusion matrix over its classes, and each held-out source's agreement,
+    top-1 and top-5; ValueError naming the first field at fault."""
+    if not isinstance(m, dict):
         raise ValueError("metrics: expected an object")
+    if "accuracy" in m:
+        _fraction("metrics.accuracy", m["accuracy"])
+        if "n" not in m:
+            raise ValueError("metrics.n: missing (the number of images the accuracy is over)")
+    if "n" in m:
+        _int("metrics.n", m["n"], 0, 10**9)
+    per = m.get("per_class")
+    if per is not None:
+        if not isinstance(per, dict):
+            raise ValueError("metrics.per_class: expected an object")
+        for k, v in per.items():
+            _fraction(f"metrics.per_class.{str(k)[:40]}", v, optional=True)
+    if m.get("classes") is not None:
+        _classes("metrics.classes", m["classes"])
+    conf = m.get("confusion")
+    if conf is not None:
+        n = len(m.get("classes") or [])
+        if not isinstance(conf, list) or len(conf) != n:
+            raise ValueError(f"metrics.confusion: expected {n} rows (one per metrics.classes)")
+        for i, row in enumerate(conf):
+            if not isinstance(row, list) or len(row) != n or not all(map(_is_int, row)):
+                raise ValueError(f"metrics.confusion[{i}]: expected {n} integers")
+    held = m.get("holdout")
+    if held is not None:
+        if not isinstance(held, dict):
+            raise ValueError("metrics.holdout: expected an object")
+        for src, h in held.items():
+            f = f"metrics.holdout.{str(src)[:40]}"
+            if not isinstance(h, dict):
+                raise ValueError(f"{f}: expected an object")
+            _int(f"{f}.n", h.get("n"), 0, 10**9)
+            _fraction(f"{f}.agreement", h.get("agreement"))
+            for k in ("top1", "top5", "teacher_top1", "teacher_top5"):
+                _fraction(f"{f}.{k}", h.get(k), optional=True)
+            if (h.get("top1") is None) != (h.get("teacher_top1") is None):
+                raise ValueError(f"{f}: top1 and teacher_top1 go together")
+
+
+def check_history(history: Any) -> None:
+    """The card's training ``history`` (one object per epoch, its numbers plotted)."""
+    if not isinstance(history, list):
+        raise ValueError("history: expected a list of epochs")
+    for i, h in enumerate(history):
+        if not isinstance(h, dict) or not _is_int(h.get("epoch")):
+            raise ValueError(f"history[{i}]: expected an object with an integer epoch")
+        for k in ("train_loss", "train_acc", "val_acc"):
+            v = h.get(k)
+            if v is not None:
+                _float(f"history[{i}].{k}", v, -1e9, 1e9)
+
+
+def check_complexity(c: Any) -> None:
+    """The card's ``complexity``: parameters and FLOPs of each stage."""
+    if not isinstance(c, dict):
+        raise ValueError("complexity: expected an object")
+    stages = c.get("stages")
+    if stages is None:
+        return
+    if not isinstance(stages, dict):
+        raise ValueError("complexity.stages: expected an object")
+    for name, v in stages.items():
+        f = f"complexity.stages.{str(name)[:40]}"
+        if not isinstance(v, dict):
+            raise ValueError(f"{f}: expected an object")
+        for k in ("params", "flops"):
+            _float(f"{f}.{k}", v.get(k), 0.0, 1e18)
 
 
 def read_json_bounded(data: bytes) -> Any:

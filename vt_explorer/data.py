@@ -114,19 +114,26 @@ def describe_split(
     }
 
 
+#: the image formats read, decided by content (Pillow's decoders for these only): an ICO,
+#: TGA or EPS file named .png is refused, and nothing is handed to Ghostscript
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+
+
 def decode_image(data: bytes, name: str = "image") -> Image.Image:
     """Decode image bytes into an RGB PIL image, honouring EXIF rotation.
 
-    Handles grayscale, palette, RGBA (composited on white), CMYK and 16-bit images, and takes
-    the first frame of animations. Raises UserError naming ``name`` for empty, truncated,
-    non-image or oversized (decompression bomb) data.
+    Reads :data:`IMAGE_FORMATS` only, whatever the file is called. Handles grayscale,
+    palette, RGBA (composited on white), CMYK, 16-bit and floating-point images (scaled to
+    0-255 by their own range), and takes the first frame of animations. Raises UserError
+    naming ``name`` for empty, truncated, other-format or oversized (decompression bomb)
+    data.
     """
     if not data:
         raise UserError(f"{name}: empty file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             img.seek(0)
             img.load()
             img = ImageOps.exif_transpose(img)
@@ -135,7 +142,11 @@ def decode_image(data: bytes, name: str = "image") -> Image.Image:
         Image.DecompressionBombError,
         Image.DecompressionBombWarning,
     ) as err:
-        kind = "not an image" if isinstance(err, UnidentifiedImageError) else "image too large"
+        kind = (
+            "not an image (JPEG, PNG, WebP, BMP, GIF or TIFF)"
+            if isinstance(err, UnidentifiedImageError)
+            else "image too large"
+        )
         raise UserError(f"{name}: {kind}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise UserError(f"{name}: unreadable image ({err})") from None
@@ -145,6 +156,11 @@ def decode_image(data: bytes, name: str = "image") -> Image.Image:
         arr = np.asarray(img, dtype=np.float64)
         arr = arr / max(arr.max(), 1.0) * 255.0
         img = Image.fromarray(arr.astype(np.uint8), mode="L")
+    elif img.mode == "F":  # floating point (a float32 TIFF): its own range to 0-255
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.round().astype(np.uint8), mode="L")
     if img.mode in ("RGBA", "LA", "P", "PA") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

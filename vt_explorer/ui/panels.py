@@ -35,20 +35,33 @@ log = logging.getLogger("vt_explorer.app")
 PAGE_SIZE = 4  # images drawn per page
 
 
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|~$:"})
+
+
+def plain(text: object) -> str:
+    """A card's free text as literal characters inside Markdown: every character Markdown
+    reads is escaped, so a hand-edited ``hardware`` of ``![x](https://...)`` shows as those
+    characters and makes the browser fetch nothing."""
+    return str(text).translate(_MARKDOWN)
+
+
 def show_card(key: str) -> None:
     """The model card: data, accuracy, per-class accuracy, confusion, curves, cost."""
     card = get_checkpoint(key).card
     cfg = card["config"]
     met = card.get("metrics") or {}
     st.markdown(f"#### {short(key)}")
-    st.write(
-        f"Architecture `{cfg['name']}`; input {card['input_size']} px; "
-        f"{len(card['classes'])} classes; trained on {card.get('hardware', 'unknown hardware')} "
-        f"in {card.get('train_seconds', '?')} s; code {card.get('code_version', '?')}."
+    st.markdown(
+        f"Architecture {plain(cfg['name'])}; input {card['input_size']} px; "
+        f"{len(card['classes'])} classes; trained on "
+        f"{plain(card.get('hardware', 'unknown hardware'))} in "
+        f"{plain(card.get('train_seconds', '?'))} s; code {plain(card.get('code_version', '?'))}."
     )
     if "accuracy" in met:
         source = ((card.get("dataset") or {}).get("val") or {}).get("source", "its test set")
-        st.metric("Top-1", f"{met['accuracy']:.2%}", help=f"on {met['n']} images of {source}")
+        st.metric(
+            "Top-1", f"{met['accuracy']:.2%}", help=f"on {met['n']} images of {plain(source)}"
+        )
         per = met.get("per_class") or {}
         if len(per) <= 20:
             st.dataframe(pd.DataFrame({"accuracy": per}).T, key=f"per-{key}")
@@ -60,9 +73,9 @@ def show_card(key: str) -> None:
             if h.get("top1") is None
             else f", top-1 {h['top1']:.1%} (teacher {h['teacher_top1']:.1%})"
         )
-        st.write(
-            f"Held out **{source}** ({h['n']} images): agreement with the teacher "
-            f"{h['agreement']:.1%}{top1}."
+        st.markdown(
+            f"Held out **{plain(source)}** ({h['n']} images): agreement with the teacher "
+            f"(Lite0, the network the student was distilled from) {h['agreement']:.1%}{top1}."
         )
     if card.get("history"):
         st.plotly_chart(curves_figure(card["history"]), key=f"curves-{key}")
