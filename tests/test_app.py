@@ -192,6 +192,12 @@ def test_own_checkpoint_upload_is_selected_and_bad_ones_keep_the_previous_models
     assert not at.exception and not at.sidebar.error
     assert at.selectbox(key="model_a").value.startswith("upload:")
     assert any("**yours: mine** predicts" in p for p in predictions(at))
+    # the label lives in this visitor's session, not in a dictionary other tabs share
+    own_key = at.selectbox(key="model_a").value
+    assert at.session_state["model_labels"][own_key] == "yours: mine"
+    import vt_explorer.ui.state as state_mod
+
+    assert not hasattr(state_mod, "LABELS")
     # one file only: asked for both
     at.file_uploader(key="ck_upload").set_value(_pair(tmp_path / "mine")[:1]).run()
     assert any("exactly one" in e.value for e in at.sidebar.error)
@@ -416,3 +422,28 @@ def test_card_free_text_is_shown_as_text_not_markdown(tmp_path, monkeypatch) -> 
     shown = " ".join(m.value for m in at.markdown)
     assert r"\!\[x\]\(https\://evil\.example/p\.png\) \*\*big\*\* GPU" in shown
     assert "![x](" not in shown
+
+
+def test_a_replaced_weights_file_never_shows_the_old_models_results(tmp_path, monkeypatch) -> None:
+    """Results are cached by the weights' hash, not the path: after the server's weights
+    file is replaced by a model that answers otherwise, the page shows the new answer."""
+    stem = tmp_path / "cifar10-vt-recurrent"
+
+    def save_favouring(cls: int) -> None:  # a model whose answer cannot flip: cls at ~100%
+        torch.manual_seed(0)
+        model = create_model("vt_resnet20")
+        with torch.no_grad():
+            model.fc.bias.zero_()
+            model.fc.bias[cls] = 50.0
+        save_checkpoint(model, stem)
+
+    save_favouring(3)
+    monkeypatch.setenv("VT_EXPLORER_CHECKPOINTS", str(tmp_path))
+    at = with_gallery(AppTest.from_file(APP, default_timeout=240).run())
+    first = [p for p in predictions(at) if "cifar10-vt-recurrent" in p]
+    assert first and all(f"**{CIFAR10_CLASSES[3]}** (100.0%)" in p for p in first)
+    save_favouring(5)
+    at.run()
+    assert not at.exception
+    second = [p for p in predictions(at) if "cifar10-vt-recurrent" in p]
+    assert second and all(f"**{CIFAR10_CLASSES[5]}** (100.0%)" in p for p in second)

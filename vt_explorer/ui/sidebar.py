@@ -11,7 +11,7 @@ import streamlit as st
 from ..checkpoint import CheckpointError, load_checkpoint_bytes
 from ..device import select_device
 from .inputs import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB
-from .state import LABELS, MODULE_CHOICES, OWN, Settings, catalog, model_line, short
+from .state import MODULE_CHOICES, OWN, Settings, catalog, labels, model_line, short
 
 CMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "gray"]
 # the default comparison, the first of each tuple that is offered: the stride-16 head
@@ -78,16 +78,18 @@ def own_checkpoint_upload() -> None:
 
 def model_choices() -> list[str]:
     """Model keys on offer: the visitor's own checkpoint first, then the operator's catalog
-    (fills ``LABELS`` with the names people see); stops the page when there is none."""
+    (fills this session's :func:`~.state.labels` with the names people see); stops the page
+    when there is none."""
     shipped = catalog()
-    LABELS.clear()
-    LABELS.update({stem: name for name, stem in shipped.items()})
+    shown = labels()
+    shown.clear()
+    shown.update({stem: name for name, stem in shipped.items()})
     own_checkpoint_upload()
     choices = list(shipped.values())
     own = st.session_state.get("own_checkpoint")
     if own is not None:
         choices.insert(0, own[0])
-        LABELS[own[0]] = own[2]
+        shown[own[0]] = own[2]
     if not choices:
         st.error(
             "No checkpoints in the server's checkpoint folders. Train one with "
@@ -122,14 +124,17 @@ def sidebar() -> Settings:
     # defaults go through session state (a widget given both an index and a state value
     # warns); an uploaded checkpoint sets model_a itself
     st.session_state.setdefault("model_a", default_model(choices, DEFAULT_PAIR[0]))
-    models = [st.sidebar.selectbox("Model", choices, format_func=short, key="model_a")]
+    names = {k: short(k) for k in choices}  # this session's names, bound to its widgets
+    models = [st.sidebar.selectbox("Model", choices, format_func=names.__getitem__, key="model_a")]
     _describe(models[0])
     if st.sidebar.checkbox("Compare with a second model", value=True, key="compare") and (
         len(choices) > 1
     ):
         st.session_state.setdefault("model_b", default_model(choices, DEFAULT_PAIR[1]))
         models.append(
-            st.sidebar.selectbox("Second model", choices, format_func=short, key="model_b")
+            st.sidebar.selectbox(
+                "Second model", choices, format_func=names.__getitem__, key="model_b"
+            )
         )
         _describe(models[1])
     cmap = st.sidebar.selectbox("Colour map", CMAPS, key="cmap")

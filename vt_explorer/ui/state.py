@@ -89,12 +89,15 @@ def catalog() -> dict[str, str]:
     return checkpoint_catalog([Path(d) for d in dirs] if dirs else None)
 
 
-LABELS: dict[str, str] = {}  # model key -> the name shown (filled by the sidebar)
+def labels() -> dict[str, str]:
+    """{model key: the name shown}, this visitor's own (in their session: a label another
+    tab's upload sets never reaches it); filled by the sidebar on every run."""
+    return st.session_state.setdefault("model_labels", {})
 
 
 def short(key: str) -> str:
     """The name a visitor sees for a model key (never a server path)."""
-    return LABELS.get(key) or key.replace("\\", "/").rsplit("/", 1)[-1]
+    return labels().get(key) or key.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def model_line(key: str) -> str:
@@ -132,13 +135,29 @@ def get_checkpoint(key: str) -> LoadedCheckpoint:
     return load_cached(resolved, weights_digest(resolved, st_.st_size, st_.st_mtime_ns))
 
 
-@st.cache_data(show_spinner="Running the model...", max_entries=256)
+def model_identity(key: str) -> str:
+    """What a model key's results are cached under: the key and its weights' SHA-256 (an
+    upload's key already holds it), so a weights file replaced on the server never shows
+    the old model's results."""
+    if key.startswith("upload:"):
+        return key
+    resolved = str(Path(key).resolve())
+    st_ = Path(resolved + ".safetensors").stat()
+    return f"{key}@{weights_digest(resolved, st_.st_size, st_.st_mtime_ns)}"
+
+
 def get_analysis(
-    key: str, digest: str, _data: bytes, name: str, view: str = "model"
+    key: str, digest: str, data: bytes, name: str, view: str = "model"
 ) -> ImageAnalysis:
-    """Trace one image once per (checkpoint, image bytes, view); an uploaded checkpoint's
-    key holds its weights' hash, so equal keys mean equal models. ``view``: "model" (the
+    """Trace one image once per (model weights, image bytes, view). ``view``: "model" (the
     checkpoint's own preprocessing) or "letterbox" (the whole photo, padded to a square)."""
+    return _analysis(key, model_identity(key), digest, data, name, view)
+
+
+@st.cache_data(show_spinner="Running the model...", max_entries=256)
+def _analysis(
+    key: str, weights: str, digest: str, _data: bytes, name: str, view: str
+) -> ImageAnalysis:
     shown = None if view == "model" else view
     return analyse(get_checkpoint(key), decode_image(_data, name), name, view=shown)
 
@@ -191,10 +210,15 @@ def image_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@st.cache_data(show_spinner="Randomising the model layer by layer...", max_entries=64)
-def get_randomisation(key: str, digest: str, _data: bytes, name: str, view: str = "model") -> dict:
+def get_randomisation(key: str, digest: str, data: bytes, name: str, view: str = "model") -> dict:
     """Cascading model-randomisation check of one image (Adebayo et al. 2018), on the same
-    view of it as the other views (``view`` as in :func:`get_analysis`)."""
+    view of it as the other views (``view`` as in :func:`get_analysis`), once per model
+    weights."""
+    return _randomisation(key, model_identity(key), digest, data, name, view)
+
+
+@st.cache_data(show_spinner="Randomising the model layer by layer...", max_entries=64)
+def _randomisation(key: str, weights: str, digest: str, _data: bytes, name: str, view: str) -> dict:
     ck = get_checkpoint(key)
     device = next(ck.model.parameters()).device
     pre = view_preprocess(ck, None if view == "model" else view)

@@ -30,6 +30,7 @@ from .state import (
     get_randomisation,
     grid_picture,
     grouped,
+    model_identity,
     short,
     tinted,
 )
@@ -114,7 +115,7 @@ def _grid(s: Slot, which: str, maps: np.ndarray, cfg: Settings, picks: Picks) ->
     share = s.view.stats.share if which == "maps" else None
     st.image(
         grid_picture(
-            (s.key, s.image[2], s.k, which),
+            (model_identity(s.key), s.image[2], s.k, which),
             s.a.tile,
             maps,
             share,
