@@ -312,3 +312,53 @@ def test_a_diverging_run_stops_without_a_checkpoint(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"training diverged: the loss is (nan|inf)"):
         train(_args(data, out, epochs=1, batch_size=8, lr=1e30, warmup=0.0), progress=False)
     assert not out.with_suffix(".json").exists()
+
+
+def test_a_model_over_the_servers_budget_is_refused_before_it_is_built(stem, monkeypatch) -> None:
+    """Issue 30, item 1: a small file describing a huge model (a CIFAR-stem VT at 2048 px
+    needs gigabytes of activations) is refused in one line naming the measure and the
+    variable that sets it, from the meta device (nothing allocated); the operator's limits
+    apply; every shipped checkpoint is within the default budget."""
+    from vt_explorer.cardcheck import Budget, model_cost
+    from vt_explorer.checkpoint import list_checkpoints
+    from vt_explorer.model import build_model
+    from vt_explorer.model.config import ModelConfig
+
+    _edit(stem, _set("input_size", 2048))
+    with pytest.raises(
+        CheckpointError,
+        match=r"G multiply-adds per image, more than this server allows \(10 G; VT_EXPLORER_MAX_GMACS\)",
+    ):
+        load_checkpoint(stem)
+    _edit(stem, _set("input_size", 32))
+    load_checkpoint(stem)
+    monkeypatch.setenv("VT_EXPLORER_MAX_MPARAMS", "0.01")
+    with pytest.raises(CheckpointError, match=r"parameters, more than this server allows"):
+        load_checkpoint(stem)
+    monkeypatch.delenv("VT_EXPLORER_MAX_MPARAMS")
+    budget = Budget()
+    for ck in list_checkpoints():
+        cfg = ModelConfig.from_dict(json.loads(Path(ck + ".json").read_text())["config"])
+        params, macs, act = model_cost(cfg, build_model)
+        assert params < budget.mparams * 1e6 / 5 and macs < budget.gmacs * 1e9 / 5
+        assert act < budget.activation_mb * 2**20 / 5, ck
+
+
+def test_weights_of_the_wrong_dtype_are_refused(stem) -> None:
+    """uint8 or bool tensors where the model has floats are refused, naming the tensor;
+    float16 weights load (cast to the model's float32)."""
+    from safetensors.torch import load_file, save_file
+
+    from vt_explorer.checkpoint import sha256_file
+
+    weights = stem.with_suffix(".safetensors")
+    state = load_file(str(weights))
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.ndim == 4)
+    for dtype, ok in ((torch.uint8, False), (torch.bool, False), (torch.float16, True)):
+        save_file({**state, name: state[name].to(dtype)}, str(weights))
+        _edit(stem, _set("weights_sha256", sha256_file(weights)))
+        if ok:
+            assert load_checkpoint(stem).model.state_dict()[name].dtype == torch.float32
+        else:
+            with pytest.raises(CheckpointError, match=f"tensor {name} is"):
+                load_checkpoint(stem)

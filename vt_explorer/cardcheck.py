@@ -17,6 +17,7 @@ import math
 import os
 import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -336,6 +337,81 @@ def meta_model(cfg: ModelConfig, build: Any) -> nn.Module:
     """The model ``cfg`` describes, built on the ``meta`` device: shapes without memory."""
     with torch.device("meta"):
         return build(cfg)
+
+
+@dataclass
+class Budget:
+    """What one model may cost a server, for one image at its input size. Defaults admit
+    every shipped model about ten times over (the largest: 11.6M parameters, 0.9 GMACs,
+    about 100 MB of activations); an operator sets others with the environment variables
+    ``VT_EXPLORER_MAX_MPARAMS``, ``VT_EXPLORER_MAX_GMACS`` and ``VT_EXPLORER_MAX_ACTIVATION_MB``."""
+
+    mparams: float = 120.0
+    gmacs: float = 10.0
+    activation_mb: float = 1024.0
+
+    @classmethod
+    def from_env(cls) -> Budget:
+        """The defaults, each replaced by its environment variable where it is set."""
+        out = cls()
+        for f, var in (
+            ("mparams", "VT_EXPLORER_MAX_MPARAMS"),
+            ("gmacs", "VT_EXPLORER_MAX_GMACS"),
+            ("activation_mb", "VT_EXPLORER_MAX_ACTIVATION_MB"),
+        ):
+            if os.environ.get(var, "").strip():
+                try:
+                    setattr(out, f, float(os.environ[var]))
+                except ValueError:
+                    raise ValueError(f"{var}: expected a number") from None
+        return out
+
+
+def model_cost(cfg: ModelConfig, build: Any) -> tuple[int, int, int]:
+    """(parameters and buffers, multiply-adds, activation bytes) of one image through the
+    model ``cfg`` describes at its input size, measured on the ``meta`` device: nothing is
+    allocated or computed, so a hostile card costs a fraction of a second. Activations: the
+    outputs of every leaf module of a traced forward pass, as float32."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = meta_model(cfg, build).eval()
+    params = sum(t.numel() for t in (*model.parameters(), *model.buffers()))
+    total = [0]
+
+    def count(_m: nn.Module, _i: Any, out: Any) -> None:
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                total[0] += t.numel()
+
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    hooks = [m.register_forward_hook(count) for m in leaves]
+    x = torch.empty(1, 3, cfg.input_size, cfg.input_size, device="meta")
+    try:
+        with FlopCounterMode(display=False) as flops, torch.no_grad():
+            model.trace(x) if hasattr(model, "trace") else model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return params, flops.get_total_flops() // 2, total[0] * 4
+
+
+def check_budget(cfg: ModelConfig, build: Any, budget: Budget | None = None) -> None:
+    """ValueError, in one line naming the measure and the limit, for a model over
+    ``budget`` (default :meth:`Budget.from_env`): checked before a model is built, so a
+    small file cannot make a server allocate gigabytes."""
+    budget = budget or Budget.from_env()
+    params, macs, act = model_cost(cfg, build)
+    for what, value, limit, var in (
+        ("parameters", params / 1e6, budget.mparams, "MPARAMS"),
+        ("multiply-adds per image", macs / 1e9, budget.gmacs, "GMACS"),
+        ("activation memory per image", act / 2**20, budget.activation_mb, "ACTIVATION_MB"),
+    ):
+        if value > limit:
+            unit = {"MPARAMS": "M", "GMACS": " G", "ACTIVATION_MB": " MB"}[var]
+            raise ValueError(
+                f"the model needs {value:,.1f}{unit} {what}, more than this server allows "
+                f"({limit:,.0f}{unit}; VT_EXPLORER_MAX_{var})"
+            )
 
 
 def check_shapes(

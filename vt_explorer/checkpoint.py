@@ -29,6 +29,7 @@ from torch import nn
 
 from .cardcheck import (
     MAX_CARD_BYTES,
+    check_budget,
     check_card,
     check_shapes,
     meta_model,
@@ -226,6 +227,14 @@ def load_checkpoint(
         raise CheckpointError(f"{weights_path}: cannot read the weights ({err.strerror})") from None
     except ValueError as err:
         raise CheckpointError(f"{weights_path}: {err}") from None
+    try:  # what it would cost, on the meta device, before anything is allocated
+        check_budget(cfg.replace(input_size=int(card["input_size"])), build_model)
+    except ValueError as err:
+        raise CheckpointError(f"{card_path}: {err}") from None
+    except (TypeError, KeyError, RuntimeError, NotImplementedError) as err:
+        raise CheckpointError(
+            f"{card_path}: cannot measure the model it describes: {err}"
+        ) from None
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as err:
@@ -244,16 +253,29 @@ def load_checkpoint(
     return LoadedCheckpoint(model=model, card=card, preprocess=pre, config=cfg)
 
 
+#: the dtypes a floating-point tensor may be stored in (cast to the model's on load); an
+#: integer buffer must have the model's own dtype
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
 def check_values(
     state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], path: Path | str
 ) -> None:
-    """Every tensor has its kind of the model's own (floating point where the model's is,
-    integer where it counts, e.g. BatchNorm's ``num_batches_tracked``) and every float is
+    """Every tensor has a dtype of the model's own kind (float32, float16 or bfloat16 where
+    the model's is floating point; exactly the model's where it counts, e.g. BatchNorm's
+    ``num_batches_tracked``: uint8 or bool weights are refused) and every float is
     finite: NaN or infinite weights would predict "nan%". CheckpointError naming the file
     and the first tensor at fault."""
     for k, v in state.items():
         ref = reference.get(k)
-        if ref is not None and ref.is_floating_point() != v.is_floating_point():
+        allowed = (
+            FLOAT_DTYPES
+            if ref is not None and ref.is_floating_point()
+            else (ref.dtype,)
+            if ref is not None
+            else ()
+        )
+        if ref is not None and v.dtype not in allowed:
             raise CheckpointError(
                 f"{path}: tensor {k} is {str(v.dtype).replace('torch.', '')}, "
                 f"not {str(ref.dtype).replace('torch.', '')} as the model's"

@@ -104,6 +104,9 @@ def cards(tmp: Path) -> None:
         'input_size: "abc"': ("input_size", "abc"),
         "token_dim: 60000": ("config.vt.token_dim", 60000),
         "token_dim: 16000 (in range, wrong shapes)": ("config.vt.token_dim", 16000),
+        "input_size: 2048 (in range, over the server's budget)": ("input_size", 2048),
+        'metrics: {"accuracy": "hi"}': ("metrics", {"accuracy": "hi", "n": 1}),
+        'hardware: ["x"]': ("hardware", ["x"]),
     }
     for label, (path, value) in edits.items():
         card = json.loads(json.dumps(good))
