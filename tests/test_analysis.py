@@ -299,3 +299,28 @@ def test_marks_frame_the_picked_tile_and_grey_the_other_groups() -> None:
     assert np.ptp(out[20:, 20:].astype(int), axis=-1).max() == 0  # grey: no colour
     ringed = group_image(img, labels, pixel=(1, 1))
     assert (ringed != group_image(img, labels)).any()
+
+
+def test_scores_read_as_people_expect() -> None:
+    """A score that rounds to zero reads 0.000 (never -0.000 or -0.0000); others keep sign."""
+    from vt_explorer.analysis import format_score
+
+    assert format_score(-0.00001) == "0.000" and format_score(0.0) == "0.000"
+    assert format_score(0.0894) == "+0.089" and format_score(-0.044) == "-0.044"
+    assert format_score(-0.00001, 4) == "0.0000" and format_score(0.12345, 4) == "+0.1235"
+
+
+def test_randomisation_steps_and_verdict_in_words() -> None:
+    """Steps are named with modules from 1; the verdict passes below a mean correlation of
+    0.5 once everything is randomised, and fails above it, saying the number."""
+    from vt_explorer.analysis import randomisation_verdict, step_label
+
+    assert step_label("vt0.projector") == "module 1 projector"
+    assert step_label("vt2.tokenizer") == "module 3 tokenizer"
+    assert step_label("block14") == "block14" and step_label("classifier") == "classifier"
+    assert randomisation_verdict([0.1, 0.3]).startswith(
+        "passes"
+    ) and "0.20" in randomisation_verdict([0.1, 0.3])
+    assert randomisation_verdict([0.9, 0.7]).startswith(
+        "fails"
+    ) and "0.80" in randomisation_verdict([0.9, 0.7])

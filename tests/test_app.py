@@ -234,6 +234,11 @@ def test_faithfulness_panel_and_randomisation_check(app) -> None:
     first.check().run()
     assert not at.exception
     assert any("rank correlation" in c.value for c in at.caption)
+    said = [m.value for m in [*at.success, *at.warning] if "Randomisation check" in m.value]
+    assert len(said) == 1 and ("passes:" in said[0] or "fails:" in said[0])
+    rows = list(at.dataframe[-1].value.index)  # modules numbered from 1, as on the page
+    assert any(r.startswith("up to module 1 ") for r in rows)
+    assert not any("vt0" in r for r in rows)
 
 
 def _tokens_json(k: int = 10, L: int = 16) -> dict:

@@ -383,6 +383,7 @@ def _fresh_out(out: Path, overwrite: bool) -> bool:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Write figures, arrays and a JSON summary per image and checkpoint."""
+    from .analysis import format_score
     from .data import image_files
     from .device import select_device
     from .headless import ExplainOptions, explain
@@ -426,7 +427,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         top = r["predictions"][0]
         extra = ""
         if "faithfulness" in r and "deletion_score" in r["faithfulness"]:
-            extra = f", deletion score {r['faithfulness']['deletion_score']:+.3f}"
+            extra = f", deletion score {format_score(r['faithfulness']['deletion_score'])}"
         print(f"{r['image']} [{r['checkpoint']}]: {top['class']} {top['probability']:.3f}{extra}")
     print(f"wrote {args.out}/summary.json")
     return 1 if summary["errors"] else 0
@@ -495,6 +496,7 @@ def add_explain(sub: argparse._SubParsersAction) -> None:
 
 def cmd_tokens(args: argparse.Namespace) -> int:
     """Dataset-level token statistics of one checkpoint."""
+    from .analysis import format_score
     from .checkpoint import load_checkpoint
     from .device import select_device
     from .headless import token_statistics, write_token_statistics
@@ -521,7 +523,7 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     if "deletion_score_mean" in stats:
         print(
             f"mean deletion score over {stats['deletion_images']} images: "
-            f"{stats['deletion_score_mean']:+.4f}"
+            f"{format_score(stats['deletion_score_mean'], 4)}"
         )
     print("wrote " + ", ".join(str(f) for f in files))
     return 0

@@ -23,6 +23,8 @@ from .analysis import (
     deletion_curves,
     foreground_share,
     randomisation_check,
+    randomisation_verdict,
+    step_label,
 )
 from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .data import (
@@ -190,7 +192,9 @@ def _explain_one(
         rc = randomisation_check(ck.model, pre(img)[None].to(dev))
         summary.setdefault("faithfulness", {})["randomisation"] = {
             "steps": rc.steps,
+            "step_labels": [step_label(x) for x in rc.steps],
             "rank_correlation": np.round(rc.correlation, 6).tolist(),
+            "verdict": randomisation_verdict(rc.correlation[-1] if len(rc.correlation) else []),
         }
     np.savez_compressed(folder / "arrays.npz", **a.to_arrays())
     if opts.figures:

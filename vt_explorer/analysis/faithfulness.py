@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -238,6 +240,39 @@ def entropy_ratio(maps: np.ndarray) -> np.ndarray:
     """Each token's map entropy divided by a uniform map's (1 = uniform, 0 = one pixel)."""
     ent, uniform = token_entropy(maps)
     return ent / uniform if uniform > 0 else np.zeros_like(ent)
+
+
+def step_label(name: str) -> str:
+    """A randomisation step for people, modules numbered from 1 as everywhere on the page:
+    ``vt0.projector`` -> ``module 1 projector``; other names (classifier, block14, stem)
+    unchanged."""
+    return re.sub(r"^vt(\d+)\.", lambda m: f"module {int(m.group(1)) + 1} ", name)
+
+
+def randomisation_verdict(correlations: Sequence[float]) -> str:
+    """In words, from the rank correlations of each module's maps with the trained model's
+    once every step is randomised (the check's last row): below 0.5 on average the maps
+    depend on the learned weights, as they should; otherwise they mostly show the input
+    (Adebayo et al. 2018's failure)."""
+    mean = float(np.mean(correlations)) if len(correlations) else float("nan")
+    if not np.isfinite(mean):
+        return "no verdict: the check returned no correlations"
+    if mean < 0.5:
+        return (
+            f"passes: with every step randomised the maps keep a correlation of only "
+            f"{mean:.2f} with the trained model's, so they depend on what it learned"
+        )
+    return (
+        f"fails: with every step randomised the maps still correlate {mean:.2f} with the "
+        "trained model's; they show the input more than what the model learned"
+    )
+
+
+def format_score(score: float, digits: int = 3) -> str:
+    """A signed score for people: ``+0.089``, ``-0.044``, and ``0.000`` (no sign) for
+    anything that rounds to zero, never ``-0.000``."""
+    v = round(float(score), digits)
+    return f"{0.0:.{digits}f}" if v == 0 else f"{v:+.{digits}f}"
 
 
 def deletion_verdict(score: float) -> str:

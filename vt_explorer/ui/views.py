@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ..analysis import deletion_verdict
+from ..analysis import deletion_verdict, format_score, randomisation_verdict, step_label
 from ..explore import ImageAnalysis, ModuleView
 from ..exports import token_table_csv
 from ..viz import attention_heatmap, deletion_plot, palette, token_grid_png
@@ -429,7 +429,7 @@ def view_checks(s: Slot, cfg: Settings, picks: Picks) -> None:
     d = a.deletion
     if d is not None:
         cls = a.classes[d.predicted]
-        st.metric("deletion score", f"{d.score:+.4f}", help="mean gap between the curves")
+        st.metric("deletion score", format_score(d.score), help="mean gap between the curves")
         st.caption(deletion_verdict(d.score))
         st.plotly_chart(deletion_plot(d.curve, d.random_curve, cls), key=f"del-{s.uid}")
         downloads(
@@ -445,11 +445,19 @@ def view_checks(s: Slot, cfg: Settings, picks: Picks) -> None:
         "maps that depend on the learned weights should stop matching.",
     ):
         r = get_randomisation(s.key, s.image[2], s.image[1], s.image[0], cfg.view)
-        st.caption("Spearman rank correlation with the trained model's maps.")
+        st.caption(
+            "Spearman rank correlation with the trained model's maps, randomising the "
+            "layers from the top down (each row: every step up to the one named)."
+        )
+        corr = np.asarray(r["correlation"])
+        verdict = randomisation_verdict(corr[-1] if len(corr) else [])
+        (st.success if verdict.startswith("passes") else st.warning)(
+            f"Randomisation check {verdict}."
+        )
         st.dataframe(
             pd.DataFrame(
                 r["correlation"],
-                index=[f"up to {x}" for x in r["steps"]],
+                index=[f"up to {step_label(x)}" for x in r["steps"]],
                 columns=[f"module {i + 1} maps" for i in range(r["correlation"].shape[1])],
             ).style.format("{:.2f}"),
             key=f"randdf-{s.uid}",

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from ..analysis import DeletionResult, deletion_verdict
+from ..analysis import DeletionResult, deletion_verdict, format_score
 from ..flags import UserError
 from .figures import group_image, map_scale, overlay, palette
 
@@ -132,7 +132,8 @@ def deletion_figure(res: DeletionResult, class_name: str = "", fmt: str = "png")
     ax.set_ylabel(f"p({class_name or res.predicted})", fontsize=8)
     ax.set_ylim(0, 1.02)  # a probability: anchored, so a flat curve looks flat
     ax.set_title(
-        f"deletion score {res.score:+.3f}\n{_wrap(deletion_verdict(res.score))}", fontsize=9
+        f"deletion score {format_score(res.score)}\n{_wrap(deletion_verdict(res.score))}",
+        fontsize=9,
     )
     ax.legend(fontsize=7)
     return _save(fig, fmt)
@@ -202,7 +203,7 @@ def report_figure(
         ax.plot(deletion.random_curve, ls="--", label="random")
         ax.set_ylim(0, 1.02)  # a probability: anchored, so a flat curve looks flat
         ax.set_title(
-            f"deletion score {deletion.score:+.3f}: "
+            f"deletion score {format_score(deletion.score)}: "
             f"{deletion_verdict(deletion.score).split(':')[0]}",
             fontsize=9,
         )
