@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 from vt_explorer.checkpoint import load_checkpoint, save_checkpoint
 from vt_explorer.cli import main
@@ -225,3 +227,49 @@ def test_explain_refuses_a_missing_masks_folder_and_an_unwritable_out(tmp_path, 
     (tmp_path / "afile").write_text("x")
     assert main([*args, "--out", str(tmp_path / "afile" / "sub")]) == 2
     assert "cannot write there" in capsys.readouterr().err
+
+
+def test_explain_target_explains_any_class(tmp_path, ck3, capsys):
+    """explain --target CLASS: contributions, the deletion curve and single-token drops
+    follow that class, not the predicted one (the curve starts at the model's probability
+    of it, the contributions equal a plain recomputation for it); a class the model lacks
+    is one line with the closest names."""
+    from vt_explorer.analysis import token_contributions
+    from vt_explorer.checkpoint import load_checkpoint
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    make_image((200, 30, 30), 48).save(imgs / "a.png")
+    ck = load_checkpoint(ck3)
+    classes = list(ck.classes)
+    base = ["explain", str(imgs), "-c", str(ck3), "--no-figures"]
+    assert main([*base, "--out", str(tmp_path / "p")]) == 0
+    first = json.loads((tmp_path / "p" / "a" / "ck3" / "summary.json").read_text())
+    pred = first["explained"]["index"]
+    assert first["explained"]["predicted"] and first["explained"]["class"] == classes[pred]
+    other = (pred + 1) % len(classes)
+    assert main([*base, "--out", str(tmp_path / "t"), "--target", classes[other]]) == 0
+    s = json.loads((tmp_path / "t" / "a" / "ck3" / "summary.json").read_text())
+    assert s["explained"] == {
+        "class": classes[other],
+        "index": other,
+        "probability": next(
+            p["probability"] for p in s["predictions"] if p["class"] == classes[other]
+        ),
+        "predicted": False,
+    }
+    assert s["faithfulness"]["deletion_curve"][0] == pytest.approx(
+        s["explained"]["probability"], abs=1e-4
+    )
+    from vt_explorer.explore import analyse
+
+    img = Image.open(imgs / "a.png").convert("RGB")
+    with torch.no_grad():
+        trace = ck.model.trace(ck.preprocess(img)[None])
+    want = token_contributions(ck.model, trace.modules[-1].tokens[0], other)
+    got = [t["contribution"] for t in s["modules"][-1]["tokens"]]
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert analyse(ck, img, target=other).explained == other
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "x"), "--target", classes[other][:-1]]) == 2
+    assert "did you mean" in capsys.readouterr().err

@@ -411,6 +411,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         masks=Path(args.masks) if args.masks else None,
         batch_size=args.batch_size,
         view=None if args.view == "model" else args.view,
+        target=args.target,
     )
     try:
         summary = explain(
@@ -426,8 +427,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for r in summary["images"]:
         top = r["predictions"][0]
         extra = ""
+        ex = r.get("explained") or {}
+        if ex and not ex.get("predicted", True):
+            extra = f"; explaining {ex['class']} ({ex['probability']:.3f})"
         if "faithfulness" in r and "deletion_score" in r["faithfulness"]:
-            extra = f", deletion score {format_score(r['faithfulness']['deletion_score'])}"
+            extra += f", deletion score {format_score(r['faithfulness']['deletion_score'])}"
         print(f"{r['image']} [{r['checkpoint']}]: {top['class']} {top['probability']:.3f}{extra}")
     print(f"wrote {args.out}/summary.json")
     return 1 if summary["errors"] else 0
@@ -455,6 +459,13 @@ def add_explain(sub: argparse._SubParsersAction) -> None:
         help="checkpoint path (repeat to compare several)",
     )
     ex.add_argument("--out", required=True, help="output folder (new or empty, or see --overwrite)")
+    ex.add_argument(
+        "--target",
+        metavar="CLASS",
+        help="explain this class (a name or an index of each checkpoint's classes) instead "
+        "of each image's predicted one: token contributions, deletion curves and "
+        "single-token drops follow it",
+    )
     ex.add_argument(
         "--overwrite",
         action="store_true",

@@ -162,6 +162,12 @@ class ImageAnalysis:
     view: ViewInfo | None = None  # which pixels of the photo the model saw
     photo: np.ndarray | None = None  # (h, w, 3) uint8 whole photo, at most TILE_SIDE
     model: dict[str, Any] = field(default_factory=dict)  # name, weights hash, preprocessing
+    target: int | None = None  # the class explained when another than the predicted one
+
+    @property
+    def explained(self) -> int:
+        """Index of the class the contributions and deletion curves explain."""
+        return int(self.probs.argmax()) if self.target is None else self.target
 
     @property
     def tile(self) -> np.ndarray:
@@ -217,6 +223,12 @@ class ImageAnalysis:
                 {"class": self.classes[j], "probability": round(float(self.probs[j]), 6)}
                 for j in order
             ],
+            "explained": {
+                "class": self.classes[self.explained],
+                "index": self.explained,
+                "probability": round(float(self.probs[self.explained]), 6),
+                "predicted": self.explained == int(self.probs.argmax()),
+            },
             "modules": [
                 {
                     "module": k,
@@ -318,8 +330,33 @@ def mixing_matrix(token_attention: list[np.ndarray], class_token: bool) -> np.nd
     return w
 
 
-def module_views(trace: Trace, i: int, model: torch.nn.Module | None = None) -> list[ModuleView]:
-    """Image ``i`` of a (batched) trace as one :class:`ModuleView` per VT module."""
+def resolve_class(classes: list[str], text: str | int) -> int:
+    """The index of a class given by name (case and ``_``/space insensitive) or by index;
+    UserError naming the closest names otherwise."""
+    if isinstance(text, int) or str(text).strip().isdigit():
+        i = int(text)
+        if 0 <= i < len(classes):
+            return i
+        raise UserError(f"class index {i} is not one of the model's {len(classes)} classes")
+
+    def norm(c: str) -> str:
+        return c.strip().lower().replace("_", " ")
+
+    names = {norm(c): i for i, c in reversed(list(enumerate(classes)))}
+    if norm(str(text)) in names:
+        return names[norm(str(text))]
+    import difflib
+
+    close = difflib.get_close_matches(norm(str(text)), list(names), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UserError(f"{text!r} is not one of the model's {len(classes)} classes{hint}")
+
+
+def module_views(
+    trace: Trace, i: int, model: torch.nn.Module | None = None, target: int | None = None
+) -> list[ModuleView]:
+    """Image ``i`` of a (batched) trace as one :class:`ModuleView` per VT module; token
+    contributions for class ``target`` (default the predicted one)."""
     views = []
     for k, m in enumerate(trace.modules):
         maps = m.tokenizer_attention[i].detach().float().cpu().numpy()
@@ -334,7 +371,7 @@ def module_views(trace: Trace, i: int, model: torch.nn.Module | None = None) -> 
                 maps=maps,
                 token_attention=attention,
                 projector=projector,
-                stats=token_stats(trace, k, i, model),
+                stats=token_stats(trace, k, i, model, target),
                 groups=semantic_groups(maps)[0],
                 projector_labels=None if projector is None else projector_groups(projector)[0],
                 propagated=None if w is None else propagated_maps(maps, w),
@@ -368,16 +405,20 @@ def analyse_trace(
     deletion: bool = True,
     random_orders: int = 8,
     pre: Preprocess | None = None,
+    target: int | None = None,
 ) -> ImageAnalysis:
     """The analysis of image ``i`` of an existing (batched) trace: the one constructor of
     :class:`ImageAnalysis` that :func:`analyse` and :func:`analyse_batch` share. ``pre``:
     the preprocessing the trace was made with (default ``ck.preprocess``); the views are
-    drawn on its view of the photo."""
+    drawn on its view of the photo. ``target``: the class the token contributions, deletion
+    curves and single-token drops explain (default the predicted one)."""
     pre = ck.preprocess if pre is None else pre
-    views = module_views(trace, i, ck.model)
+    if target is not None and not 0 <= target < len(ck.classes):
+        raise UserError(f"class index {target} is not one of the model's {len(ck.classes)}")
+    views = module_views(trace, i, ck.model, target)
     curves = None
     if deletion and views and ablation_applies(ck.model, trace):
-        curves = deletion_curves(ck.model, trace, i, random_orders=random_orders)
+        curves = deletion_curves(ck.model, trace, i, random_orders=random_orders, target=target)
     seen = pre.view(img, DISPLAY_SIDE)
     info = ViewInfo(
         pre.resize,
@@ -397,7 +438,7 @@ def analyse_trace(
         display_image(seen, TILE_SIDE),
         info,
         display_image(img, TILE_SIDE),
-        {
+        model={
             "name": ck.card.get("name"),
             "config": ck.config.name,
             "weights_sha256": ck.card.get("weights_sha256"),
@@ -410,16 +451,22 @@ def analyse_trace(
                 "std": list(pre.std),
             },
         },
+        target=target,
     )
 
 
 def analyse(
-    ck: LoadedCheckpoint, img: Image.Image, name: str = "image", view: str | None = None
+    ck: LoadedCheckpoint,
+    img: Image.Image,
+    name: str = "image",
+    view: str | None = None,
+    target: int | None = None,
 ) -> ImageAnalysis:
     """Run ``ck``'s model once on ``img`` (preprocessed as its card says, or with the view
-    ``view``, :func:`view_preprocess`) and collect views. ValueError naming ``name`` for an
-    image too thin to show (:func:`~vt_explorer.data.check_viewable`)."""
-    return analyse_batch(ck, [(name, img)], view=view)[0]
+    ``view``, :func:`view_preprocess`) and collect views; ``target``: the class to explain
+    (default the predicted one). ValueError naming ``name`` for an image too thin to show
+    (:func:`~vt_explorer.data.check_viewable`)."""
+    return analyse_batch(ck, [(name, img)], view=view, target=target)[0]
 
 
 def analyse_batch(
@@ -429,6 +476,7 @@ def analyse_batch(
     deletion: bool = True,
     random_orders: int = 8,
     view: str | None = None,
+    target: int | None = None,
 ) -> list[ImageAnalysis]:
     """:func:`analyse` for many (name, image) pairs, traced ``batch_size`` at a time."""
     for name, img in images:
@@ -442,7 +490,7 @@ def analyse_batch(
         with torch.inference_mode():
             trace = ck.model.trace(x.contiguous(memory_format=torch.channels_last))
         for i, (name, img) in enumerate(part):
-            out.append(analyse_trace(ck, trace, i, img, name, deletion, random_orders, pre))
+            out.append(analyse_trace(ck, trace, i, img, name, deletion, random_orders, pre, target))
     return out
 
 

@@ -41,6 +41,7 @@ from .explore import (
     ModuleView,
     analyse_batch,
     module_views,
+    resolve_class,
     token_rows,
     view_preprocess,
 )
@@ -65,6 +66,9 @@ class ExplainOptions:
         batch_size: images per traced batch.
         view: None (the model's own view of each photo, e.g. its centre crop) or
             "letterbox" (the whole photo padded to a square): what the model is shown.
+        target: the class the token contributions, deletion curves and single-token drops
+            explain, by name or index in each checkpoint's classes (None: the predicted
+            class of each image).
     """
 
     figures: bool = True
@@ -77,6 +81,7 @@ class ExplainOptions:
     masks: Path | None = None
     batch_size: int = 64
     view: str | None = None
+    target: str | None = None
 
 
 def _load_mask(folder: Path | None, stem: str, pre: Preprocess) -> np.ndarray | None:
@@ -147,7 +152,10 @@ def explain(
         images.append((stem if seen[stem] == 1 else f"{stem}-{seen[stem]}", img))
     results = []
     bar = tqdm(total=len(images) * len(cks), desc="explain", unit="img", disable=not progress)
-    for ck, ck_name in zip(cks, names, strict=True):
+    targets = [
+        None if opts.target is None else resolve_class(ck.classes, opts.target) for ck in cks
+    ]
+    for ck, ck_name, target in zip(cks, names, targets, strict=True):
         for start in range(0, len(images), opts.batch_size):
             batch = images[start : start + opts.batch_size]
             analyses = analyse_batch(
@@ -157,6 +165,7 @@ def explain(
                 deletion=opts.deletion,
                 random_orders=opts.random_orders,
                 view=opts.view,
+                target=target,
             )
             for a, (_, img) in zip(analyses, batch, strict=True):
                 results.append(_explain_one(ck, ck_name, a, img, out, opts))

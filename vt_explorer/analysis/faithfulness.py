@@ -72,13 +72,14 @@ class DeletionResult:
     Attributes:
         order: (L,) token indices, most important first (by semantic-group share).
         importance: (L,) the share of each token.
-        curve: (L,) probability of the predicted class after removing the first k tokens of
+        curve: (L,) probability of the tracked class after removing the first k tokens of
             ``order``, k = 0 .. L-1 (the last token is never removed).
         random_curve: (L,) the same, averaged over random orders.
         single: (L,) probability drop when token l alone is removed (full - ablated).
         score: area between the random and the importance curve (mean over k; > 0 means
             the map's ranking finds tokens the prediction needs sooner than chance).
-        predicted: the class index whose probability is tracked.
+        predicted: the class index whose probability is tracked (the predicted class unless
+            another ``target`` was asked for).
     """
 
     order: np.ndarray
@@ -91,15 +92,22 @@ class DeletionResult:
 
 
 def deletion_curves(
-    model: nn.Module, trace: Trace, i: int = 0, random_orders: int = 8, seed: int = 0
+    model: nn.Module,
+    trace: Trace,
+    i: int = 0,
+    random_orders: int = 8,
+    seed: int = 0,
+    target: int | None = None,
 ) -> DeletionResult:
-    """Remove last-module tokens by importance, and in random orders; see :class:`DeletionResult`."""
+    """Remove last-module tokens by importance, and in random orders; see
+    :class:`DeletionResult`. ``target``: the class whose probability is tracked (default the
+    predicted one)."""
     _check_ablatable(model, trace)
     maps = trace.modules[-1].tokenizer_attention[i].detach().float().cpu().numpy()
     _, share = semantic_groups(maps)
     n = len(share)
     order = np.argsort(-share, kind="stable")
-    pred = int(trace.logits[i].detach().argmax())
+    pred = int(trace.logits[i].detach().argmax()) if target is None else int(target)
 
     def keep_rows(perm: np.ndarray) -> Tensor:
         keep = torch.ones(n, n, dtype=torch.bool)

@@ -86,7 +86,7 @@ class TokenStats:
     mass: np.ndarray  # mean projector weight pixels give the token (or share, no projector)
     entropy: np.ndarray  # nats
     uniform_entropy: float  # log(HW)
-    contribution: np.ndarray | None  # logit change of the predicted class on removal
+    contribution: np.ndarray | None  # logit change of the explained class on removal
 
     @property
     def entropy_ratio(self) -> np.ndarray:
@@ -97,11 +97,16 @@ class TokenStats:
 
 
 def token_stats(
-    trace: Trace, module: int, i: int = 0, model: nn.Module | None = None
+    trace: Trace,
+    module: int,
+    i: int = 0,
+    model: nn.Module | None = None,
+    target: int | None = None,
 ) -> TokenStats:
     """Per-token numbers for image ``i`` of ``trace`` at VT module ``module``.
 
-    ``contribution`` is filled for the last module of a VT-ResNet when ``model`` is given.
+    ``contribution`` is filled for the last module of a token-average classifier when
+    ``model`` is given: the logit change of class ``target`` (default the predicted one).
     """
     m: VTModuleTrace = trace.modules[module]
     maps = m.tokenizer_attention[i].detach().float().cpu().numpy()
@@ -119,7 +124,7 @@ def token_stats(
         and getattr(model, "token_ablation", False)
         and not trace.class_token
     ):
-        pred = int(trace.logits[i].detach().argmax())
+        pred = int(trace.logits[i].detach().argmax()) if target is None else int(target)
         contrib = token_contributions(model, m.tokens[i].detach(), pred)
     return TokenStats(share, mass, ent, uni, contrib)
 
