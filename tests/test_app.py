@@ -452,3 +452,25 @@ def test_a_replaced_weights_file_never_shows_the_old_models_results(tmp_path, mo
     assert not at.exception
     second = [p for p in predictions(at) if "cifar10-vt-recurrent" in p]
     assert second and all(f"**{CIFAR10_CLASSES[5]}** (100.0%)" in p for p in second)
+
+
+def test_the_class_picker_explains_any_class(app) -> None:
+    """Each model's 'Explain the class' picker: the predicted class by default, the others
+    by probability; picking another makes the Checks tab follow it (its caption names it)
+    and the Table's Δ logit explains it."""
+    at = with_gallery(app.run())
+    at.checkbox(key="compare").uncheck().run()
+    picker = next(s for s in at.selectbox if s.key and s.key.startswith("target-"))
+    assert picker.value is None and picker.options[0].startswith("the predicted class: ")
+    second = picker.options[1].rsplit(" (", 1)[0]  # the next most probable class's name
+    at.session_state["view-0"] = "Checks"
+    at.run()
+    assert any("the predicted class" in c.value for c in at.caption)
+    picker = next(s for s in at.selectbox if s.key and s.key.startswith("target-"))
+    picker.select_index(1).run()
+    assert not at.exception
+    said = [c.value for c in at.caption if "watch the probability of" in c.value]
+    assert said and all(f"the class picked above, {second}," in c for c in said)
+    at.session_state["view-0"] = "Table"
+    at.run()
+    assert any(f"how much the logit of {second} changes" in c.value for c in at.caption)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import numpy as np
 import streamlit as st
 
 from ..explore import ImageAnalysis, npz_bytes
@@ -106,11 +107,37 @@ def _predict(key: str, image: Image, uid: str, cfg: Settings) -> Slot | None:
         )
     if not a.modules:
         return Slot(key, a, 0, image, uid)
+    target = _class_picker(a, uid)
+    if target is not None:
+        a = get_analysis(key, digest, data, name, cfg.view, target)
     k = module_index(cfg.module, len(a.modules))
     st.caption(
         f"Showing module {k + 1} ({a.modules[k].kind}) of {len(a.modules)} (sidebar: VT module)"
     )
     return Slot(key, a, k, image, uid)
+
+
+def _class_picker(a: ImageAnalysis, uid: str) -> int | None:
+    """Which class the token numbers explain: the predicted one (default), any of the top 5,
+    or any class (type to search); None for the predicted one. Each model has its own
+    picker: two models' class lists need not agree."""
+    order = [int(i) for i in np.argsort(-a.probs)]
+    pred = order[0]
+    options: list[int | None] = [None, *order[1:]]
+
+    def label(i: int | None) -> str:
+        j = pred if i is None else i
+        what = "the predicted class: " if i is None else ""
+        return f"{what}{a.classes[j]} ({a.probs[j]:.1%})"
+
+    return st.selectbox(
+        "Explain the class",
+        options,
+        format_func=label,
+        key=f"target-{uid}",
+        help="Token contributions, the deletion curve and single-token drops follow the "
+        "class picked here: the most probable come first, type to find any other.",
+    )
 
 
 def _view_note(a: ImageAnalysis) -> None:

@@ -147,19 +147,32 @@ def model_identity(key: str) -> str:
 
 
 def get_analysis(
-    key: str, digest: str, data: bytes, name: str, view: str = "model"
+    key: str,
+    digest: str,
+    data: bytes,
+    name: str,
+    view: str = "model",
+    target: int | None = None,
 ) -> ImageAnalysis:
-    """Trace one image once per (model weights, image bytes, view). ``view``: "model" (the
-    checkpoint's own preprocessing) or "letterbox" (the whole photo, padded to a square)."""
-    return _analysis(key, model_identity(key), digest, data, name, view)
+    """Trace one image once per (model weights, image bytes, view, explained class).
+    ``view``: "model" (the checkpoint's own preprocessing) or "letterbox" (the whole photo,
+    padded to a square); ``target``: the class to explain (None: the predicted one)."""
+    return _analysis(key, model_identity(key), digest, data, name, view, target)
 
 
 @st.cache_data(show_spinner="Running the model...", max_entries=256)
 def _analysis(
-    key: str, weights: str, digest: str, _data: bytes, name: str, view: str
+    key: str,
+    weights: str,
+    digest: str,
+    _data: bytes,
+    name: str,
+    view: str,
+    target: int | None = None,
 ) -> ImageAnalysis:
     shown = None if view == "model" else view
-    return analyse(get_checkpoint(key), decode_image(_data, name), name, view=shown)
+    img = decode_image(_data, name)
+    return analyse(get_checkpoint(key), img, name, view=shown, target=target)
 
 
 @st.cache_resource(show_spinner="Loading EfficientNet-Lite0...")

@@ -388,6 +388,11 @@ SHORT_COLUMNS = {
 def view_table(s: Slot, cfg: Settings, picks: Picks) -> None:
     """Every token's numbers, all rows and columns, and a CSV download."""
     v = s.view
+    if v.stats.contribution is not None:
+        st.caption(
+            f"Δ logit: how much the logit of {s.a.classes[s.a.explained]} changes when the "
+            "token is removed from the average the classifier reads."
+        )
     df = pd.DataFrame(v.table(), index=[f"t{i}" for i in range(len(v.maps))])
     shown = df.rename(columns=SHORT_COLUMNS)
     st.dataframe(shown.style.format("{:.3f}"), key=f"df-{s.uid}", height=36 * (len(df) + 1) + 3)
@@ -406,9 +411,11 @@ def view_checks(s: Slot, cfg: Settings, picks: Picks) -> None:
     """Can the maps be trusted? Diversity per module, deletion curve and verdict, and the
     model-randomisation check on request."""
     a = s.a
+    which = "the predicted class" if a.target is None else "the class picked above"
     st.caption(
         "Remove the last module's tokens (before its transformer) in the order of "
-        "their share and watch the predicted class's probability, against random "
+        f"their share and watch the probability of {which}, {a.classes[a.explained]}, "
+        "against random "
         "orders: a score above 0 means the tokens the map ranks first matter more."
     )
     for i, (col, m) in enumerate(zip(st.columns(len(a.modules)), a.modules, strict=True)):
