@@ -223,10 +223,23 @@ def view_projector(s: Slot, cfg: Settings, picks: Picks) -> None:
     mean weight over the pixels."""
     v = s.view
     if v.projector_labels is None:
-        st.info("This module has no projector: the classifier reads its tokens directly.")
+        with_projector = [i + 1 for i, m in enumerate(s.a.modules) if m.projector is not None]
+        where = (
+            f"; module {', '.join(map(str, with_projector))} has one: pick it under "
+            "'VT module' in the sidebar"
+            if with_projector
+            else ""
+        )
+        st.info("This module has no projector (the classifier reads its tokens directly)" + where)
         return
-    st.caption("For each pixel, the token it reads back from most (eq. 5 softmax over tokens).")
+    st.caption(
+        "For each pixel, the token it reads back from most (eq. 5 softmax over tokens)"
+        + ("; the picked token's pixels in colour." if picks.token is not None else ".")
+    )
     st.image(grouped(s.a.image, v.projector_labels, picks.token, s.cell), width="stretch")
+    _legend(
+        np.bincount(v.projector_labels.ravel(), minlength=len(v.maps)) / v.projector_labels.size
+    )
     st.plotly_chart(
         token_weights_bar(v.stats.mass, 1 / len(v.maps), "mean projector weight", picks.token),
         key=f"mass-{s.uid}",
