@@ -324,3 +324,21 @@ def test_randomisation_steps_and_verdict_in_words() -> None:
     assert randomisation_verdict([0.9, 0.7]).startswith(
         "fails"
     ) and "0.80" in randomisation_verdict([0.9, 0.7])
+
+
+def test_least_similarity_finds_near_identical_maps() -> None:
+    """Fig. 6's '(near) identical' note reads the maps themselves: identical rows give 1,
+    two disjoint maps 0, and one differing map pulls the minimum down."""
+    from vt_explorer.analysis import least_similarity
+
+    rng = np.random.default_rng(0)
+    base = rng.random((1, 4, 4))
+    same = np.repeat(base, 5, 0) + 1e-6 * rng.random((5, 4, 4))
+    assert least_similarity(same) > 0.999
+    disjoint = np.zeros((2, 4, 4))
+    disjoint[0, :2] = 1
+    disjoint[1, 2:] = 1
+    assert least_similarity(disjoint) == pytest.approx(0.0)
+    mixed = np.concatenate([same, disjoint[:1]])
+    assert least_similarity(mixed) < 0.9
+    assert least_similarity(base) == 1.0

@@ -474,3 +474,13 @@ def test_the_class_picker_explains_any_class(app) -> None:
     at.session_state["view-0"] = "Table"
     at.run()
     assert any(f"how much the logit of {second} changes" in c.value for c in at.caption)
+
+
+def test_dataset_statistics_name_classes_not_wnids() -> None:
+    """tokens.json of an ImageNet model lists wnid folders; the panel shows class names
+    from the checkpoint's card, and leaves other folder names alone."""
+    from vt_explorer.ui.panels import class_names
+
+    card = {"wnids": ["n01440764", "n02123045"], "classes": ["tench", "tabby"]}
+    assert class_names(["n02123045", "n01440764", "Faces"], card) == ["tabby", "tench", "Faces"]
+    assert class_names(["cat", "dog"], {"classes": ["cat", "dog"]}) == ["cat", "dog"]

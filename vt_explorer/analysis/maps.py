@@ -41,6 +41,18 @@ def projector_groups(proj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return proj.argmax(0), proj.reshape(len(proj), -1).mean(1)
 
 
+def least_similarity(maps: np.ndarray) -> float:
+    """The smallest cosine similarity between any two of the L maps (L, H, W): 1 when every
+    map is the same (or there is one), about 0 when two are disjoint. The Fig. 6 view calls
+    maps with every pair at 0.99 or more (near) identical, however the attention looks."""
+    if len(maps) < 2:
+        return 1.0
+    flat = maps.reshape(len(maps), -1).astype(np.float64)
+    unit = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+    cos = unit @ unit.T
+    return float(cos[~np.eye(len(maps), dtype=bool)].min())
+
+
 def propagated_maps(maps: np.ndarray, token_attention: np.ndarray) -> np.ndarray:
     """The paper's Fig. 6 second row: A_hat[l] = sum_l' W[l, l'] A[l'].
 

@@ -101,6 +101,17 @@ def _top1_words(accuracy: float | None) -> str:
     return f"top-1 {accuracy:.2%}"
 
 
+def class_names(folders: list[str], card: dict) -> list[str]:
+    """Folder names as people read them: an ImageNet wnid (n02123045) becomes its class name
+    (tabby) where the checkpoint's card lists ``wnids`` beside its ``classes``; other names
+    stay as they are."""
+    wnids, classes = card.get("wnids"), card.get("classes")
+    if not (isinstance(wnids, list) and isinstance(classes, list) and len(wnids) == len(classes)):
+        return list(folders)
+    by_wnid = dict(zip(wnids, classes, strict=True))
+    return [str(by_wnid.get(f, f)) for f in folders]
+
+
 def show_token_statistics(key: str) -> None:
     """Dataset-level token statistics from ``vt-explorer tokens`` (NAME.tokens.json beside
     the checkpoint, or an uploaded file)."""
@@ -130,10 +141,11 @@ def show_token_statistics(key: str) -> None:
         "Share: the fraction of an image a token wins in the semantic-group map, averaged "
         "per class. Entropy / uniform: 1 = the token looks everywhere."
     )
+    names = class_names(stats["classes"], get_checkpoint(key).card)
     for k, kind in enumerate(stats["module_kinds"]):
         share = np.asarray(stats["mean_share"][k])
         st.plotly_chart(
-            token_class_heatmap(share, stats["classes"], f"module {k + 1} ({kind}): mean share"),
+            token_class_heatmap(share, names, f"module {k + 1} ({kind}): mean share"),
             key=f"tokhm-{key}-{k}",
         )
         ent = np.asarray(stats["entropy_ratio"][k])

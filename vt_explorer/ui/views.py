@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ..analysis import deletion_verdict, format_score, randomisation_verdict, step_label
+from ..analysis import (
+    deletion_verdict,
+    format_score,
+    least_similarity,
+    randomisation_verdict,
+    step_label,
+)
 from ..explore import ImageAnalysis, ModuleView
 from ..exports import token_table_csv
 from ..viz import attention_heatmap, deletion_plot, palette, token_grid_png
@@ -172,10 +178,16 @@ def view_propagated(s: Slot, cfg: Settings, picks: Picks) -> None:
         "last layer's attention (mean over heads)."
     )
     w = s.view.token_attention[-1].mean(0)
-    if near_uniform(w[-len(prop) :, -len(prop) :], 1.0 / w.shape[-1]):
+    least = least_similarity(prop)
+    if least >= 0.99:
+        why = (
+            "the attention is ~ uniform, so every propagated map is ~ the mean of all maps"
+            if near_uniform(w[-len(prop) :, -len(prop) :], 1.0 / w.shape[-1])
+            else "every token attends to the same few tokens"
+        )
         st.info(
-            "The attention is ~ uniform, so every propagated map is ~ the mean of all "
-            "maps: the tiles are (near) identical."
+            f"The propagated maps are (near) identical: every pair has cosine similarity "
+            f"{least:.3f} or more ({why})."
         )
     _grid(s, "propagated", prop, cfg, picks)
 
@@ -360,7 +372,16 @@ def view_pixel(s: Slot, cfg: Settings, picks: Picks) -> None:
         return
     (r, c), L = s.cell, len(v.maps)
     tok, proj = v.at_pixel(s.cell)
-    line = f"Cell row {r + 1}, column {c + 1} of {hw[0]}x{hw[1]}: semantic group t{v.groups[r, c]}"
+    top = int(np.argmax(tok))
+    line = (
+        f"Cell row {r + 1}, column {c + 1} of {hw[0]}x{hw[1]}: t{top} attends to it most "
+        "(the tallest bar below)"
+    )
+    if int(v.groups[r, c]) != top:
+        line += (
+            f"; its semantic group is t{v.groups[r, c]}, whose map peaks here relative to its "
+            "own maximum"
+        )
     if v.projector_labels is not None:
         line += f", reads back most from t{v.projector_labels[r, c]}"
     if tok.max() < 1 / (hw[0] * hw[1]):
