@@ -173,8 +173,12 @@ def _picks(idx: int, slots: list[Slot]) -> Picks:
         key=f"token-{idx}",
         format_func=lambda t: "none" if t is None else f"t{t}",
         help="frames its tile, outlines its row and column in the attention "
-        "matrix and keeps only its group coloured",
+        "matrix and keeps only its group coloured, in every model shown. The index is "
+        "the same for both models, but their tokens are unrelated: t3 of one model has "
+        "nothing to do with t3 of the other.",
     )
+    if token is not None and len(slots) > 1:
+        c1.caption(f"t{token} in each model is that model's own token; they are unrelated.")
     key = f"pixel-{idx}"
     pixel = st.session_state.get(key)
     if pixel is None:
