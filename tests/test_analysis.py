@@ -156,8 +156,8 @@ def test_analysis_arrays_round_trip_through_npz() -> None:
 
     back = np.load(io.BytesIO(npz_bytes(arrays)))
     assert set(back.files) == set(arrays)
-    np.testing.assert_array_equal(back["m1_maps"], a.modules[1].maps)
-    assert "m2_projector" not in back.files and "deletion_curve" in back.files
+    np.testing.assert_array_equal(back["m2_maps"], a.modules[1].maps)
+    assert "m3_projector" not in back.files and "deletion_curve" in back.files
     # views are drawn on the image enlarged (nearest) to about 224 px; grids on <= 224 px
     assert a.tile.shape[0] <= 224 and a.image.shape[:2] == (192, 192)
 
@@ -188,7 +188,7 @@ def test_what_the_app_shows_is_what_explain_writes(tmp_path, config, overrides) 
         np.testing.assert_array_equal(written[k], v, err_msg=k)
     assert any(k.endswith("_propagated") for k in shown)
     if overrides.get("depth") == 2:
-        assert "m1_token_attention_l1" in shown
+        assert "m2_token_attention_l2" in shown
 
 
 def test_diversity_measures_on_constructed_maps() -> None:
@@ -255,7 +255,7 @@ def test_zip_holds_what_explain_writes(tmp_path) -> None:
         summary = json.loads(z.read(names["summary.json"]))
         assert summary["model"] == "ck" and len(summary["modules"]) == len(a.modules)
         for k, v in enumerate(a.modules):
-            rows = list(csv.reader(io.StringIO(z.read(names[f"m{k}_tokens.csv"]).decode())))
+            rows = list(csv.reader(io.StringIO(z.read(names[f"m{k + 1}_tokens.csv"]).decode())))
             assert rows[0] == ["token", *v.table()] and len(rows) == 1 + len(v.maps)
             share = [float(r[1]) for r in rows[1:]]
             np.testing.assert_allclose(share, v.table()["share of pixels"], rtol=1e-5)

@@ -150,18 +150,18 @@ def _zip(data: bytes) -> None:
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         names = z.namelist()
         assert any(n.endswith("/summary.json") for n in names)
-        assert any(n.endswith("/m0_tokens.png") for n in names)
+        assert any(n.endswith("/m1_tokens.png") for n in names)
         _npz(z.read(next(n for n in names if n.endswith("/arrays.npz"))))
 
 
 def _npz(data: bytes) -> None:
     arrays = np.load(io.BytesIO(data))
-    assert "probabilities" in arrays.files and "m0_maps" in arrays.files
+    assert "probabilities" in arrays.files and "m1_maps" in arrays.files
 
 
 def _json(data: bytes) -> None:
     doc = json.loads(data)
-    assert doc["predictions"] and "arrays" in doc and doc["modules"][0]["module"] == 0
+    assert doc["predictions"] and "arrays" in doc and doc["modules"][0]["module"] == 1
 
 
 def _png(data: bytes) -> None:

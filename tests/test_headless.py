@@ -67,16 +67,16 @@ def test_explain_writes_figures_arrays_and_a_summary_equal_to_the_app(tmp_path, 
         "report",
         "predictions",
         "deletion",
-        "m0_tokens",
-        "m0_groups",
-        "m0_projector",
-        "m0_attention_l0",
-        "m0_propagated",
-        "m2_tokens",
+        "m1_tokens",
+        "m1_groups",
+        "m1_projector",
+        "m1_attention_l1",
+        "m1_propagated",
+        "m3_tokens",
     ):
         assert (folder / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
         assert b"<svg" in (folder / f"{name}.svg").read_bytes()[:500], name
-    assert not (folder / "m2_projector.png").exists()  # the last module has no projector
+    assert not (folder / "m3_projector.png").exists()  # the last module has no projector
     tokens = s["modules"][0]["tokens"]
     assert len(tokens) == 16 and {"share", "mass", "entropy", "foreground_share"} <= set(tokens[0])
     assert "contribution" in s["modules"][2]["tokens"][0]
@@ -93,7 +93,7 @@ def test_explain_writes_figures_arrays_and_a_summary_equal_to_the_app(tmp_path, 
     # (explain runs images in batches, the app one at a time: kernels may round differently,
     # so maps agree to float precision and argmax-based numbers up to a near-tied pixel)
     np.testing.assert_allclose(arrays["probabilities"], ref.probs, rtol=1e-3, atol=1e-5)
-    np.testing.assert_allclose(arrays["m1_maps"], ref.modules[1].maps, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(arrays["m2_maps"], ref.modules[1].maps, rtol=1e-3, atol=1e-5)
     pixels = ref.modules[0].maps[0].size
     shares = np.array([t["share"] for t in tokens])
     assert np.abs(shares - ref.modules[0].stats.share).sum() <= 4 / pixels + 1e-6
@@ -156,7 +156,7 @@ def test_tokens_statistics_add_up_and_the_app_file_reads_back(tmp_path, ck3, cap
     assert main(["tokens", str(ck3), str(data), "--out", str(out), "--deletion-images", "2"]) == 0
     assert "module 2 (recurrent)" in capsys.readouterr().out
     stats = read_token_statistics(out / "tokens.json")
-    assert (out / "tokens_m0.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "tokens_m1.png").read_bytes()[:4] == b"\x89PNG"
     share = np.asarray(stats["mean_share"])  # (modules, classes, tokens)
     assert share.shape == (3, 3, 16)
     np.testing.assert_allclose(share.sum(-1), 1.0, atol=1e-4)  # shares sum to 1 (6 digits)

@@ -6,8 +6,9 @@
 is what they saw, by construction: :meth:`ImageAnalysis.to_arrays` (NPZ),
 :meth:`ImageAnalysis.to_json` and :meth:`ImageAnalysis.report` are the exports of both.
 
-Module numbering is 0-based everywhere a machine reads it (``m0_maps`` in arrays, module
-0 in JSON) and shown 1-based to people ("module 1" in the app and figures).
+Modules and transformer layers are numbered from 1 everywhere: "module 1" in the app and
+figures is ``m1_maps`` in the arrays, ``m1_tokens.png`` among the files and ``"module": 1``
+in JSON (Python lists such as ``ImageAnalysis.modules`` stay 0-based).
 
 Propagated maps (the paper's Fig. 6, second row), one rule: the maps are mixed by the
 attention of the module's **last** transformer layer (the one whose output the module
@@ -182,26 +183,27 @@ class ImageAnalysis:
 
     def to_arrays(self, image: bool = True) -> dict[str, np.ndarray]:
         """Every array of the analysis, named for an ``.npz`` file: ``probabilities``; per
-        module k (0-based) ``m{k}_maps``, ``m{k}_token_attention_l{j}``, ``m{k}_projector``,
+        module k (numbered from 1, as the page and the figures say "module 1")
+        ``m{k}_maps``, ``m{k}_token_attention_l{j}`` (layer j from 1), ``m{k}_projector``,
         ``m{k}_groups``, ``m{k}_projector_groups``, ``m{k}_propagated``, ``m{k}_share``,
         ``m{k}_mass``, ``m{k}_entropy``, ``m{k}_contribution``; the deletion curves; and
         (``image``) the image the views are drawn on."""
         arrays: dict[str, np.ndarray] = {"probabilities": self.probs}
         for k, v in enumerate(self.modules):
-            arrays[f"m{k}_maps"] = v.maps
+            arrays[f"m{k + 1}_maps"] = v.maps
             for j, att in enumerate(v.token_attention):
-                arrays[f"m{k}_token_attention_l{j}"] = att
-            arrays[f"m{k}_groups"] = v.groups
+                arrays[f"m{k + 1}_token_attention_l{j + 1}"] = att
+            arrays[f"m{k + 1}_groups"] = v.groups
             if v.projector is not None:
-                arrays[f"m{k}_projector"] = v.projector
-                arrays[f"m{k}_projector_groups"] = v.projector_labels
+                arrays[f"m{k + 1}_projector"] = v.projector
+                arrays[f"m{k + 1}_projector_groups"] = v.projector_labels
             if v.propagated is not None:
-                arrays[f"m{k}_propagated"] = v.propagated
-            arrays[f"m{k}_share"] = v.stats.share
-            arrays[f"m{k}_mass"] = v.stats.mass
-            arrays[f"m{k}_entropy"] = v.stats.entropy
+                arrays[f"m{k + 1}_propagated"] = v.propagated
+            arrays[f"m{k + 1}_share"] = v.stats.share
+            arrays[f"m{k + 1}_mass"] = v.stats.mass
+            arrays[f"m{k + 1}_entropy"] = v.stats.entropy
             if v.stats.contribution is not None:
-                arrays[f"m{k}_contribution"] = v.stats.contribution
+                arrays[f"m{k + 1}_contribution"] = v.stats.contribution
         if self.deletion is not None:
             arrays["deletion_curve"] = self.deletion.curve
             arrays["deletion_random_curve"] = self.deletion.random_curve
@@ -212,7 +214,8 @@ class ImageAnalysis:
 
     def to_json(self, top: int = 5) -> dict[str, Any]:
         """The numbers of the analysis as JSON-ready data: the top predictions, per module
-        (0-based) its kind, distinct maps and per-token rows, and the deletion result."""
+        (numbered from 1) its kind, distinct maps and per-token rows, and the deletion
+        result."""
         order = np.argsort(-self.probs)[:top]
         out: dict[str, Any] = {
             "image": self.name,
@@ -231,7 +234,7 @@ class ImageAnalysis:
             },
             "modules": [
                 {
-                    "module": k,
+                    "module": k + 1,
                     "kind": v.kind,
                     "distinct_maps": v.distinct,
                     "effective_groups": round(v.diversity.effective_groups, 4),

@@ -1,9 +1,9 @@
 """The files of one image under one model: what ``vt-explorer explain`` writes into a folder
 and what the app's ZIP download holds, built by the same functions.
 
-File names number modules 0-based (``m0_tokens.png``, as the arrays' ``m0_maps``), the
-layers of a module's transformer 0-based (``m0_attention_l0``); figures and the app say
-"module 1", "layer 1" to people. Everything is drawn from an
+File names number modules and the layers of a module's transformer from 1, as the page,
+the figures and the arrays do (``m1_tokens.png`` and ``m1_maps`` are module 1,
+``m1_attention_l1`` its first layer): one numbering everywhere a person reads. Everything is drawn from an
 :class:`~vt_explorer.explore.ImageAnalysis`, never from the model.
 """
 
@@ -42,25 +42,25 @@ def figure_files(
     files = {f"predictions.{fmt}": predictions_figure(a.classes, a.probs, title=a.name, fmt=fmt)}
     for k, v in enumerate(a.modules):
         title = f"{model}, module {k + 1} ({v.kind})"
-        files[f"m{k}_tokens.{fmt}"] = token_grid_png(
+        files[f"m{k + 1}_tokens.{fmt}"] = token_grid_png(
             a.image, v.maps, cmap, alpha, title=title, fmt=fmt, shared=shared
         )
-        files[f"m{k}_groups.{fmt}"] = groups_figure(
+        files[f"m{k + 1}_groups.{fmt}"] = groups_figure(
             a.image, v.groups, v.stats.share, f"semantic groups, {title}", fmt
         )
         if v.projector_labels is not None:
-            files[f"m{k}_projector.{fmt}"] = groups_figure(
+            files[f"m{k + 1}_projector.{fmt}"] = groups_figure(
                 a.image, v.projector_labels, v.stats.mass, f"projector view, {title}", fmt
             )
         for j, att in enumerate(v.token_attention):
-            files[f"m{k}_attention_l{j}.{fmt}"] = heatmap_figure(
+            files[f"m{k + 1}_attention_l{j + 1}.{fmt}"] = heatmap_figure(
                 att.mean(0),
                 f"token attention, layer {j + 1} (mean of {len(att)} heads), {title}",
                 fmt=fmt,
                 uniform=1.0 / att.shape[-1],
             )
         if v.propagated is not None:
-            files[f"m{k}_propagated.{fmt}"] = token_grid_png(
+            files[f"m{k + 1}_propagated.{fmt}"] = token_grid_png(
                 a.image,
                 v.propagated,
                 cmap,
@@ -99,7 +99,7 @@ def zip_bytes(
         z.writestr(f"{folder}/summary.json", json.dumps(a.to_json() | {"model": model}, indent=1))
         z.writestr(f"{folder}/arrays.npz", npz_bytes(a.to_arrays()))
         for k, v in enumerate(a.modules):
-            z.writestr(f"{folder}/m{k}_tokens.csv", token_table_csv(v))
+            z.writestr(f"{folder}/m{k + 1}_tokens.csv", token_table_csv(v))
         for name, data in figure_files(a, model, cmap, alpha, "png", shared).items():
             z.writestr(f"{folder}/{name}", data)
     return buf.getvalue()

@@ -365,11 +365,11 @@ def write_token_statistics(stats: dict[str, Any], out: str | Path, fmt: str = "p
     written[0].write_text(json.dumps(stats))
     for k, kind in enumerate(stats["module_kinds"]):
         share = np.asarray(stats["mean_share"][k])  # (K, L)
-        f = out / f"tokens_m{k}.{fmt}"
+        f = out / f"tokens_m{k + 1}.{fmt}"
         f.write_bytes(
             heatmap_figure(
                 share,
-                f"mean share of the image per token and class, module {k} ({kind})",
+                f"mean share of the image per token and class, module {k + 1} ({kind})",
                 xlabel="token",
                 ylabel="class",
                 yticks=stats["classes"],
