@@ -146,6 +146,12 @@ def test_upload_photos_and_bad_files(app) -> None:
     assert not at.exception
 
 
+def ck_uploader(at: AppTest):
+    """The sidebar's own-checkpoint uploader of the latest run (its key changes after a
+    refused pair)."""
+    return next(u for u in at.sidebar.file_uploader if u.key.startswith("ck_upload"))
+
+
 def _pair(stem: Path) -> list[tuple[str, bytes, str]]:
     return [
         (
@@ -176,19 +182,26 @@ def test_own_checkpoint_upload_is_selected_and_bad_ones_keep_the_previous_models
     # a foreign card: one line naming the uploaded file, never a traceback or a server path
     (tmp_path / "fake.json").write_text("{not json")
     (tmp_path / "fake.safetensors").write_bytes(b"\0" * 64)
-    at.file_uploader(key="ck_upload").set_value(_pair(tmp_path / "fake")).run()
+    (tmp_path / "fake.json").rename(tmp_path / "other.json")  # two names, as a visitor may
+    files = [("fake.safetensors", (tmp_path / "fake.safetensors").read_bytes(), "x/y")]
+    files.append(("other.json", (tmp_path / "other.json").read_bytes(), "application/json"))
+    at.file_uploader(key="ck_upload").set_value(files).run()
     assert not at.exception
     errors = [e.value for e in at.sidebar.error]
     assert (
-        len(errors) == 1 and "Cannot use that checkpoint: fake.json: not a vt_explorer" in errors[0]
+        len(errors) == 1
+        and "Cannot use that checkpoint: other.json: not a vt_explorer" in errors[0]
     )
+    # the refused pair is gone: the uploader starts empty for the next attempt
+    uploader = [u for u in at.sidebar.file_uploader if u.key.startswith("ck_upload")]
+    assert len(uploader) == 1 and uploader[0].key != "ck_upload" and not uploader[0].value
     assert (
         "vt-upload-" not in errors[0] and str(tmp_path) not in errors[0] and "\n" not in errors[0]
     )
     assert predictions(at) == before
     # a valid one of the visitor's: selected at once and labelled as theirs
     save_checkpoint(create_model("vt_resnet20_filter"), tmp_path / "mine")
-    at.file_uploader(key="ck_upload").set_value(_pair(tmp_path / "mine")).run()
+    ck_uploader(at).set_value(_pair(tmp_path / "mine")).run()
     assert not at.exception and not at.sidebar.error
     assert at.selectbox(key="model_a").value.startswith("upload:")
     assert any("**yours: mine** predicts" in p for p in predictions(at))
@@ -199,7 +212,7 @@ def test_own_checkpoint_upload_is_selected_and_bad_ones_keep_the_previous_models
 
     assert not hasattr(state_mod, "LABELS")
     # one file only: asked for both
-    at.file_uploader(key="ck_upload").set_value(_pair(tmp_path / "mine")[:1]).run()
+    ck_uploader(at).set_value(_pair(tmp_path / "mine")[:1]).run()
     assert any("exactly one" in e.value for e in at.sidebar.error)
 
 

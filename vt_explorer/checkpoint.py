@@ -328,11 +328,16 @@ def checkpoint_catalog(folders: list[Path] | None = None) -> dict[str, str]:
 
 
 def load_checkpoint_bytes(
-    weights: bytes, card: bytes, name: str, device: str | torch.device = "cpu"
+    weights: bytes,
+    card: bytes,
+    name: str,
+    device: str | torch.device = "cpu",
+    file_names: tuple[str, str] | None = None,
 ) -> LoadedCheckpoint:
     """Load a checkpoint from its two files' bytes (a visitor's upload) with every check of
     :func:`load_checkpoint`. The files go to a private temporary folder that is removed
-    before returning; messages name ``name`` and never the server's folders."""
+    before returning; messages never show the server's folders, and name the files as the
+    visitor uploaded them (``file_names``: the weights' and the card's; default NAME.*)."""
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80] or "checkpoint"
     with tempfile.TemporaryDirectory(prefix="vt-upload-") as tmp:
         base = Path(tmp) / stem
@@ -341,7 +346,11 @@ def load_checkpoint_bytes(
         try:
             return load_checkpoint(base, device=device)
         except CheckpointError as err:
-            raise CheckpointError(str(err).replace(tmp + os.sep, "")) from None
+            msg = str(err).replace(tmp + os.sep, "")
+            if file_names is not None:
+                msg = msg.replace(stem + ".safetensors", file_names[0])
+                msg = msg.replace(stem + ".json", file_names[1])
+            raise CheckpointError(msg) from None
 
 
 def card_summary(card: dict[str, Any]) -> str:

@@ -236,6 +236,12 @@ def flags(tmp: Path, ck: str) -> None:
     report("--resume with a pickled file", ok, (lines or ["(nothing)"])[-1][-110:])
 
 
+def _ck_uploader(at):
+    """The sidebar's own-checkpoint uploader of the latest run (a refused pair replaces it
+    with an empty one under a new key)."""
+    return next(u for u in at.sidebar.file_uploader if u.key.startswith("ck_upload"))
+
+
 def app(tmp: Path, uploads: int) -> None:
     from streamlit.testing.v1 import AppTest
 
@@ -273,7 +279,7 @@ def app(tmp: Path, uploads: int) -> None:
             (f"mine.{s}", stem.with_suffix(f".{s}").read_bytes(), "application/json")
             for s in ("safetensors", "json")
         ]
-        at.file_uploader(key="ck_upload").set_value(files).run()
+        _ck_uploader(at).set_value(files).run()
         rss.append(rss_mb())
     ok = not at.exception and at.selectbox(key="model_a").value.startswith("upload:")
     grow = rss[-1] - rss[min(9, len(rss) - 1)]
@@ -289,7 +295,7 @@ def app(tmp: Path, uploads: int) -> None:
         ("evil.safetensors", stem.with_suffix(".safetensors").read_bytes(), "x"),
         ("evil.json", json.dumps(bad).encode(), "application/json"),
     ]
-    at.file_uploader(key="ck_upload").set_value(files).run()
+    _ck_uploader(at).set_value(files).run()
     errs = [e.value for e in at.sidebar.error]
     ok = (
         not at.exception

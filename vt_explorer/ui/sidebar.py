@@ -40,11 +40,17 @@ DEFAULT_PAIR = (
 def own_checkpoint_upload() -> None:
     """A visitor's own checkpoint (.safetensors + .json), held for this browser tab only;
     once loaded it is selected at once and labelled as theirs."""
+    # a refused pair empties the uploader (a fresh widget key), so that the next attempt
+    # starts clean instead of failing beside the old files; the reason stays on screen
+    gen = int(st.session_state.get("ck_upload_gen", 0))
+    refused = st.session_state.pop("ck_upload_refused", None)
+    if refused:
+        st.sidebar.error(refused)
     files = st.sidebar.file_uploader(
         "Your own checkpoint (NAME.safetensors + NAME.json)",
         type=["safetensors", "json"],
         accept_multiple_files=True,
-        key="ck_upload",
+        key="ck_upload" if gen == 0 else f"ck_upload-{gen}",
         help="Trained with `vt-explorer train`. Both files at once, at most "
         f"{MAX_UPLOAD_MB} MB each; kept for this browser tab only, never written to the "
         "server's checkpoint folders.",
@@ -59,21 +65,29 @@ def own_checkpoint_upload() -> None:
         return
     w, c = weights[0].getvalue(), cards[0].getvalue()
     if max(len(w), len(c)) > MAX_UPLOAD_BYTES:
-        st.sidebar.error(f"Cannot use that checkpoint: a file is over {MAX_UPLOAD_MB} MB.")
-        return
+        _refuse(f"Cannot use that checkpoint: a file is over {MAX_UPLOAD_MB} MB.", gen)
     name = Path(cards[0].name).stem
     key = "upload:" + hashlib.sha256(w + b"\0" + c).hexdigest()
     own = st.session_state.get("own_checkpoint")
     if own is not None and own[0] == key:
         return
     try:
-        ck = load_checkpoint_bytes(w, c, name, device=select_device())
+        ck = load_checkpoint_bytes(
+            w, c, name, device=select_device(), file_names=(weights[0].name, cards[0].name)
+        )
     except CheckpointError as err:
-        st.session_state.pop("own_checkpoint", None)
-        st.sidebar.error(f"Cannot use that checkpoint: {err}")
-        return
+        _refuse(f"Cannot use that checkpoint: {err}", gen)
     st.session_state["own_checkpoint"] = (key, ck, OWN + name)
     st.session_state["model_a"] = key
+
+
+def _refuse(message: str, gen: int) -> None:
+    """Drop the visitor's refused pair: the message is kept for the next run, the uploader
+    is replaced by an empty one, the previous models stay."""
+    st.session_state["ck_upload_refused"] = message
+    st.session_state["ck_upload_gen"] = gen + 1
+    st.session_state.pop("own_checkpoint", None)
+    st.rerun()
 
 
 def model_choices() -> list[str]:
