@@ -248,7 +248,13 @@ def overview(readable: list[Image], cfg: Settings) -> int | None:
     the deletion score (models named A and B in the headers, spelled out above). Selecting a
     row shows only that image; returns its index (None: nothing selected, the images are
     shown a page at a time)."""
-    df = pd.DataFrame([_overview_row(image, cfg) for image in readable])
+    n, rows = len(readable), []
+    bar = st.progress(0.0, text=f"Analysing {n} images...")
+    for i, image in enumerate(readable):
+        rows.append(_overview_row(image, cfg))
+        bar.progress((i + 1) / n, text=f"Analysed {i + 1} of {n} images")
+    bar.empty()
+    df = pd.DataFrame(rows)
     names = " · ".join(f"**{chr(65 + j)}** = {short(m)}" for j, m in enumerate(cfg.models))
     st.markdown(f"{len(readable)} images. {names}")
     st.caption(
@@ -258,7 +264,7 @@ def overview(readable: list[Image], cfg: Settings) -> int | None:
         "matter more than chance)."
     )
     number = {
-        c: st.column_config.NumberColumn(format="%.1f" if c.endswith("%") else "%+.4f")
+        c: st.column_config.NumberColumn(format="%.1f" if c.endswith("%") else "%.3f")
         for c in df.columns
         if c.endswith(("%", "deletion"))
     }
@@ -293,7 +299,8 @@ def _overview_row(image: Image, cfg: Settings) -> dict:
         tops.append(cls)
         row[f"{m} top-1"], row[f"{m} %"] = cls, round(100 * p, 1)
         row[f"{m} tokens"] = a.modules[-1].diversity.verdict if a.modules else "-"
-        row[f"{m} deletion"] = None if a.deletion is None else a.deletion.score
+        # rounded as shown, so that a score of -0.00001 is 0.000, never -0.000
+        row[f"{m} deletion"] = None if a.deletion is None else round(a.deletion.score, 3) + 0.0
     if len(cfg.models) == 2:
         row["agree"] = len(tops) == 2 and tops[0] == tops[1]
     return row
