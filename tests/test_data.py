@@ -257,3 +257,66 @@ def test_an_unsorted_archive_is_read_once_in_its_own_order_and_handed_out_sorted
     b = list(_iter_archive(tmp_path / "reversed.tar.gz"))
     assert [x[1] for x in a] == sorted(x[1] for x in a) and a == b
     assert [x[2] for x in b] == [f.read_bytes() for f in files]
+
+
+def _tar_of(path, members: dict) -> None:
+    """A .tar.gz from {name: bytes, or ("symlink"|"hardlink", target)}."""
+    import io as _io
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            if isinstance(data, tuple):
+                info.type = tarfile.SYMTYPE if data[0] == "symlink" else tarfile.LNKTYPE
+                info.linkname = data[1]
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, _io.BytesIO(data))
+
+
+def test_an_archive_follows_a_folders_rules(tmp_path, monkeypatch) -> None:
+    """Issue 30, item 4: a class whose files are all unreadable is refused in an archive as
+    in a folder (it used to vanish: training on the other classes); links and devices are
+    named, not dropped; an oversized member is named and never read."""
+    import vt_explorer.data as data_mod
+
+    png = image_bytes(make_image((200, 20, 20), 16))
+    _tar_of(tmp_path / "a.tar.gz", {"cat/1.png": png, "bird/1.png": png, "dog/1.png": b"no"})
+    for src in (tmp_path / "a.tar.gz",):
+        with pytest.raises(ValueError, match="without a readable image: dog"):
+            load_image_folder(src, 16, use_cache=False, progress=False)
+    folder = tmp_path / "f"
+    for c, d in (("cat", png), ("bird", png), ("dog", b"no")):
+        (folder / c).mkdir(parents=True)
+        (folder / c / "1.png").write_bytes(d)
+    with pytest.raises(ValueError, match="without a readable image: dog"):
+        load_image_folder(folder, 16, use_cache=False, progress=False)
+    members = {"cat/1.png": png, "cat/link.png": ("symlink", "1.png")}
+    members |= {"dog/1.png": png, "dog/hard.png": ("hardlink", "dog/1.png"), "dog/big.png": png}
+    _tar_of(tmp_path / "b.tar.gz", members)
+    monkeypatch.setattr(data_mod, "MAX_MEMBER_BYTES", len(png) - 1)  # every png "too big"
+    monkeypatch.setattr(data_mod, "_member_bytes", lambda *a: pytest.fail("read a member"))
+    with (
+        pytest.warns(UserWarning, match="dog/big.png: more than an image file may be"),
+        pytest.raises(ValueError, match="no readable image inside class folders"),
+    ):
+        load_image_folder(tmp_path / "b.tar.gz", 16, use_cache=False, progress=False)
+    monkeypatch.undo()
+    with pytest.warns(UserWarning) as seen:
+        ds = load_image_folder(tmp_path / "b.tar.gz", 16, use_cache=False, progress=False)
+    said = " ".join(str(w.message) for w in seen)
+    assert "cat/link.png: a symbolic link, not an image file" in said
+    assert "dog/hard.png: a hard link, not an image file" in said
+    assert ds.classes == ["cat", "dog"] and len(ds) == 3
+
+
+def test_a_cached_rerun_names_the_skipped_files_again(tmp_path, monkeypatch) -> None:
+    """The second read of a dataset comes from the cache and still warns about every file
+    it skipped (a cached eval used to print nothing)."""
+    monkeypatch.setenv("VT_EXPLORER_CACHE", str(tmp_path / "cache"))
+    root = make_dataset(tmp_path / "ds", per_class=2)
+    (root / sorted(p.name for p in root.iterdir())[0] / "notes.png").write_bytes(b"text")
+    for _ in range(2):
+        with pytest.warns(UserWarning, match="notes.png: not an image"):
+            load_image_folder(root, 16, progress=False)

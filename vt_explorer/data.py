@@ -180,6 +180,8 @@ def _iter_folder(root: Path) -> Iterator[tuple[str, str, bytes | None, str]]:
                 rel = str(f.relative_to(root))
                 if f.name.startswith("."):
                     yield cls_dir.name, rel, None, "hidden file"
+                elif f.stat().st_size > MAX_MEMBER_BYTES:
+                    yield cls_dir.name, rel, None, _TOO_BIG
                 else:
                     yield cls_dir.name, rel, f.read_bytes(), ""
 
@@ -222,19 +224,57 @@ def verified_members(tar: tarfile.TarFile, path: Path) -> list[tarfile.TarInfo]:
     return members
 
 
-def _iter_archive(path: Path) -> Iterator[tuple[str, str, bytes | None, str]]:
+#: the largest file of a dataset read (an image file is at most 64 MB, as uploads): a 1 GiB
+#: member of a small, highly compressed archive is named and skipped, never read whole
+MAX_MEMBER_BYTES = 64 * 10**6
+_TOO_BIG = f"more than an image file may be ({MAX_MEMBER_BYTES // 10**6} MB)"
+
+
+def _member_kind(m: tarfile.TarInfo) -> str:
+    """What an archive member that is not a regular file is, in words."""
+    if m.issym():
+        return "a symbolic link"
+    if m.islnk():
+        return "a hard link"
+    if m.isdev():
+        return "a device"
+    return "not a regular file"
+
+
+def _iter_archive(
+    path: Path, classes: list[str] | None = None
+) -> Iterator[tuple[str, str, bytes | None, str]]:
+    """(class, member name, bytes or None, skip reason) for each member of an archive, the
+    same rules as a folder's: links, devices and members over :data:`MAX_MEMBER_BYTES` are
+    named and skipped, never silently dropped or read. ``classes``, when given, receives
+    every class folder the archive holds (a class whose files are all unreadable is still
+    one, so that it is refused as a folder's would be)."""
     try:
         tar = tarfile.open(path, "r:*")  # noqa: SIM115 (closed by the with below)
     except _ARCHIVE_ERRORS as err:
         raise DatasetError(f"{path}: not a readable tar archive ({err})") from None
     with tar:
-        members = [m for m in verified_members(tar, path) if m.isfile()]
-        parts = [Path(m.name).parts for m in members]
-        if not parts:
+        every = [m for m in verified_members(tar, path) if not m.isdir()]
+        members = [m for m in every if m.isfile()]
+        parts = [Path(m.name).parts for m in every]
+        if not members:
             raise DatasetError(f"{path}: the archive holds no files")
         # allow one common top-level folder (train/<class>/...), else <class>/...
         tops = {p[0] for p in parts}
         depth = 1 if len(tops) == 1 and all(len(p) >= 3 for p in parts) else 0
+        if classes is not None:
+            classes[:] = sorted({p[depth] for p in parts if len(p) >= depth + 2})
+        for m, p in zip(every, parts, strict=True):
+            if not m.isfile():
+                cls = p[depth] if len(p) >= depth + 2 else ""
+                yield cls, m.name, None, f"{_member_kind(m)}, not an image file"
+        too_big = {m.name for m in members if m.size > MAX_MEMBER_BYTES}
+        members = [m for m in members if m.name not in too_big]
+        for m in sorted(too_big):
+            p = Path(m).parts
+            cls = p[depth] if len(p) >= depth + 2 else ""
+            yield cls, m, None, _TOO_BIG
+        parts = [Path(m.name).parts for m in members]
         ordered = sorted(zip(members, parts, strict=True), key=lambda mp: mp[0].name)
         # a compressed archive cannot seek back without decompressing again from its start,
         # so members read out of archive order cost O(n^2) (Caltech-101: 7 instead of 300
@@ -327,6 +367,8 @@ def load_image_folder(
     hit = read_cache(cache, "images") if use_cache else None
     if hit is not None:
         t, classes, skipped = hit
+        for s in skipped:  # the same words as the first read, not silence
+            warnings.warn(f"skipped {s}", stacklevel=2)
         return ImageDataset(t["images"], t["labels"], classes, str(src), skipped, digest)
 
     class_dirs, items = scan_source(src)
@@ -385,7 +427,8 @@ def scan_source(src: Path) -> tuple[list[str] | None, Iterator[tuple[str, str, b
         if not class_dirs:
             raise DatasetError(f"{src}: no class folders (expected {src}/<class>/<image>)")
         return class_dirs, _iter_folder(src)
-    return None, _iter_archive(src)
+    classes: list[str] = []  # filled when the archive is read (its headers come first)
+    return classes, _iter_archive(src, classes)
 
 
 def decode_stream(

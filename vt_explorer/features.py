@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,6 +138,8 @@ def compute_features(
     hit = read_cache(cache, "features") if use_cache else None
     if hit is not None:
         t, classes, skipped = hit
+        for s in skipped:  # the same words as the first read, not silence
+            warnings.warn(f"skipped {s}", stacklevel=2)
         return FeatureSet(t["features"], t["labels"], classes, str(src), skipped, digest)
 
     device = torch.device(device)
