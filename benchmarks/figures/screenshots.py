@@ -144,6 +144,9 @@ def main() -> None:
         help="your own images (default: the drawn examples); the first gets the per-view shots",
     )
     p.add_argument("--out", default=str(ROOT / "docs"), help="folder to write into")
+    p.add_argument(
+        "--width", type=int, default=1500, help="browser width in px (1000: a small laptop)"
+    )
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(exist_ok=True)
@@ -156,7 +159,7 @@ def main() -> None:
         browser = pw.chromium.launch(
             executable_path="/usr/bin/chromium", args=["--no-sandbox", "--headless"]
         )
-        page = browser.new_page(viewport={"width": 1500, "height": 2400})
+        page = browser.new_page(viewport={"width": args.width, "height": 2400})
         overview(page, url, images, out)
         views(page, url, images[0], out)
         browser.close()

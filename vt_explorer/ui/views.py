@@ -76,9 +76,10 @@ def downloads(label: str, make: Callable[[str], bytes], stem: str, uid: str) -> 
     """PNG and SVG download buttons for one figure; the file is drawn only when clicked."""
     c1, c2 = st.columns(2)
     for col, fmt, mime in ((c1, "png", "image/png"), (c2, "svg", "image/svg+xml")):
-        col.download_button(
-            f"{label} ({fmt.upper()})",
+        col.download_button(  # short labels: whole at any width; the help names the figure
+            f"⬇ {fmt.upper()}",
             lambda f=fmt: make(f),
+            help=f"{label} as {fmt.upper()}",
             file_name=f"{stem}.{fmt}",
             mime=mime,
             key=f"{fmt}-{uid}",
@@ -155,15 +156,16 @@ def _grid(s: Slot, which: str, maps: np.ndarray, cfg: Settings, picks: Picks) ->
 def view_maps(s: Slot, cfg: Settings, picks: Picks) -> None:
     """Every token's spatial map (eq. 1/2 softmax over pixels); the picked token enlarged."""
     st.caption(
-        f"Tile labels: token, share of the pixels it wins, entropy over a uniform "
-        f"map's (1 = looks everywhere). {s.view.kind.capitalize()} tokenizer."
+        "Tile labels: token, and the share of the pixels it wins (each token's entropy: "
+        f"the Table tab). {s.view.kind.capitalize()} tokenizer."
     )
     _grid(s, "maps", s.view.maps, cfg, picks)
     if picks.token is not None and picks.token < len(s.view.maps):
-        st.image(
+        left, _ = st.columns([2, 1])  # at most two thirds of the column, at any page width
+        left.image(
             tinted(s.a.image, s.view.maps[picks.token], cfg.cmap, cfg.alpha, _top(s, cfg)),
             caption=f"token {picks.token}, enlarged",
-            width=360,
+            width="stretch",
         )
 
 

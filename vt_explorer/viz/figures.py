@@ -109,14 +109,15 @@ def colour_bar_png(cmap: str, vmax: float, uniform: float | None, width: int = 3
 
     lut = _lut(cmap)
     bar = lut[np.linspace(0, len(lut) - 1, width).astype(int)].astype(np.uint8)
-    canvas = Image.new("RGB", (width + 20, 46), "white")
+    # tick labels as large as the grid's tile labels: legible when the grid is shown small
+    canvas = Image.new("RGB", (width + 20, 64), "white")
     canvas.paste(Image.fromarray(np.repeat(bar[None], 12, 0)), (10, 2))
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=10)
+    font = ImageFont.load_default(size=18)
     # 0 and the top under the bar; the uniform value on a second line (it sits near 0)
     ticks = [(0.0, "0", 18), (vmax, f"{vmax:.3g}", 18)]
     if uniform is not None and 0 < uniform < vmax:
-        ticks.append((uniform, f"uniform {uniform:.3g}", 31))
+        ticks.append((uniform, f"uniform {uniform:.3g}", 40))
     for v, text, y in ticks:
         x = 10 + round(v / vmax * (width - 1)) if vmax > 0 else 10
         draw.line([(x, 2), (x, y - 2)], fill="black", width=1)
@@ -176,7 +177,18 @@ def attention_heatmap(
             colorscale="Viridis",
             zmin=0,
             zmax=top,
-            colorbar=_uniform_ticks(uniform, top),
+            # the colour bar lies under the matrix: beside it, it took a third of a narrow
+            # column and squeezed the matrix into a strip (1000-px pages)
+            colorbar=_uniform_ticks(uniform, top, short=True)
+            | {
+                "orientation": "h",
+                "y": -0.32,
+                "yanchor": "top",
+                "thickness": 12,
+                "len": 1.0,
+                "tickangle": 0,
+                "title": {"text": f"uniform: 1/L = {uniform:.3g}", "side": "bottom"},
+            },
             hoverinfo="skip",
         )
     )
@@ -217,22 +229,26 @@ def attention_heatmap(
         | {
             "range": [-0.5, m - 0.5],
             "title": "key token",
-            "tickvals": list(range(m)),
-            "ticktext": labels[:m],
+            # every other label past 8 tokens, upright: 16 labels overlapped when narrow
+            "tickvals": list(range(0, m, 1 if m <= 8 else 2)),
+            "ticktext": labels[:m][:: 1 if m <= 8 else 2],
+            "tickangle": 0,
         },
-        height=400,
-        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        height=440,
+        margin={"l": 10, "r": 10, "t": 60, "b": 90},
         clickmode="event+select",
     )
     return fig
 
 
-def _uniform_ticks(uniform: float, top: float) -> dict:
+def _uniform_ticks(uniform: float, top: float, short: bool = False) -> dict:
     """Colour-bar ticks at 0, the uniform value and the top; one label for the last two when
-    they would overlap (top within 15% of uniform)."""
+    they would overlap (top within 15% of uniform). ``short``: the uniform tick reads
+    "1/L" (its value in the bar's title), for a bar too short for long labels."""
+    u = "1/L" if short else f"1/L = {uniform:.3g}"
     if top < 1.15 * uniform:
-        return {"tickvals": [0, top], "ticktext": ["0", f"1/L = {uniform:.3g}, max {top:.3g}"]}
-    return {"tickvals": [0, uniform, top], "ticktext": ["0", f"1/L = {uniform:.3g}", f"{top:.3g}"]}
+        return {"tickvals": [0, top], "ticktext": ["0", f"{u}, max {top:.3g}"]}
+    return {"tickvals": [0, uniform, top], "ticktext": ["0", u, f"{top:.3g}"]}
 
 
 def predictions_bar(classes: list[str], probs: np.ndarray, k: int = 5) -> go.Figure:
@@ -314,13 +330,20 @@ def _grid_parts(
     vmax, uniform = map_scale(maps)
     tiles = token_strip(image, maps, cmap, alpha, vmax if shared else None)
     ratio = entropy_ratio(maps)
-    part = [""] * len(maps) if share is None else [f" {s:.0%}" for s in share]
-    labels = [f"t{i}{part[i]} H/Hu {ratio[i]:.2f}" for i in range(len(maps))]
+    # short labels in a large font, legible (11 px or more) even when the grid is shown in
+    # half of a 1000-px page: the token and the share of the pixels it wins (or, without
+    # shares, its entropy over a uniform map's); the Table tab has every number
+    if share is None:
+        labels = [f"t{i}  {ratio[i]:.2f}" for i in range(len(maps))]
+        what = "tiles: token, entropy / uniform"
+    else:
+        labels = [f"t{i}  {s:.0%}" for i, s in enumerate(share)]
+        what = "tiles: token, share of pixels"
     note = (
         f"one scale 0-{vmax:.3g} (uniform {uniform:.3g})"
         if shared
         else "each tile stretched to its own range"
-    )
+    ) + f"; {what}"
     if near_uniform(maps, uniform, 0.1):
         note += "; maps ~ uniform: every token looks everywhere"
     return tiles, labels, f"{title} [{note}]" if title else note, (vmax, uniform)
@@ -377,16 +400,16 @@ def _grid_canvas(
     h, w = tiles[0].shape[:2]
     scale = side / max(h, w)
     tw, th = max(1, round(w * scale)), max(1, round(h * scale))
-    pad, label_h, title_h = 6, 14, 22 if title else 0
+    pad, label_h, title_h = 6, 32, 30 if title else 0
     rows = (len(tiles) + cols - 1) // cols
     ncols = min(cols, len(tiles))
     bar_h = 0 if bar is None else bar.shape[0] + pad
     width = max(pad + ncols * (tw + pad), 0 if bar is None else bar.shape[1] + 2 * pad)
     canvas = Image.new("RGB", (width, title_h + rows * (th + label_h + pad) + bar_h), "white")
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=11)
+    font = ImageFont.load_default(size=28)
     if title:
-        draw.text((pad, 4), title, fill="black", font=ImageFont.load_default(size=14))
+        draw.text((pad, 4), title, fill="black", font=ImageFont.load_default(size=20))
     for i, tile in enumerate(tiles):
         r, c = divmod(i, cols)
         x, y = pad + c * (tw + pad), title_h + r * (th + label_h + pad)
