@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from PIL import Image
 
 from ..analysis import DeletionResult, deletion_verdict, format_score
@@ -192,7 +194,17 @@ def report_figure(
     ax = fig.add_subplot(grid[0, 2 : max(4, cols // 2)])
     order = np.argsort(-probs)[:5]
     ax.barh(range(len(order)), probs[order], color="#4c78a8")
-    ax.set_yticks(range(len(order)), [classes[i] for i in order], fontsize=7)
+    # class names beside their bars, inside the axes: as tick labels, long ImageNet names
+    # ran over the thumbnail on the left
+    for y, i in enumerate(order):
+        ax.text(
+            min(float(probs[i]), 0.62) + 0.02,
+            y,
+            f"{classes[i]} {probs[i]:.0%}",
+            va="center",
+            fontsize=7,
+        )
+    ax.set_yticks([])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.tick_params(axis="x", labelsize=6)
@@ -250,10 +262,21 @@ def _report_module(
     ax.axis("off")
     ax = fig.add_subplot(grid[3 + 3 * m, 2:])
     ax.axis("off")
+    # the colour bar of both map rows: 0 to vmax, the uniform value marked
+    cax = ax.inset_axes([0.0, 0.02, 0.4, 0.14])
+    bar = fig.colorbar(
+        ScalarMappable(norm=Normalize(0.0, vmax), cmap=cmap), cax=cax, orientation="horizontal"
+    )
+    ticks = [(0.0, "0"), (vmax, f"{vmax:.3g}")]
+    if 0 < uniform < vmax:  # near 0 the uniform mark takes 0's place (the text says 0 to max)
+        near = uniform < 0.12 * vmax
+        ticks = [*ticks[int(near) :], (uniform, f"uniform {uniform:.2g}")]
+    bar.set_ticks([t for t, _ in ticks], labels=[w for _, w in ticks])
+    bar.ax.tick_params(labelsize=6)
     top = np.argsort(-share)[:6]
     ax.text(
         0,
-        0.5,
+        0.62,
         f"module {m + 1} ({kind} tokenizer): row 1 token maps, row 2 after the token "
         f"transformer (Fig. 6); both rows on one colour scale, 0 to {vmax:.3g} "
         f"(uniform {uniform:.3g})\n"
