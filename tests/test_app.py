@@ -497,3 +497,42 @@ def test_dataset_statistics_name_classes_not_wnids() -> None:
     card = {"wnids": ["n01440764", "n02123045"], "classes": ["tench", "tabby"]}
     assert class_names(["n02123045", "n01440764", "Faces"], card) == ["tabby", "tench", "Faces"]
     assert class_names(["cat", "dog"], {"classes": ["cat", "dog"]}) == ["cat", "dog"]
+
+
+def test_the_overview_knows_true_classes_from_names_or_a_csv(app) -> None:
+    """Issue 28, section 2: a class name in a file name (or a labels CSV) gives the true
+    class; the table says whether each model's top-1 is right, and the line above it each
+    model's accuracy over the batch, counted from the table itself."""
+    at = app.run()
+    files = [
+        ("my_cat.png", image_bytes(make_image((200, 20, 20), 48, seed=1)), "image/png"),
+        ("x.png", image_bytes(make_image((20, 200, 20), 48, seed=2)), "image/png"),
+        ("y.png", image_bytes(make_image((20, 20, 200), 48, seed=3)), "image/png"),
+    ]
+    at.file_uploader(key="upload").set_value(files).run()
+    df = at.dataframe(key="overview").value
+    assert list(df["truth"].fillna("")) == ["cat", "", ""]
+    assert df["A right"].iloc[0] == (df["A top-1"].iloc[0] == "cat")
+    csv = b"file,class\nx.png,dog\ny.png,nosuchclass\n"
+    at.file_uploader(key="labels_csv").set_value([("labels.csv", csv, "text/csv")]).run()
+    assert not at.exception
+    df = at.dataframe(key="overview").value
+    assert list(df["truth"].fillna("")) == ["cat", "dog", ""]
+    right = int(df["A right"].dropna().sum())
+    assert any(f"**A** {right} of 2 (" in m.value for m in at.markdown)
+
+
+def test_labels_and_true_classes_in_plain_functions() -> None:
+    from vt_explorer.explore import parse_labels_csv, true_class
+
+    classes = list(CIFAR10_CLASSES)
+    assert true_class("my_cat_photo.jpg", classes) == classes.index("cat")
+    assert true_class("catalog.jpg", classes) is None  # whole words only
+    assert true_class("n02123045_tabby.JPEG", ["tench", "tabby"], ["n01440764", "n02123045"]) == 1
+    assert true_class("x.png", classes, labels={"x.png": "Dog"}) == classes.index("dog")
+    assert parse_labels_csv(b"file,class\na.png,cat\n\nb.jpg, dog \n") == {
+        "a.png": "cat",
+        "b.jpg": "dog",
+    }
+    with pytest.raises(ValueError, match="line 2: expected file,class"):
+        parse_labels_csv(b"a.png,cat\nlonely\n")

@@ -22,6 +22,7 @@ import dataclasses
 import io
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -331,6 +332,63 @@ def mixing_matrix(token_attention: list[np.ndarray], class_token: bool) -> np.nd
         w = w[1:, 1:]
         w = w / np.maximum(w.sum(-1, keepdims=True), 1e-12)
     return w
+
+
+def true_class(
+    name: str,
+    classes: list[str],
+    wnids: list[str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> int | None:
+    """The true class of an image, when it can be told, as an index of ``classes``: from
+    ``labels`` (file name -> a class name or wnid, e.g. a visitor's CSV), else from the
+    file name: a leading ImageNet wnid (``n02123045_...``, with the model's ``wnids``) or
+    a class name as whole words (``my_tabby.jpg``; the longest that matches). None when
+    nothing names one of these classes."""
+    import re as _re
+
+    def norm(text: str) -> str:
+        return " ".join(_re.sub(r"[_\-.,]+", " ", text.lower()).split())
+
+    index = {norm(c): i for i, c in reversed(list(enumerate(classes)))}
+    by_wnid = {w: i for i, w in enumerate(wnids or []) if i < len(classes)}
+    stem = Path(name).stem
+    given = (labels or {}).get(name, (labels or {}).get(stem))
+    if given is not None:
+        key = str(given).strip()
+        if key in by_wnid:
+            return by_wnid[key]
+        return index.get(norm(key))
+    m = _re.match(r"(n\d{8})", stem)
+    if m and m.group(1) in by_wnid:
+        return by_wnid[m.group(1)]
+    words = f" {norm(stem)} "
+    found = [(len(c), i) for c, i in index.items() if c and f" {c} " in words]
+    return max(found)[1] if found else None
+
+
+def parse_labels_csv(data: bytes, name: str = "labels.csv") -> dict[str, str]:
+    """{file name: class} from a small CSV of ``file,class`` rows (a header row ``file,...``
+    is skipped; blank rows too). UserError naming ``name`` for a file that is not UTF-8
+    text, over 1 MB, or with a row of fewer than two fields."""
+    import csv
+
+    if len(data) > 1 << 20:
+        raise UserError(f"{name}: {len(data)} bytes; a labels CSV is at most 1 MB")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError(f"{name}: not UTF-8 text") from None
+    out: dict[str, str] = {}
+    for n, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if not row or not any(c.strip() for c in row):
+            continue
+        if len(row) < 2:
+            raise UserError(f"{name}, line {n}: expected file,class")
+        if n == 1 and row[0].strip().lower() in ("file", "filename", "image", "name"):
+            continue
+        out[row[0].strip()] = row[1].strip()
+    return out
 
 
 def resolve_class(classes: list[str], text: str | int) -> int:

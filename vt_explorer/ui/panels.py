@@ -16,7 +16,7 @@ from PIL import Image as PILImage
 
 from ..data import image_files
 from ..examples import example_images
-from ..explore import display_image
+from ..explore import display_image, parse_labels_csv, true_class
 from ..tokenstats import parse_token_statistics, read_token_statistics
 from ..viz import confusion_heatmap, curves_figure, token_class_heatmap
 from ..viz.linked import png_data_url
@@ -248,15 +248,17 @@ def overview(readable: list[Image], cfg: Settings) -> int | None:
     the deletion score (models named A and B in the headers, spelled out above). Selecting a
     row shows only that image; returns its index (None: nothing selected, the images are
     shown a page at a time)."""
+    labels = _labels_upload()
     n, rows = len(readable), []
     bar = st.progress(0.0, text=f"Analysing {n} images...")
     for i, image in enumerate(readable):
-        rows.append(_overview_row(image, cfg))
+        rows.append(_overview_row(image, cfg, labels))
         bar.progress((i + 1) / n, text=f"Analysed {i + 1} of {n} images")
     bar.empty()
     df = pd.DataFrame(rows)
     names = " · ".join(f"**{chr(65 + j)}** = {short(m)}" for j, m in enumerate(cfg.models))
     st.markdown(f"{len(readable)} images. {names}")
+    _accuracy_line(df, cfg)
     st.caption(
         "Click a row to show that image alone (click again to go back to all images); "
         "click a column header to sort. Tokens: the last module's diversity verdict; "
@@ -281,8 +283,49 @@ def overview(readable: list[Image], cfg: Settings) -> int | None:
     return int(picked[0]) if picked else None
 
 
-def _overview_row(image: Image, cfg: Settings) -> dict:
-    """One image's row of the overview table; model j's columns start with its letter."""
+def _labels_upload() -> dict[str, str]:
+    """The visitor's optional labels CSV (file,class rows) for the overview; {} without."""
+    up = st.file_uploader(
+        "True classes (optional): a CSV of file,class rows",
+        type=["csv"],
+        key="labels_csv",
+        help="Where a file name starts with an ImageNet wnid (n02123045_...) or contains "
+        "a class name as a word (my_tabby.jpg), the true class is read from it; a CSV "
+        "names the others. Each model's accuracy over the batch is shown above the table.",
+    )
+    if up is None:
+        return {}
+    try:
+        return parse_labels_csv(up.getvalue(), up.name)
+    except ValueError as err:
+        st.error(f"Cannot use that CSV: {err}")
+        return {}
+
+
+def _accuracy_line(df: pd.DataFrame, cfg: Settings) -> None:
+    """Each model's accuracy over the images whose true class is known, in one line."""
+    parts = []
+    for j in range(len(cfg.models)):
+        col = f"{chr(65 + j)} right"
+        if col not in df:
+            continue
+        known = df[col].dropna()
+        if len(known):
+            k = int(known.sum())
+            parts.append(f"**{chr(65 + j)}** {k} of {len(known)} ({k / len(known):.0%})")
+    if parts:
+        st.markdown("Right at top-1, over the images with a known class: " + ", ".join(parts))
+    else:
+        st.caption(
+            "No true class known: name files with a wnid or a class name, or upload a "
+            "labels CSV, to see each model's accuracy over the batch."
+        )
+
+
+def _overview_row(image: Image, cfg: Settings, labels: dict[str, str] | None = None) -> dict:
+    """One image's row of the overview table; model j's columns start with its letter. With
+    a true class (from the file name or ``labels``), a ``truth`` column and, per model,
+    whether its top-1 is right."""
     name, data, digest = image
     row: dict = {"image": name}
     tops = []
@@ -298,6 +341,11 @@ def _overview_row(image: Image, cfg: Settings) -> dict:
         cls, p = a.top
         tops.append(cls)
         row[f"{m} top-1"], row[f"{m} %"] = cls, round(100 * p, 1)
+        card = get_checkpoint(key).card
+        truth = true_class(name, list(a.classes), card.get("wnids"), labels)
+        if truth is not None:
+            row.setdefault("truth", a.classes[truth])
+        row[f"{m} right"] = None if truth is None else bool(int(a.probs.argmax()) == truth)
         row[f"{m} tokens"] = a.modules[-1].diversity.verdict if a.modules else "-"
         # rounded as shown, so that a score of -0.00001 is 0.000, never -0.000
         row[f"{m} deletion"] = None if a.deletion is None else round(a.deletion.score, 3) + 0.0
