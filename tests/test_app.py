@@ -536,3 +536,16 @@ def test_labels_and_true_classes_in_plain_functions() -> None:
     }
     with pytest.raises(ValueError, match="line 2: expected file,class"):
         parse_labels_csv(b"a.png,cat\nlonely\n")
+
+
+def test_a_fresh_install_gallery_has_real_photos(app, monkeypatch) -> None:
+    """Without an operator's example folder the gallery shows scikit-image's bundled real
+    photos (CC0 / public domain) before the drawn ones."""
+    monkeypatch.delenv("VT_EXPLORER_EXAMPLES", raising=False)
+    at = with_gallery(app.run())
+    assert not at.exception
+    names = list(at.dataframe(key="overview").value["image"])
+    from vt_explorer.ui.panels import BUNDLED_PHOTOS
+
+    assert names[:3] == [shown for _, shown in BUNDLED_PHOTOS]
+    assert any("(drawn)" in n for n in names[3:])

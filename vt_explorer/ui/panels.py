@@ -173,10 +173,34 @@ def example_photos() -> list[tuple[str, bytes]]:
     return [(f.name, f.read_bytes()) for f in image_files([folder])[:EXAMPLE_PHOTOS]]
 
 
+#: real photos bundled with scikit-image (public domain or CC0; a dependency of the app), in
+#: the gallery when the operator names no example folder: (file in skimage/data, name shown)
+BUNDLED_PHOTOS = (
+    ("chelsea.png", "chelsea the cat (scikit-image sample, CC0).png"),
+    ("coffee.png", "a cup of coffee (scikit-image sample, CC0).png"),
+    ("rocket.jpg", "a rocket on its launch pad (scikit-image sample, NASA).jpg"),
+)
+
+
+def bundled_photos() -> list[tuple[str, bytes]]:
+    """(name, bytes) of :data:`BUNDLED_PHOTOS`, read from scikit-image's installed data
+    folder without importing it; none where it is missing."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+    return [
+        (shown, (folder / f).read_bytes()) for f, shown in BUNDLED_PHOTOS if (folder / f).is_file()
+    ]
+
+
 def with_examples(items: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    """``items`` followed by the example gallery: the operator's example photos (real
-    photos: what the models make of them), then the drawn images, as PNG bytes."""
-    items = [*items, *example_photos()]
+    """``items`` followed by the example gallery: the operator's example photos, or without
+    them the real photos scikit-image bundles (what the models make of real photos), then
+    the drawn images, as PNG bytes."""
+    items = [*items, *(example_photos() or bundled_photos())]
     for name, img in example_images().items():
         buf = io.BytesIO()
         img.save(buf, "PNG")
