@@ -92,7 +92,7 @@ def run(url: str, reps: int) -> list[tuple[str, float, float]]:
         browser = pw.chromium.launch(
             executable_path="/usr/bin/chromium", args=["--no-sandbox", "--headless"]
         )
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        page = browser.new_page(viewport={"width": 1500, "height": 2400})
         t0 = time.perf_counter()
         page.goto(url)
         page.locator(".st-key-upload input[type=file]").wait_for(state="attached")
@@ -114,7 +114,7 @@ def run(url: str, reps: int) -> list[tuple[str, float, float]]:
         out.append(("ten photos: overview table drawn", time.perf_counter() - t0, 5.0))
         loads = []
         for _ in range(reps):
-            fresh = browser.new_page(viewport={"width": 1500, "height": 1100})
+            fresh = browser.new_page(viewport={"width": 1500, "height": 2400})
             t0 = time.perf_counter()
             fresh.goto(url)
             fresh.locator(".st-key-upload input[type=file]").wait_for(state="attached")
