@@ -211,9 +211,17 @@ def test_own_checkpoint_upload_is_selected_and_bad_ones_keep_the_previous_models
     import vt_explorer.ui.state as state_mod
 
     assert not hasattr(state_mod, "LABELS")
-    # one file only: asked for both
+    # the tab holds the loaded model, not the uploaded bytes: the uploader is empty again
+    assert not ck_uploader(at).value
+    assert any("Loaded: yours: mine" in c.value for c in at.sidebar.caption)
+    # one file only: asked for both; the loaded checkpoint stays
     ck_uploader(at).set_value(_pair(tmp_path / "mine")[:1]).run()
     assert any("exactly one" in e.value for e in at.sidebar.error)
+    assert at.selectbox(key="model_a").value == own_key
+    # forgetting it returns to the operator's models
+    at.sidebar.button(key="ck_forget").click().run()
+    assert not at.exception and "own_checkpoint" not in at.session_state
+    assert not at.selectbox(key="model_a").value.startswith("upload:")
 
 
 def test_thin_image_is_named_and_the_rest_is_shown(app) -> None:

@@ -39,13 +39,23 @@ DEFAULT_PAIR = (
 
 def own_checkpoint_upload() -> None:
     """A visitor's own checkpoint (.safetensors + .json), held for this browser tab only;
-    once loaded it is selected at once and labelled as theirs."""
-    # a refused pair empties the uploader (a fresh widget key), so that the next attempt
-    # starts clean instead of failing beside the old files; the reason stays on screen
+    once loaded it is selected at once and labelled as theirs.
+
+    The tab holds at most one: the loaded model, never the uploaded bytes. Once a pair is
+    loaded, or refused, the uploader is replaced by an empty one (a fresh widget key), so
+    Streamlit lets go of the files, the next attempt starts clean instead of failing beside
+    the old files, and the reason for a refusal stays on screen. A refused pair keeps the
+    previous models; "Forget my checkpoint" drops it."""
     gen = int(st.session_state.get("ck_upload_gen", 0))
     refused = st.session_state.pop("ck_upload_refused", None)
     if refused:
         st.sidebar.error(refused)
+    own = st.session_state.get("own_checkpoint")
+    if own is not None:
+        st.sidebar.caption(f"Loaded: {own[2]} (this tab only; a new upload replaces it)")
+        if st.sidebar.button("Forget my checkpoint", key="ck_forget"):
+            st.session_state.pop("own_checkpoint", None)
+            st.rerun()
     files = st.sidebar.file_uploader(
         "Your own checkpoint (NAME.safetensors + NAME.json)",
         type=["safetensors", "json"],
@@ -56,7 +66,6 @@ def own_checkpoint_upload() -> None:
         "server's checkpoint folders.",
     )
     if not files:
-        st.session_state.pop("own_checkpoint", None)
         return
     weights = [f for f in files if f.name.lower().endswith(".safetensors")]
     cards = [f for f in files if f.name.lower().endswith(".json")]
@@ -64,21 +73,39 @@ def own_checkpoint_upload() -> None:
         st.sidebar.error("Upload exactly one NAME.safetensors and one NAME.json together.")
         return
     w, c = weights[0].getvalue(), cards[0].getvalue()
+    _release(files)  # the bytes are read: Streamlit's upload store need not keep them
     if max(len(w), len(c)) > MAX_UPLOAD_BYTES:
         _refuse(f"Cannot use that checkpoint: a file is over {MAX_UPLOAD_MB} MB.", gen)
     name = Path(cards[0].name).stem
     key = "upload:" + hashlib.sha256(w + b"\0" + c).hexdigest()
-    own = st.session_state.get("own_checkpoint")
-    if own is not None and own[0] == key:
-        return
     try:
         ck = load_checkpoint_bytes(
             w, c, name, device=select_device(), file_names=(weights[0].name, cards[0].name)
         )
     except CheckpointError as err:
         _refuse(f"Cannot use that checkpoint: {err}", gen)
-    st.session_state["own_checkpoint"] = (key, ck, OWN + name)
+    del w, c, files, weights, cards
+    st.session_state["own_checkpoint"] = (key, ck, OWN + name)  # the previous one goes
     st.session_state["model_a"] = key
+    st.session_state["ck_upload_gen"] = gen + 1  # an empty uploader: the bytes are let go
+    st.rerun()
+
+
+def _release(files: list) -> None:
+    """Drop uploaded files from Streamlit's per-session upload store. It keeps a file until
+    the browser removes it from the widget or the tab closes, even once the widget is gone:
+    without this, every checkpoint a tab uploaded stayed in the server's memory (measured
+    with a real server, benchmarks.experiments.upload_memory: +40 MB per 40 MB pair)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    store = getattr(ctx, "uploaded_file_mgr", None)
+    if ctx is None or store is None:
+        return
+    for f in files:
+        file_id = getattr(f, "file_id", None)
+        if file_id is not None:
+            store.remove_file(ctx.session_id, file_id)
 
 
 def _refuse(message: str, gen: int) -> None:
@@ -86,7 +113,6 @@ def _refuse(message: str, gen: int) -> None:
     is replaced by an empty one, the previous models stay."""
     st.session_state["ck_upload_refused"] = message
     st.session_state["ck_upload_gen"] = gen + 1
-    st.session_state.pop("own_checkpoint", None)
     st.rerun()
 
 
