@@ -16,7 +16,7 @@ import json
 import math
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -245,20 +245,26 @@ def check_metrics(m: Any) -> None:
         for i, row in enumerate(conf):
             if not isinstance(row, list) or len(row) != n or not all(map(_is_int, row)):
                 raise ValueError(f"metrics.confusion[{i}]: expected {n} integers")
-    held = m.get("holdout")
-    if held is not None:
-        if not isinstance(held, dict):
-            raise ValueError("metrics.holdout: expected an object")
-        for src, h in held.items():
-            f = f"metrics.holdout.{str(src)[:40]}"
-            if not isinstance(h, dict):
-                raise ValueError(f"{f}: expected an object")
+    if m.get("holdout") is not None:
+        for f, h in _entries("metrics.holdout", m["holdout"]):
             _int(f"{f}.n", h.get("n"), 0, 10**9)
             _fraction(f"{f}.agreement", h.get("agreement"))
             for k in ("top1", "top5", "teacher_top1", "teacher_top5"):
                 _fraction(f"{f}.{k}", h.get(k), optional=True)
             if (h.get("top1") is None) != (h.get("teacher_top1") is None):
                 raise ValueError(f"{f}: top1 and teacher_top1 go together")
+
+
+def _entries(field: str, value: Any) -> Iterator[tuple[str, dict]]:
+    """(dotted field name, object) for each entry of an object of objects (held-out
+    sources, stages); ValueError naming the first that is not one."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{field}: expected an object")
+    for name, v in value.items():
+        f = f"{field}.{str(name)[:40]}"
+        if not isinstance(v, dict):
+            raise ValueError(f"{f}: expected an object")
+        yield f, v
 
 
 def check_history(history: Any) -> None:
@@ -278,15 +284,9 @@ def check_complexity(c: Any) -> None:
     """The card's ``complexity``: parameters and FLOPs of each stage."""
     if not isinstance(c, dict):
         raise ValueError("complexity: expected an object")
-    stages = c.get("stages")
-    if stages is None:
+    if c.get("stages") is None:
         return
-    if not isinstance(stages, dict):
-        raise ValueError("complexity.stages: expected an object")
-    for name, v in stages.items():
-        f = f"complexity.stages.{str(name)[:40]}"
-        if not isinstance(v, dict):
-            raise ValueError(f"{f}: expected an object")
+    for f, v in _entries("complexity.stages", c["stages"]):
         for k in ("params", "flops"):
             _float(f"{f}.{k}", v.get(k), 0.0, 1e18)
 

@@ -24,19 +24,10 @@ import tempfile
 from pathlib import Path
 
 from vt_explorer.appserver import click_chart, running_app, wait_idle
+from vt_explorer.ui.image import VIEWS
 
 ROOT = Path(__file__).resolve().parents[2]
-TABS = [
-    "Maps",
-    "Groups",
-    "Projector",
-    "Attention",
-    "Fig. 6",
-    "Pixel",
-    "Table",
-    "Checks",
-    "All modules",
-]
+TABS = list(VIEWS)  # every tab the page offers, in its order
 
 
 def _clip(page, top, bottom_of, height: int = 1500, scroll: bool = True) -> dict:
