@@ -549,3 +549,25 @@ def test_a_fresh_install_gallery_has_real_photos(app, monkeypatch) -> None:
 
     assert names[:3] == [shown for _, shown in BUNDLED_PHOTOS]
     assert any("(drawn)" in n for n in names[3:])
+
+
+def test_a_big_batch_is_analysed_a_table_page_at_a_time(app) -> None:
+    """Issue 30, item 10: 22 images give a table of the first 20 (only those analysed),
+    and the second table page analyses and lists the other two."""
+    at = app.run()
+    at.checkbox(key="compare").uncheck()
+    files = [
+        (
+            f"i{k:02d}.png",
+            image_bytes(make_image((10 * k, 200 - 5 * k, 60), 24, seed=k)),
+            "image/png",
+        )
+        for k in range(22)
+    ]
+    at.file_uploader(key="upload").set_value(files).run()
+    assert not at.exception
+    assert list(at.dataframe(key="overview").value["image"]) == [f"i{k:02d}.png" for k in range(20)]
+    assert any(m.value.startswith("22 images.") for m in at.markdown)
+    at.radio(key="overview_page").set_value(20).run()
+    assert not at.exception
+    assert list(at.dataframe(key="overview-20").value["image"]) == ["i20.png", "i21.png"]

@@ -33,6 +33,7 @@ from .state import (
 
 log = logging.getLogger("vt_explorer.app")
 PAGE_SIZE = 4  # images drawn per page
+OVERVIEW_ROWS = 20  # rows of the overview table analysed and shown at a time
 
 
 _MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|~$:"})
@@ -273,15 +274,26 @@ def overview(readable: list[Image], cfg: Settings) -> int | None:
     row shows only that image; returns its index (None: nothing selected, the images are
     shown a page at a time)."""
     labels = _labels_upload()
-    n, rows = len(readable), []
+    total, start = len(readable), 0
+    if total > OVERVIEW_ROWS:  # lazily: only the rows of the table page asked for
+        start = st.radio(
+            f"{total} images, {OVERVIEW_ROWS} rows of the table at a time",
+            list(range(0, total, OVERVIEW_ROWS)),
+            format_func=lambda i: f"{i + 1}-{min(i + OVERVIEW_ROWS, total)}",
+            horizontal=True,
+            key="overview_page",
+            help="only the images of the rows shown are analysed",
+        )
+    shown = readable[start : start + OVERVIEW_ROWS]
+    n, rows = len(shown), []
     bar = st.progress(0.0, text=f"Analysing {n} images...")
-    for i, image in enumerate(readable):
+    for i, image in enumerate(shown):
         rows.append(_overview_row(image, cfg, labels))
         bar.progress((i + 1) / n, text=f"Analysed {i + 1} of {n} images")
     bar.empty()
     df = pd.DataFrame(rows)
     names = " · ".join(f"**{chr(65 + j)}** = {short(m)}" for j, m in enumerate(cfg.models))
-    st.markdown(f"{len(readable)} images. {names}")
+    st.markdown(f"{total} images. {names}")
     _accuracy_line(df, cfg)
     st.caption(
         "Click a row to show that image alone (click again to go back to all images); "
@@ -296,7 +308,7 @@ def overview(readable: list[Image], cfg: Settings) -> int | None:
     }
     event = st.dataframe(
         df,
-        key="overview",
+        key="overview" if start == 0 else f"overview-{start}",
         on_select="rerun",
         selection_mode="single-row",
         hide_index=True,
@@ -304,7 +316,7 @@ def overview(readable: list[Image], cfg: Settings) -> int | None:
         | number,
     )
     picked = event.selection.rows if event is not None else []
-    return int(picked[0]) if picked else None
+    return start + int(picked[0]) if picked else None
 
 
 def _labels_upload() -> dict[str, str]:
@@ -338,7 +350,9 @@ def _accuracy_line(df: pd.DataFrame, cfg: Settings) -> None:
             k = int(known.sum())
             parts.append(f"**{chr(65 + j)}** {k} of {len(known)} ({k / len(known):.0%})")
     if parts:
-        st.markdown("Right at top-1, over the images with a known class: " + ", ".join(parts))
+        st.markdown(
+            "Right at top-1, over the images of this table with a known class: " + ", ".join(parts)
+        )
     else:
         st.caption(
             "No true class known: name files with a wnid or a class name, or upload a "
