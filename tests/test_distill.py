@@ -781,3 +781,33 @@ def test_image_share_in_the_batch_the_split_and_the_card(pool, tmp_path, monkeyp
         "a share of 0.5 is fresh random-resized crops of the photos"
         in card["distillation"]["views"]
     )
+
+
+def test_eval_teacher_is_the_one_that_taught_or_the_plain_one(pool, tmp_path, monkeypatch) -> None:
+    """eval --teacher uses the teacher as it taught: Lite0 at the student's output stride
+    (dilated for a stride-16 student, so the card's held-out agreement reproduces);
+    --teacher plain the plain Lite0."""
+    import vt_explorer.model.teacher as teacher_mod
+    from vt_explorer.checkpoint import save_checkpoint
+    from vt_explorer.model import create_model
+
+    built = []
+    real = teacher_mod.teacher_model
+
+    def spy(device, fold=False, student=None):
+        t = real(device, fold, student)
+        built.append(t.cfg.extra.get("output_stride", 32))
+        return t
+
+    monkeypatch.setattr(teacher_mod, "teacher_model", spy)
+    import shutil
+
+    shutil.rmtree(pool / "misc")  # eval scores wnid folders only
+    save_checkpoint(
+        create_model("vt_lite0_os16_head_conv"),
+        tmp_path / "s16",
+        card={"wnids": WNIDS, "teacher": {"model": "efficientnet_lite0"}},
+    )
+    for how, stride in ((["--teacher"], 16), (["--teacher", "plain"], 32)):
+        assert main(["eval", str(tmp_path / "s16"), str(pool), "--json", *how]) == 0
+        assert built[-1] == stride, how

@@ -265,9 +265,15 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument(
         "--teacher",
-        action="store_true",
-        help="a distilled checkpoint: also its top-1 agreement with the teacher "
-        "and the teacher's accuracy on the same images",
+        nargs="?",
+        const="card",
+        choices=("card", "plain"),
+        default=None,
+        help="a distilled checkpoint: also its top-1 agreement with the teacher and the "
+        "teacher's accuracy on the same images: the teacher as its card names it and as it "
+        "taught (the default: Lite0 at the student's output stride, dilated for a stride-16 "
+        "student, which reproduces the card's held-out agreement), or 'plain' for the plain "
+        "Lite0 classifier",
     )
     ev.add_argument(
         "--sample",

@@ -162,15 +162,17 @@ def evaluate_checkpoint(
     flip_tta: bool | None = None,
     progress: bool = False,
     allow_unfinished: bool = False,
-    teacher: bool = False,
+    teacher: bool | str = False,
     sample: int | None = None,
 ) -> dict:
     """Load a checkpoint and evaluate it on a dataset path (or a loaded dataset), resizing
     as its card says. ``flip_tta=None`` uses the card's evaluation setting. This is the one
     code path behind both ``vt-explorer eval`` and the metrics training writes into the
     card, so the two agree to the last digit on the same kind of device. ``teacher``: also
-    the top-1 agreement with a distilled checkpoint's teacher (its card's ``teacher``) and
-    the teacher's own accuracy on the same images. ``sample``: only a fixed random sample of
+    the top-1 agreement with a distilled checkpoint's teacher and the teacher's own accuracy
+    on the same images: True or "card" for the teacher its card names, as it taught (Lite0
+    at the student's output stride: the dilated Lite0 for a stride-16 student, so the
+    card's held-out agreement reproduces), "plain" for the plain Lite0 classifier. ``sample``: only a fixed random sample of
     that many images (:func:`~vt_explorer.data.fixed_sample`, the held-out sample of
     ``distill --holdout-limit``). ``allow_unfinished``
     lets training evaluate the checkpoint it has just written (its card not yet final)."""
@@ -204,15 +206,16 @@ def evaluate_checkpoint(
         flip_tta=tta,
         progress=progress,
         wnids=ck.card.get("wnids"),
-        teacher=_teacher(ck, device) if teacher else None,
+        teacher=_teacher(ck, device, plain=teacher == "plain") if teacher else None,
     )
     m["flip_tta"] = tta
     m["device"] = str(device)
     return m
 
 
-def _teacher(ck, device: torch.device) -> nn.Module:
-    """The teacher a distilled checkpoint names in its card (ValueError for any other)."""
+def _teacher(ck, device: torch.device, plain: bool = False) -> nn.Module:
+    """The teacher a distilled checkpoint names in its card, at the student's output stride
+    as it taught (``plain``: the plain Lite0 at stride 32); UserError for any other."""
     name = (ck.card.get("teacher") or {}).get("model")
     if not name:
         raise UserError(
@@ -222,4 +225,6 @@ def _teacher(ck, device: torch.device) -> nn.Module:
 
     if name != TEACHER:
         raise UserError(f"unknown teacher {name!r} (known: {TEACHER})")
-    return teacher_model(device)
+    if plain or not hasattr(ck.model, "trunk_blocks"):
+        return teacher_model(device)
+    return teacher_model(device, student=ck.model)
