@@ -91,6 +91,77 @@ def archives(tmp: Path, ck: str) -> None:
         )
 
 
+def files(tmp: Path, ck: str) -> None:
+    """Issue 30, items 4, 5 and 10: what files the tools read, and how."""
+    import hashlib
+    import tarfile
+
+    img = Image.new("RGB", (32, 32), (200, 30, 30))
+    for fmt in ("ICO", "TGA", "PCX", "EPS"):
+        fake = tmp / f"{fmt.lower()}-named.png"
+        img.save(fake, fmt)
+        code, lines = cli("predict", ck, str(fake))
+        ok = code == 1 and any("not an image (JPEG, PNG" in x for x in lines)
+        report(f"a {fmt} file named .png", ok, (lines or ["(nothing)"])[-1][-110:])
+    from vt_explorer.data import decode_image
+
+    ramp = np.tile(np.linspace(0, 1000, 64, dtype=np.float32), (4, 1))
+    buf = io.BytesIO()
+    Image.fromarray(ramp, mode="F").save(buf, "TIFF")
+    row = np.asarray(decode_image(buf.getvalue(), "f.tif"))[0, :, 0]
+    report("a float32 TIFF (0-1000)", row[0] == 0 and row[-1] == 255, f"row {row[:3]}...{row[-3:]}")
+    model = create_model("vt_resnet20")
+    digests = {
+        hashlib.sha256(save_checkpoint(model, tmp / f"same{i}")[0].read_bytes()).hexdigest()
+        for i in range(4)
+    }
+    report("the same weights saved four times", len(digests) == 1, f"{len(digests)} hashes")
+    good = io.BytesIO()
+    img.save(good, "PNG")
+    with tarfile.open(tmp / "lost.tar.gz", "w:gz") as tar:
+        for member, data in (
+            ("cat/a.png", good.getvalue()),
+            ("bird/a.png", good.getvalue()),
+            ("dog/a.png", b"not an image"),
+        ):
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    code, lines = cli("eval", ck, str(tmp / "lost.tar.gz"))
+    ok = code == 2 and any("without a readable image: dog" in x for x in lines)
+    report("an archive whose 'dog' files are all unreadable", ok, (lines or ["-"])[-1][-110:])
+
+
+def stale(tmp: Path) -> None:
+    """Issue 30, item 3: a weights file replaced on the server; the page shows the new
+    model's answer, not a cached one (AppTest, the example gallery)."""
+    from streamlit.testing.v1 import AppTest
+
+    folder = tmp / "stale"
+    folder.mkdir()
+
+    def favouring(cls: int) -> None:
+        torch.manual_seed(0)
+        model = create_model("vt_resnet20")
+        with torch.no_grad():
+            model.fc.bias.zero_()
+            model.fc.bias[cls] = 50.0
+        save_checkpoint(model, folder / "cifar10-vt-recurrent")
+
+    favouring(3)
+    os.environ["VT_EXPLORER_CHECKPOINTS"] = str(folder)
+    try:
+        at = AppTest.from_file(APP, default_timeout=300).run()
+        at.toggle(key="examples").set_value(True).run()
+        favouring(5)
+        at.run()
+        said = [m.value for m in at.markdown if " predicts " in m.value]
+        ok = bool(said) and all("**dog**" in x for x in said)  # CIFAR-10 class 5
+        report("a weights file replaced on the server", ok, (said or ["-"])[0][:110])
+    finally:
+        del os.environ["VT_EXPLORER_CHECKPOINTS"]
+
+
 def cards(tmp: Path) -> None:
     stem = tmp / "card"
     save_checkpoint(create_model("vt_resnet20"), stem)
@@ -315,6 +386,8 @@ def main_() -> int:
         tmp = Path(d)
         os.environ["VT_EXPLORER_CACHE"] = str(tmp / "cache")
         archives(tmp, ck)
+        files(tmp, ck)
+        stale(tmp)
         cards(tmp)
         concurrency()
         flags(tmp, ck)
