@@ -120,6 +120,7 @@ def _linked_views(page, models: int) -> None:
     heat = page.locator(".js-plotly-plot").filter(has=page.locator(".hm"))
     click_chart(page, heat.first, 5.5 / 16, 2.5 / 16)
     page.get_by_text("reads (query)").first.wait_for(timeout=60_000)
+    page.get_by_text("changes this model's panel only").first.wait_for(timeout=10_000)
     wait_idle(page)
 
 

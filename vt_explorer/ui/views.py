@@ -339,6 +339,11 @@ def _clicked_pair(s: Slot, chart: str, names: list[str], cfg: Settings) -> None:
     n = len(names)
     pair = divmod(hit, n)
     vmax = _top(s, cfg)
+    st.caption(
+        f"The cell clicked in {short(s.key)}'s matrix: {names[pair[0]]} reads "
+        f"{names[pair[1]]}. A click changes this model's panel only; the other model's "
+        "tokens are its own."
+    )
     cols = st.columns(2)
     for col, t, role in zip(cols, pair, ("reads (query)", "is read (key)"), strict=True):
         i = t - int(s.a.class_token)
