@@ -100,6 +100,7 @@ def test_upload_a_photo_and_see_the_prediction(app_url, ckdir, tmp_path) -> None
             models = 2 if len(list_checkpoints(ckdir)) > 1 else 1  # compare is on by default
             _linked_views(page, models)
             _download_everything(page, models, photo.stem)
+            _overview_cell_click(page, tmp_path)
         finally:
             browser.close()
 
@@ -122,6 +123,29 @@ def _linked_views(page, models: int) -> None:
     page.get_by_text("reads (query)").first.wait_for(timeout=60_000)
     page.get_by_text("changes this model's panel only").first.wait_for(timeout=10_000)
     wait_idle(page)
+
+
+def _overview_cell_click(page, tmp_path: Path) -> None:
+    """Three more images give the overview table; a click on a cell of its last row (not on
+    the row's checkbox) shows that image alone."""
+    files = []
+    for k, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+        f = tmp_path / f"row{k}.png"
+        make_image(colour, 64, seed=k).save(f)
+        files.append(str(f))
+    page.locator(".st-key-upload input[type=file]").set_input_files(files)
+    table = page.locator(".st-key-overview")
+    table.wait_for(timeout=120_000)
+    wait_idle(page, 2)
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    # the uploader keeps the earlier photo: the three new images are the table's last rows
+    n = int(page.get_by_text(" images. ").first.inner_text().split()[0])
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + 35 + (n - 0.5) * 35)  # last row
+    page.get_by_role("heading", name="row2.png").wait_for(timeout=60_000)
+    wait_idle(page, 2)
+    shown = [h for h in page.get_by_role("heading").all_inner_texts() if h.startswith("row")]
+    assert shown == ["row2.png"], shown
 
 
 def _download_everything(page, models: int, stem: str) -> None:

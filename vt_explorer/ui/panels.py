@@ -296,7 +296,8 @@ def overview(readable: list[Image], cfg: Settings) -> int | None:
     st.markdown(f"{total} images. {names}")
     _accuracy_line(df, cfg)
     st.caption(
-        "Click a row to show that image alone (click again to go back to all images); "
+        "Click a row (any of its cells) to show that image alone, below the table (click "
+        "again to go back to all images); "
         "click a column header to sort. Tokens: the last module's diversity verdict; "
         "deletion: the deletion score (above 0: the tokens the map ranks first "
         "matter more than chance)."
@@ -310,12 +311,16 @@ def overview(readable: list[Image], cfg: Settings) -> int | None:
         df,
         key="overview" if start == 0 else f"overview-{start}",
         on_select="rerun",
-        selection_mode="single-row",
+        # a click on any cell picks its row, not only a click on the row's checkbox
+        selection_mode=["single-row", "single-cell"],
         hide_index=True,
         column_config={"thumbnail": st.column_config.ImageColumn("thumbnail", width="small")}
         | number,
     )
-    picked = event.selection.rows if event is not None else []
+    sel = event.selection if event is not None else None
+    picked = list(sel.rows) if sel is not None else []
+    if not picked and sel is not None and sel.get("cells"):
+        picked = [sel["cells"][0][0]]
     return start + int(picked[0]) if picked else None
 
 
