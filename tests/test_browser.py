@@ -101,6 +101,7 @@ def test_upload_a_photo_and_see_the_prediction(app_url, ckdir, tmp_path) -> None
             _linked_views(page, models)
             _download_everything(page, models, photo.stem)
             _overview_cell_click(page, tmp_path)
+            _readable_at_1000(page)
         finally:
             browser.close()
 
@@ -146,6 +147,24 @@ def _overview_cell_click(page, tmp_path: Path) -> None:
     wait_idle(page, 2)
     shown = [h for h in page.get_by_role("heading").all_inner_texts() if h.startswith("row")]
     assert shown == ["row2.png"], shown
+
+
+def _readable_at_1000(page) -> None:
+    """Issue 28, section 5: at 1000 x 800 every download button's label fits whole, and
+    the attention matrix is not squeezed into a strip (its plot area about square)."""
+    page.set_viewport_size({"width": 1000, "height": 800})
+    page.get_by_role("tab", name="Attention", exact=True).click()
+    page.get_by_text("Click a cell to see both").first.wait_for(timeout=60_000)
+    wait_idle(page, 2)
+    buttons = page.get_by_role("button", name="PNG")
+    assert buttons.count() >= 1
+    fits = "b => [b, ...b.querySelectorAll('*')].every(e => e.scrollWidth <= e.clientWidth + 1)"
+    for i in range(buttons.count()):
+        assert buttons.nth(i).evaluate(fits), buttons.nth(i).inner_text()  # no cut-off text
+    heat = page.locator(".js-plotly-plot").filter(has=page.locator(".hm")).first
+    plot = heat.locator(".nsewdrag").first  # the attention matrix's plot area
+    box = plot.bounding_box()
+    assert box is not None and box["width"] > 0.6 * box["height"], box
 
 
 def _download_everything(page, models: int, stem: str) -> None:
