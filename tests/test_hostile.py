@@ -319,7 +319,7 @@ def test_a_model_over_the_servers_budget_is_refused_before_it_is_built(stem, mon
     needs gigabytes of activations) is refused in one line naming the measure and the
     variable that sets it, from the meta device (nothing allocated); the operator's limits
     apply; every shipped checkpoint is within the default budget."""
-    from vt_explorer.cardcheck import Budget, model_cost
+    from vt_explorer.cardcheck import Budget, meta_model, model_cost
     from vt_explorer.checkpoint import list_checkpoints
     from vt_explorer.model import build_model
     from vt_explorer.model.config import ModelConfig
@@ -339,7 +339,7 @@ def test_a_model_over_the_servers_budget_is_refused_before_it_is_built(stem, mon
     budget = Budget()
     for ck in list_checkpoints():
         cfg = ModelConfig.from_dict(json.loads(Path(ck + ".json").read_text())["config"])
-        params, macs, act = model_cost(cfg, build_model)
+        params, macs, act = model_cost(meta_model(cfg, build_model), cfg.input_size)
         assert params < budget.mparams * 1e6 / 5 and macs < budget.gmacs * 1e9 / 5
         assert act < budget.activation_mb * 2**20 / 5, ck
 

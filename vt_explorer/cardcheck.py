@@ -367,14 +367,14 @@ class Budget:
         return out
 
 
-def model_cost(cfg: ModelConfig, build: Any) -> tuple[int, int, int]:
-    """(parameters and buffers, multiply-adds, activation bytes) of one image through the
-    model ``cfg`` describes at its input size, measured on the ``meta`` device: nothing is
-    allocated or computed, so a hostile card costs a fraction of a second. Activations: the
-    outputs of every leaf module of a traced forward pass, as float32."""
+def model_cost(model: nn.Module, input_size: int) -> tuple[int, int, int]:
+    """(parameters and buffers, multiply-adds, activation bytes) of one ``input_size`` image
+    through a model built on the ``meta`` device (:func:`meta_model`): nothing is allocated
+    or computed, so a hostile card costs a fraction of a second. Activations: the outputs of
+    every leaf module of a traced forward pass, as float32. Puts ``model`` in eval mode."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = meta_model(cfg, build).eval()
+    model.eval()
     params = sum(t.numel() for t in (*model.parameters(), *model.buffers()))
     total = [0]
 
@@ -385,7 +385,7 @@ def model_cost(cfg: ModelConfig, build: Any) -> tuple[int, int, int]:
 
     leaves = [m for m in model.modules() if not any(True for _ in m.children())]
     hooks = [m.register_forward_hook(count) for m in leaves]
-    x = torch.empty(1, 3, cfg.input_size, cfg.input_size, device="meta")
+    x = torch.empty(1, 3, input_size, input_size, device="meta")
     try:
         with FlopCounterMode(display=False) as flops, torch.no_grad():
             model.trace(x) if hasattr(model, "trace") else model(x)
@@ -395,12 +395,12 @@ def model_cost(cfg: ModelConfig, build: Any) -> tuple[int, int, int]:
     return params, flops.get_total_flops() // 2, total[0] * 4
 
 
-def check_budget(cfg: ModelConfig, build: Any, budget: Budget | None = None) -> None:
-    """ValueError, in one line naming the measure and the limit, for a model over
-    ``budget`` (default :meth:`Budget.from_env`): checked before a model is built, so a
-    small file cannot make a server allocate gigabytes."""
+def check_budget(model: nn.Module, input_size: int, budget: Budget | None = None) -> None:
+    """ValueError, in one line naming the measure and the limit, for a meta-device model
+    (:func:`model_cost`) over ``budget`` (default :meth:`Budget.from_env`): checked before
+    the real model is built, so a small file cannot make a server allocate gigabytes."""
     budget = budget or Budget.from_env()
-    params, macs, act = model_cost(cfg, build)
+    params, macs, act = model_cost(model, input_size)
     for what, value, limit, var in (
         ("parameters", params / 1e6, budget.mparams, "MPARAMS"),
         ("multiply-adds per image", macs / 1e9, budget.gmacs, "GMACS"),

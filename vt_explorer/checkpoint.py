@@ -214,7 +214,8 @@ def load_checkpoint(
             )
     try:
         cfg = ModelConfig.from_dict(card["config"])
-        shapes = meta_model(cfg, build_model).state_dict()
+        meta = meta_model(cfg, build_model)  # shapes, dtypes and cost, nothing allocated
+        shapes = meta.state_dict()
     except (TypeError, ValueError, KeyError, RuntimeError) as err:
         raise CheckpointError(f"{card_path}: cannot build the model it describes: {err}") from None
     try:  # shapes first, from the header alone: nothing is allocated for a wrong file
@@ -228,7 +229,7 @@ def load_checkpoint(
     except ValueError as err:
         raise CheckpointError(f"{weights_path}: {err}") from None
     try:  # what it would cost, on the meta device, before anything is allocated
-        check_budget(cfg.replace(input_size=int(card["input_size"])), build_model)
+        check_budget(meta, int(card["input_size"]))
     except ValueError as err:
         raise CheckpointError(f"{card_path}: {err}") from None
     except (TypeError, KeyError, RuntimeError, NotImplementedError) as err:

@@ -163,7 +163,7 @@ def verified_members(tar: tarfile.TarFile, path: Path) -> list[tarfile.TarInfo]:
 
 #: the largest file of a dataset read (an image file is at most 64 MB, as uploads): a 1 GiB
 #: member of a small, highly compressed archive is named and skipped, never read whole
-MAX_MEMBER_BYTES = 64 * 10**6
+MAX_MEMBER_BYTES = MAX_IMAGE_FILE_BYTES
 _TOO_BIG = f"more than an image file may be ({MAX_MEMBER_BYTES // 10**6} MB)"
 
 
@@ -304,8 +304,7 @@ def load_image_folder(
     hit = read_cache(cache, "images") if use_cache else None
     if hit is not None:
         t, classes, skipped = hit
-        for s in skipped:  # the same words as the first read, not silence
-            warnings.warn(f"skipped {s}", stacklevel=2)
+        warn_skipped(skipped)  # the same words as the first read, not silence
         return ImageDataset(t["images"], t["labels"], classes, str(src), skipped, digest)
 
     class_dirs, items = scan_source(src)
@@ -420,8 +419,14 @@ def decode_stream(
         raise DatasetError(
             f"{src}: {seen} files read but {done} decoded and {len(skipped) - first_skip} skipped"
         )
-    for s in skipped[first_skip:]:
-        warnings.warn(f"skipped {s}", stacklevel=3)
+    warn_skipped(skipped[first_skip:], stacklevel=4)
+
+
+def warn_skipped(skipped: list[str], stacklevel: int = 3) -> None:
+    """One warning per file a dataset read skipped (``"path: reason"``), on the first read
+    and on every read from the cache alike."""
+    for s in skipped:
+        warnings.warn(f"skipped {s}", stacklevel=stacklevel)
 
 
 def finish_labels(

@@ -225,6 +225,8 @@ def _teacher(ck, device: torch.device, plain: bool = False) -> nn.Module:
 
     if name != TEACHER:
         raise UserError(f"unknown teacher {name!r} (known: {TEACHER})")
-    if plain or not hasattr(ck.model, "trunk_blocks"):
+    from .model.efficientnet import VTLite0
+
+    if plain or not isinstance(ck.model, VTLite0):
         return teacher_model(device)
     return teacher_model(device, student=ck.model)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from .data import (
     resize_batch,
     scan_source,
     source_digest,
+    warn_skipped,
     write_cache,
 )
 from .device import inference_batch
@@ -138,8 +138,7 @@ def compute_features(
     hit = read_cache(cache, "features") if use_cache else None
     if hit is not None:
         t, classes, skipped = hit
-        for s in skipped:  # the same words as the first read, not silence
-            warnings.warn(f"skipped {s}", stacklevel=2)
+        warn_skipped(skipped)  # the same words as the first read, not silence
         return FeatureSet(t["features"], t["labels"], classes, str(src), skipped, digest)
 
     device = torch.device(device)

@@ -10,6 +10,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -82,15 +83,8 @@ def distill(
     if pool.images is not None:
         trunk = student.folded().to(device, memory_format=torch.channels_last)
         crops = ImageCrops(
-            pool.images,
-            trunk,
-            cfg.mean,
-            cfg.std,
-            side * 16,
-            args.min_scale,
-            args.image_share,
-            args.bf16,
-        )
+            pool.images, trunk, cfg.mean, cfg.std, side * 16, args.min_scale, bf16=args.bf16
+        )  # its share of each batch: make_views
     views = make_views(args, teacher, pool.bank, pool.hard, side, pool.real, crops)
     student.to(device).train()
     params = [p for p in student.parameters() if p.requires_grad]
@@ -172,7 +166,7 @@ def distill_step(
     device = next(student.parameters()).device
     x, y = views(args.batch_size, g, device)
     t_feature, t_logits = label_views(teacher, x, args.bf16)
-    recording = student.recording_feature() if args.feature_weight > 0 else _nothing()
+    recording = student.recording_feature() if args.feature_weight > 0 else nullcontext([])
     with recording as projected, torch.autocast(device.type, torch.bfloat16, enabled=args.bf16):
         out = student.head(x, need_weights=args.diversity_weight > 0)
     loss = distill_loss(
@@ -188,16 +182,6 @@ def distill_step(
     loss.backward()
     opt.step()
     return loss
-
-
-class _nothing:
-    """A context manager that records nothing (no feature term)."""
-
-    def __enter__(self) -> list[Tensor]:
-        return []
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 @torch.no_grad()
