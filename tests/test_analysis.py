@@ -104,21 +104,20 @@ def test_figures() -> None:
     assert group_image(img, labels).shape == img.shape
     # shared scale (default): one row of four 160-px tiles under the scale note (30 px),
     # each under its label (32 px), then the colour bar (64 px + pad); token 2's tile is its
-    # overlay on the grid's 0..max scale
+    # overlay on the grid's 0..max scale, drawn on the image resized to the tile (160 px)
     top, label, bar = 30, 32, 64 + 6
     grid = Image.open(io.BytesIO(token_grid_png(img, maps, "viridis", 0.5)))
     assert grid.size == (6 + 4 * (160 + 6), top + 160 + label + 6 + bar)
     rows = slice(top + label, top + label + 160)
     tile = np.asarray(grid.convert("RGB"))[rows, 6 + 2 * 166 : 6 + 2 * 166 + 160]
-    shared = overlay(img, maps[2], "viridis", 0.5, vmax=float(maps.max()))
-    want = Image.fromarray(shared).resize((160, 160), Image.BILINEAR)
-    assert np.array_equal(tile, np.asarray(want))
+    small = np.asarray(Image.fromarray(img).resize((160, 160), Image.BILINEAR))
+    want = overlay(small, maps[2], "viridis", 0.5, vmax=float(maps.max()))
+    assert np.array_equal(tile, want)
     # per-tile stretching on request: the tile is stretched to its own range, no colour bar
     own = Image.open(io.BytesIO(token_grid_png(img, maps, "viridis", 0.5, shared=False)))
     assert own.size == (6 + 4 * (160 + 6), top + 160 + label + 6)
     tile = np.asarray(own.convert("RGB"))[rows, 6 + 2 * 166 : 6 + 2 * 166 + 160]
-    want = Image.fromarray(overlay(img, maps[2], "viridis", 0.5)).resize((160, 160), Image.BILINEAR)
-    assert np.array_equal(tile, np.asarray(want))
+    assert np.array_equal(tile, overlay(small, maps[2], "viridis", 0.5))
     titled = Image.open(io.BytesIO(token_grid_png(img, maps, title="module 1", cols=2)))
     assert titled.size == (352, top + 2 * (160 + label + 6) + bar)
     # a uniform map on the shared scale is one flat colour; stretched it would be noise

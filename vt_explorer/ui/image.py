@@ -16,7 +16,6 @@ import streamlit as st
 from ..explore import ImageAnalysis, npz_bytes
 from ..exports import zip_bytes
 from ..model.config import CIFAR10_CLASSES
-from ..viz import predictions_bar
 from ..viz.figures import photo_with_box
 from ..viz.linked import cell_of
 from .state import (
@@ -24,8 +23,10 @@ from .state import (
     Picks,
     Settings,
     get_analysis,
+    model_identity,
     model_line,
     module_index,
+    prediction_figure,
     reference_top5,
     short,
 )
@@ -98,7 +99,8 @@ def _predict(key: str, image: Image, uid: str, cfg: Settings) -> Slot | None:
     _view_note(a)
     if len(a.classes) == 10 and set(a.classes) == set(CIFAR10_CLASSES):
         st.caption("This model knows only CIFAR-10's ten classes.")
-    st.plotly_chart(predictions_bar(a.classes, a.probs), key=f"pred-{uid}")
+    chart = prediction_figure((model_identity(key), digest, cfg.view), a.classes, a.probs)
+    st.plotly_chart(chart, key=f"pred-{uid}")
     if a.model.get("teacher"):  # an ImageNet VT: the network it stands in for, as reference
         ref = reference_top5(digest, data, name, cfg.view)
         st.caption(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 from ..analysis import randomisation_check
@@ -29,8 +31,8 @@ from ..checkpoint import (
 from ..data import check_viewable, decode_image
 from ..device import select_device
 from ..explore import ImageAnalysis, analyse, view_preprocess
-from ..viz import group_image, overlay
-from ..viz.figures import GridMarks, token_grid
+from ..viz import group_image, overlay, predictions_bar
+from ..viz.figures import GridMarks, GridTiles, compose_grid, grid_tiles
 
 MODEL_CACHE = 8  # checkpoints held in memory per server process (least recently used out)
 OWN = "yours: "  # prefix of a visitor's own uploaded checkpoint, never a shipped name
@@ -107,9 +109,24 @@ def model_line(key: str) -> str:
     if own is not None and key == own[0]:
         return card_summary(own[1].card)
     try:
-        return card_summary(read_card(key))
+        card = Path(key + ".json").stat()
+        return _card_line(key, card.st_size, card.st_mtime_ns)
     except (CheckpointError, OSError, ValueError):
         return "(its card cannot be read)"
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _card_line(key: str, size: int, mtime_ns: int) -> str:
+    """:func:`model_line` of a card file, read again only when its size or time changes."""
+    return card_summary(read_card(key))
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def prediction_figure(key: tuple, _classes: list[str], _probs: np.ndarray) -> go.Figure:
+    """:func:`~vt_explorer.viz.predictions_bar`, kept per (model identity, image digest,
+    view) ``key``: a rerun for a token, a pixel or a tab sends the same figure without
+    building it again (never changed by a caller: a resource, not copied on each read)."""
+    return predictions_bar(_classes, _probs)
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=MODEL_CACHE)
@@ -259,6 +276,21 @@ def grouped(
     return group_image(image, labels, highlight=token, pixel=cell)
 
 
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _grid_tiles(
+    key: tuple,
+    _image: np.ndarray,
+    _maps: np.ndarray,
+    _share: np.ndarray | None,
+    cmap: str,
+    alpha: float,
+    stretch: bool,
+) -> GridTiles:
+    """The overlays of one grid at tile size, per (model, image, module, which maps) ``key``
+    and drawing setting; never changed by a caller (a resource: not copied on each read)."""
+    return grid_tiles(_image, _maps, cmap, alpha, "", not stretch, _share)
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def grid_picture(
     key: tuple,
@@ -270,9 +302,12 @@ def grid_picture(
     stretch: bool,
     cell: tuple[int, int] | None,
     token: int | None,
-) -> np.ndarray:
-    """A grid of one module's maps as one picture (:func:`~vt_explorer.viz.figures.token_grid`,
-    four tiles a row), memoised by ``key`` (model, image, module, which maps) and the
-    drawing settings: the same picture the PNG download writes."""
-    marks = GridMarks(cell, token, _share)
-    return np.asarray(token_grid(_image, _maps, cmap, alpha, "", 4, not stretch, marks))
+) -> bytes:
+    """A grid of one module's maps as one JPEG picture
+    (:func:`~vt_explorer.viz.figures.token_grid`, four tiles a row), memoised by ``key`` (model, image, module, which maps) and the
+    drawing settings: the same picture the PNG download writes. A new token or pixel only
+    recomposes the tiles, which are kept per drawing setting."""
+    parts = _grid_tiles(key, _image, _maps, _share, cmap, alpha, stretch)
+    buf = io.BytesIO()  # encoded once here, not by st.image on every rerun
+    compose_grid(parts, 4, GridMarks(cell, token, _share)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()

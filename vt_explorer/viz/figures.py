@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..analysis import upsample
 
+TILE_SIDE = 160  # the longer side of a tile of a PNG grid of maps, in pixels
 PICK = "#dc0078"  # the colour of whatever is picked (token frame, pixel ring, rows, bars)
 
 
@@ -40,16 +41,31 @@ def overlay(
     the map is stretched to its own min-max (per-tile stretching: a near-uniform map then
     looks as sharp as a peaked one). Returns (H, W, 3) uint8.
     """
+    return overlays(image, heat[None], cmap, alpha, vmax)[0]
+
+
+def overlays(
+    image: np.ndarray,
+    maps: np.ndarray,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    vmax: float | None = None,
+) -> np.ndarray:
+    """:func:`overlay` of every map at once: image (H, W, 3) uint8, maps (L, h, w) ->
+    (L, H, W, 3) uint8. One bilinear resize for all maps and one colour look-up (10x faster
+    than a loop of :func:`overlay`, the same pixels)."""
     h, w = image.shape[:2]
-    m = upsample(heat[None], (h, w))[0] if heat.shape != (h, w) else heat
+    m = upsample(maps, (h, w)) if maps.shape[1:] != (h, w) else maps.astype(np.float32)
     if vmax is not None:
-        lo, hi = 0.0, float(vmax)
-    else:
-        lo, hi = float(m.min()), float(m.max())
-    m = np.clip((m - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(m)
+        lo = np.zeros((len(m), 1, 1), np.float32)
+        hi = np.full((len(m), 1, 1), vmax, np.float32)
+    else:  # each map stretched to its own range
+        lo, hi = m.min((1, 2), keepdims=True), m.max((1, 2), keepdims=True)
+    span = hi - lo
+    m = np.where(span > 0, np.clip((m - lo) / np.where(span > 0, span, 1), 0, 1), 0)
     lut = _lut(cmap)  # matplotlib's own 256 colours, looked up as matplotlib does (x * N)
     colour = lut[np.clip((m * len(lut)).astype(np.int32), 0, len(lut) - 1)]
-    out = image.astype(np.float32) * (1 - alpha) + colour * np.float32(alpha)
+    out = image.astype(np.float32)[None] * (1 - alpha) + colour * np.float32(alpha)
     return out.round().clip(0, 255).astype(np.uint8)
 
 
@@ -69,7 +85,7 @@ def token_strip(
 ) -> list[np.ndarray]:
     """One overlay per token: maps (L, h, w) -> list of L (H, W, 3) uint8 images, on one
     scale from 0 to ``vmax`` (None: each stretched to its own range)."""
-    return [overlay(image, m, cmap, alpha, vmax) for m in maps]
+    return list(overlays(image, maps, cmap, alpha, vmax))
 
 
 def photo_with_box(
@@ -305,12 +321,52 @@ def token_grid(
     the title says so. Composed with PIL (tiles of at most 160 px): 30x faster than
     matplotlib subplots."""
     marks = marks or GridMarks()
+    return compose_grid(
+        grid_tiles(image, maps, cmap, alpha, title, shared, marks.share), cols, marks
+    )
+
+
+@dataclass(frozen=True)
+class GridTiles:
+    """What a PNG grid of maps shows before any mark: the overlays at tile size, their
+    labels, the title, the colour bar (None when each tile is stretched) and the maps' (h, w)
+    grid. The app keeps it per drawing setting, so a picked token or pixel only recomposes."""
+
+    tiles: list[np.ndarray]
+    labels: list[str]
+    title: str
+    bar: np.ndarray | None
+    grid_hw: tuple[int, int]
+
+
+def grid_tiles(
+    image: np.ndarray,
+    maps: np.ndarray,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    title: str = "",
+    shared: bool = True,
+    share: np.ndarray | None = None,
+) -> GridTiles:
+    """The unmarked parts of :func:`token_grid` (its arguments, with ``share`` as in
+    :class:`GridMarks`)."""
     tiles, labels, title, (vmax, uniform) = _grid_parts(
-        image, maps, cmap, alpha, title, shared, marks.share
+        image, maps, cmap, alpha, title, shared, share, side=TILE_SIDE
     )
     bar = colour_bar_png(cmap, vmax, uniform) if shared else None
+    return GridTiles(tiles, labels, title, bar, tuple(maps.shape[1:]))
+
+
+def compose_grid(parts: GridTiles, cols: int = 8, marks: GridMarks | None = None) -> Image.Image:
+    """:class:`GridTiles` laid out ``cols`` a row, with ``marks`` (pixel ring, token frame)."""
     return _grid_canvas(
-        tiles, title, cols, labels=labels, bar=bar, marks=marks, grid_hw=maps.shape[1:]
+        parts.tiles,
+        parts.title,
+        cols,
+        labels=parts.labels,
+        bar=parts.bar,
+        marks=marks,
+        grid_hw=parts.grid_hw,
     )
 
 
@@ -322,12 +378,19 @@ def _grid_parts(
     title: str,
     shared: bool,
     share: np.ndarray | None,
+    side: int | None = None,
 ) -> tuple[list[np.ndarray], list[str], str, tuple[float, float]]:
     """What a grid of maps shows, in PNG and SVG alike: the tiles, their labels (token,
-    share, entropy over uniform), the title with the scale note, and (vmax, uniform)."""
+    share, entropy over uniform), the title with the scale note, and (vmax, uniform).
+
+    With ``side`` the tiles are drawn at the size the PNG grid shows them (the image
+    resized so that its longer side is ``side``, the maps resized onto it): a tenth of the
+    pixels of a full-size overlay, so a grid is drawn in a few milliseconds."""
     from ..analysis import entropy_ratio
 
     vmax, uniform = map_scale(maps)
+    if side is not None:
+        image = _fit(image, side)
     tiles = token_strip(image, maps, cmap, alpha, vmax if shared else None)
     ratio = entropy_ratio(maps)
     # short labels in a large font, legible (11 px or more) even when the grid is shown in
@@ -381,11 +444,21 @@ def token_grid_png(
     return buf.getvalue()
 
 
+def _fit(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 resized (bilinear) so that its longer side is ``side``."""
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if size == (w, h):
+        return image
+    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+
+
 def _grid_canvas(
     tiles: list[np.ndarray],
     title: str,
     cols: int,
-    side: int = 160,
+    side: int = TILE_SIDE,
     labels: list[str] | None = None,
     bar: np.ndarray | None = None,
     marks: GridMarks | None = None,
@@ -414,7 +487,10 @@ def _grid_canvas(
         r, c = divmod(i, cols)
         x, y = pad + c * (tw + pad), title_h + r * (th + label_h + pad)
         draw.text((x, y), labels[i], fill="black", font=font)
-        canvas.paste(Image.fromarray(tile).resize((tw, th), Image.BILINEAR), (x, y + label_h))
+        pic = Image.fromarray(tile)
+        canvas.paste(
+            pic if pic.size == (tw, th) else pic.resize((tw, th), Image.BILINEAR), (x, y + label_h)
+        )
         if marks.pixel is not None:
             _ring(
                 draw,

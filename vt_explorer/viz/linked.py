@@ -8,9 +8,11 @@ scatter marker whose ``point_index`` names the cell (row-major).
 from __future__ import annotations
 
 import base64
+import io
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 
 from .export import image_bytes
 from .figures import PICK
@@ -21,6 +23,14 @@ def png_data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(image_bytes(image)).decode()
 
 
+def jpeg_data_url(image: np.ndarray, quality: int = 90) -> str:
+    """(H, W, 3) uint8 as a ``data:image/jpeg;base64`` URL: a photo in a fifth of the bytes
+    of :func:`png_data_url`, for figures resent on every click."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
 def pixel_picker(
     image: np.ndarray, grid_hw: tuple[int, int], pixel: tuple[int, int] | None = None
 ) -> go.Figure:
@@ -29,7 +39,8 @@ def pixel_picker(
     height, width = image.shape[:2]
     h, w = grid_hw
     rows, cols = np.divmod(np.arange(h * w), w)
-    fig = go.Figure(go.Image(source=png_data_url(image), hoverinfo="skip"))
+    # JPEG: the figure (the photo inside it) is sent again on every click
+    fig = go.Figure(go.Image(source=jpeg_data_url(image), hoverinfo="skip"))
     fig.add_scatter(
         x=(cols + 0.5) * width / w,
         y=(rows + 0.5) * height / h,
