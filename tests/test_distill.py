@@ -419,6 +419,37 @@ def test_feature_matching_fits_the_teachers_feature(pool, tmp_path, capsys) -> N
     assert "nothing would be learned" in capsys.readouterr().err
 
 
+def test_feature_term_of_a_pool_student_is_the_token_average() -> None:
+    """For a pool student (Lite0's own classifier, frozen) --feature-weight compares the
+    token average, which is exactly what the classifier reads (its logits are fc of it),
+    with the teacher's average-pooled feature; the recipe accepts it without
+    --reuse-classifier, and the term is the plain mean squared error of the two."""
+    from vt_explorer.distill.losses import distill_loss
+    from vt_explorer.distill.recipe import check_recipe
+    from vt_explorer.model import create_model
+
+    student = create_model("vt_lite0_os16_pool").eval()
+    student.load_pretrained()
+    x = torch.randn(2, *student.features(torch.zeros(1, 3, 224, 224)).shape[1:])
+    with torch.no_grad(), student.recording_feature() as seen:
+        out = student.head(x, need_weights=True)
+    (fed,) = seen
+    assert fed.shape == (2, 1280)
+    assert torch.allclose(student.fc(fed), out.logits, atol=1e-5)
+    assert torch.allclose(fed, out.modules[-1].tokens.mean(1), atol=1e-5)
+    args = DistillArgs(
+        data=["unused"],
+        out="unused",
+        student="vt_lite0_os16_pool",
+        feature_weight=2.0,
+        kd_weight=0.0,
+    )
+    check_recipe(args, student.cfg, torch.device("cpu"))  # no --reuse-classifier needed
+    target = torch.randn(2, 1280)
+    loss = distill_loss(args, out.logits, out.logits, torch.full((2,), -1), None, fed, target)
+    assert torch.isclose(loss, 2.0 * ((fed - target) ** 2).mean())
+
+
 def test_fixed_sample_is_fixed_ordered_and_nested() -> None:
     """The held-out sample: the same every time, in dataset order, without repeats, all of a
     small source, and a smaller limit picks a subset of a larger one's sample (so cards

@@ -99,9 +99,10 @@ class DistillArgs:
     )
     feature_weight: float = flag(
         0.0,
-        "weight of feature matching (needs --reuse-classifier): "
-        "mean squared error between the student's projected 1280-d "
-        "feature and the teacher's pooled feature (SimKD)",
+        "weight of feature matching (needs --reuse-classifier or a "
+        "pool student): mean squared error between the 1280-d "
+        "feature the classifier reads (the projection, or the token "
+        "average) and the teacher's pooled feature (SimKD)",
         type=float_in(0, 1000),
     )
     bf16: bool = flag(
@@ -202,10 +203,15 @@ RUN_ONLY = frozenset({"device", "threads", "resume", "eval_every"})
 def check_recipe(args: DistillArgs, cfg: ModelConfig, device: torch.device) -> None:
     """Refuse, before any work and in one line (:class:`UserError`), a recipe that cannot
     run or would learn nothing: for the student config ``cfg`` on ``device``."""
-    if args.feature_weight > 0 and not args.reuse_classifier:
+    if (
+        args.feature_weight > 0
+        and not args.reuse_classifier
+        and not cfg.extra.get("lite0_classifier")
+    ):
         raise UserError(
             "--feature-weight matches the teacher's 1280-d feature through the "
-            "reused classifier's projection: add --reuse-classifier"
+            "reused classifier's projection (or Lite0's own classifier, cut pool): "
+            f"add --reuse-classifier, or pick a pool student, not {args.student}"
         )
     if args.kd_weight == 0 and args.feature_weight == 0:
         raise UserError("--kd-weight 0 needs --feature-weight > 0: nothing would be learned")

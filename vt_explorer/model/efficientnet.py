@@ -482,13 +482,18 @@ class VTLite0(TokenAverageHead, _Lite0Trunk):
 
     @contextlib.contextmanager
     def recording_feature(self) -> Iterator[list[Tensor]]:
-        """With classifier reuse (``extra["reuse_classifier"]``): within the block, each
-        forward pass appends the projected (B, 1280) feature that the teacher's classifier
-        reads (what SimKD's feature loss compares with the teacher's pooled feature)."""
-        if not isinstance(self.fc, ReusedClassifier):
-            raise ValueError(f"{self.cfg.name}: no reused classifier, no projected feature")
+        """Within the block, each forward pass appends the (B, 1280) feature that Lite0's
+        classifier reads, to compare with the teacher's average-pooled feature (SimKD's
+        feature loss): with classifier reuse (``extra["reuse_classifier"]``) the learned
+        projection's output; with Lite0's own frozen classifier (cut ``pool``) the token
+        average itself, so the loss asks the token maps to add up to average pooling."""
         seen: list[Tensor] = []
-        hook = self.fc.proj.register_forward_hook(lambda _m, _i, out: seen.append(out))
+        if isinstance(self.fc, ReusedClassifier):
+            hook = self.fc.proj.register_forward_hook(lambda _m, _i, out: seen.append(out))
+        elif self.frozen_classifier:
+            hook = self.fc.register_forward_pre_hook(lambda _m, inp: seen.append(inp[0]))
+        else:
+            raise ValueError(f"{self.cfg.name}: no 1280-d feature before Lite0's classifier")
         try:
             yield seen
         finally:
