@@ -107,8 +107,18 @@ def test_upload_a_photo_and_see_the_prediction(app_url, ckdir, tmp_path) -> None
 
 
 def _linked_views(page, models: int) -> None:
-    """A click on the image picks a cell for every model; a click on an attention cell
-    shows both tokens' maps (real Plotly clicks, not session state)."""
+    """A click on a map tile picks its token and enlarges it; a click on the image picks a
+    cell for every model; a click on an attention cell shows both tokens' maps (real
+    clicks, not session state)."""
+    grid = page.locator("img.vt-tiles").first
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    # four 160-px tiles a row, 6 px apart, each under a 32-px label: the middle of tile t5
+    # (row 2, column 2) is at x = 6 + 166 + 80, y = 198 + 32 + 80 of the picture's pixels
+    w = 6 + 4 * 166
+    page.mouse.click(box["x"] + box["width"] * 252 / w, box["y"] + box["width"] * 310 / w)
+    # the caption is drawn from the token picker's value: the click set the picker to t5
+    page.get_by_text("token 5, enlarged").nth(models - 1).wait_for(timeout=60_000)
     page.get_by_role("tab", name="Pixel", exact=True).click()
     page.get_by_text("Click the image to pick").first.wait_for(timeout=60_000)
     time.sleep(1.0)

@@ -192,7 +192,7 @@ def _picks(idx: int, slots: list[Slot]) -> Picks:
         if c3.button("Clear pixel", key=f"clear-{idx}"):
             st.session_state.pop(key, None)
             pixel = None
-    return Picks(token, pixel, key)
+    return Picks(token, pixel, key, f"token-{idx}")
 
 
 @st.fragment

@@ -32,7 +32,7 @@ from ..data import check_viewable, decode_image
 from ..device import select_device
 from ..explore import ImageAnalysis, analyse, view_preprocess
 from ..viz import group_image, overlay, predictions_bar
-from ..viz.figures import GridMarks, GridTiles, compose_grid, grid_tiles
+from ..viz.figures import GridMarks, GridTiles, compose_grid, grid_tiles, tile_boxes
 
 MODEL_CACHE = 8  # checkpoints held in memory per server process (least recently used out)
 OWN = "yours: "  # prefix of a visitor's own uploaded checkpoint, never a shipped name
@@ -61,11 +61,13 @@ class Picks:
     pixel: (y, x) as fractions of the image, or None; each model maps it onto its own grid
         (:func:`vt_explorer.viz.linked.cell_of`), so grids of different sizes agree.
     pixel_key: the session-state key the pixel lives under (a click writes it there).
+    token_key: the session-state key of the token picker (a click on a tile writes it).
     """
 
     token: int | None = None
     pixel: tuple[float, float] | None = None
     pixel_key: str = "pixel"
+    token_key: str = "token"
 
 
 def module_index(choice: str, n: int) -> int:
@@ -302,12 +304,15 @@ def grid_picture(
     stretch: bool,
     cell: tuple[int, int] | None,
     token: int | None,
-) -> bytes:
+) -> tuple[bytes, tuple[int, int], list[tuple[int, int, int, int]]]:
     """A grid of one module's maps as one JPEG picture
-    (:func:`~vt_explorer.viz.figures.token_grid`, four tiles a row), memoised by ``key`` (model, image, module, which maps) and the
-    drawing settings: the same picture the PNG download writes. A new token or pixel only
-    recomposes the tiles, which are kept per drawing setting."""
+    (:func:`~vt_explorer.viz.figures.token_grid`, four tiles a row), its (width, height)
+    and each tile's box in it (:func:`~vt_explorer.viz.figures.tile_boxes`), memoised by
+    ``key`` (model, image, module, which maps) and the drawing settings: the same picture
+    the PNG download writes. A new token or pixel only recomposes the tiles, which are kept
+    per drawing setting; the JPEG is encoded once, here, not by the page on every rerun."""
     parts = _grid_tiles(key, _image, _maps, _share, cmap, alpha, stretch)
-    buf = io.BytesIO()  # encoded once here, not by st.image on every rerun
-    compose_grid(parts, 4, GridMarks(cell, token, _share)).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
+    picture = compose_grid(parts, 4, GridMarks(cell, token, _share))
+    buf = io.BytesIO()
+    picture.save(buf, "JPEG", quality=90)
+    return buf.getvalue(), picture.size, tile_boxes(parts, 4)

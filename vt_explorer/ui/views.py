@@ -40,6 +40,7 @@ from .state import (
     short,
     tinted,
 )
+from .tiles import clickable_grid
 
 log = logging.getLogger("vt_explorer.app")
 UNSURE_BELOW = 0.2  # a top-1 probability below this is flagged "unsure"
@@ -118,25 +119,35 @@ def _scale_note(maps: np.ndarray, cfg: Settings) -> None:
 
 
 def _grid(s: Slot, which: str, maps: np.ndarray, cfg: Settings, picks: Picks) -> None:
-    """A grid of 16 map overlays (one picture, four a row) with its scale and downloads."""
+    """A grid of 16 map overlays (one picture, four a row; a click on a tile picks its
+    token) with its scale, the picked token's map enlarged, and downloads."""
     share = s.view.stats.share if which == "maps" else None
-    st.image(
-        grid_picture(
-            (model_identity(s.key), s.image[2], s.k, which),
-            s.a.tile,
-            maps,
-            share,
-            cfg.cmap,
-            cfg.alpha,
-            cfg.stretch,
-            s.cell,
-            picks.token,
-        ),
-        width="stretch",
+    jpeg, size, boxes = grid_picture(
+        (model_identity(s.key), s.image[2], s.k, which),
+        s.a.tile,
+        maps,
+        share,
+        cfg.cmap,
+        cfg.alpha,
+        cfg.stretch,
+        s.cell,
+        picks.token,
+    )
+    what = "Token maps" if which == "maps" else "Propagated maps"
+    clickable_grid(
+        jpeg, size, boxes, f"tiles-{which}-{s.uid}", picks.token_key, f"{what}, {s.title}"
     )
     _scale_note(maps, cfg)
+    if picks.token is not None and picks.token < len(maps):
+        left, _ = st.columns([2, 1])  # at most two thirds of the column, at any page width
+        left.image(
+            tinted(s.a.image, maps[picks.token], cfg.cmap, cfg.alpha, _top(s, cfg)),
+            caption=f"{'token' if which == 'maps' else 'propagated map of token'} "
+            f"{picks.token}, enlarged (click another tile, or pick 'none' above)",
+            width="stretch",
+        )
     downloads(
-        "Token maps" if which == "maps" else "Propagated maps",
+        what,
         lambda fmt: token_grid_png(
             s.a.tile,
             maps,
@@ -154,19 +165,13 @@ def _grid(s: Slot, which: str, maps: np.ndarray, cfg: Settings, picks: Picks) ->
 
 
 def view_maps(s: Slot, cfg: Settings, picks: Picks) -> None:
-    """Every token's spatial map (eq. 1/2 softmax over pixels); the picked token enlarged."""
+    """Every token's spatial map (eq. 1/2 softmax over pixels); a click on a tile (or the
+    token picker) enlarges it."""
     st.caption(
         "Tile labels: token, and the share of the pixels it wins (each token's entropy: "
-        f"the Table tab). {s.view.kind.capitalize()} tokenizer."
+        f"the Table tab). {s.view.kind.capitalize()} tokenizer. Click a tile to enlarge it."
     )
     _grid(s, "maps", s.view.maps, cfg, picks)
-    if picks.token is not None and picks.token < len(s.view.maps):
-        left, _ = st.columns([2, 1])  # at most two thirds of the column, at any page width
-        left.image(
-            tinted(s.a.image, s.view.maps[picks.token], cfg.cmap, cfg.alpha, _top(s, cfg)),
-            caption=f"token {picks.token}, enlarged",
-            width="stretch",
-        )
 
 
 def view_propagated(s: Slot, cfg: Settings, picks: Picks) -> None:

@@ -454,6 +454,35 @@ def _fit(image: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
 
 
+GRID_PAD, GRID_LABEL_H = 6, 32  # a PNG grid's gap between tiles and its label band, px
+
+
+def _tile_origins(n: int, tile_hw: tuple[int, int], cols: int, title: str) -> list[tuple[int, int]]:
+    """The (x, y) of each of ``n`` grid cells (label band on top, tile under it), as
+    :func:`_grid_canvas` lays them out."""
+    th, tw = tile_hw
+    title_h = 30 if title else 0
+    return [
+        (GRID_PAD + c * (tw + GRID_PAD), title_h + r * (th + GRID_LABEL_H + GRID_PAD))
+        for r, c in (divmod(i, cols) for i in range(n))
+    ]
+
+
+def _tile_size(tile: np.ndarray, side: int) -> tuple[int, int]:
+    """(height, width) a tile is shown at: its longer side ``side``."""
+    h, w = tile.shape[:2]
+    scale = side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def tile_boxes(parts: GridTiles, cols: int = 8) -> list[tuple[int, int, int, int]]:
+    """Each tile's box (left, top, right, bottom; its label included) in the pixels of
+    :func:`compose_grid`'s picture: what a click on the picture hits."""
+    th, tw = _tile_size(parts.tiles[0], TILE_SIDE)
+    origins = _tile_origins(len(parts.tiles), (th, tw), cols, parts.title)
+    return [(x, y, x + tw, y + GRID_LABEL_H + th) for x, y in origins]
+
+
 def _grid_canvas(
     tiles: list[np.ndarray],
     title: str,
@@ -470,10 +499,8 @@ def _grid_canvas(
 
     marks = marks or GridMarks()
     labels = labels or [f"token {i}" for i in range(len(tiles))]
-    h, w = tiles[0].shape[:2]
-    scale = side / max(h, w)
-    tw, th = max(1, round(w * scale)), max(1, round(h * scale))
-    pad, label_h, title_h = 6, 32, 30 if title else 0
+    th, tw = _tile_size(tiles[0], side)
+    pad, label_h, title_h = GRID_PAD, GRID_LABEL_H, 30 if title else 0
     rows = (len(tiles) + cols - 1) // cols
     ncols = min(cols, len(tiles))
     bar_h = 0 if bar is None else bar.shape[0] + pad
@@ -483,9 +510,9 @@ def _grid_canvas(
     font = ImageFont.load_default(size=28)
     if title:
         draw.text((pad, 4), title, fill="black", font=ImageFont.load_default(size=20))
-    for i, tile in enumerate(tiles):
-        r, c = divmod(i, cols)
-        x, y = pad + c * (tw + pad), title_h + r * (th + label_h + pad)
+    for i, (tile, (x, y)) in enumerate(
+        zip(tiles, _tile_origins(len(tiles), (th, tw), cols, title), strict=True)
+    ):
         draw.text((x, y), labels[i], fill="black", font=font)
         pic = Image.fromarray(tile)
         canvas.paste(
