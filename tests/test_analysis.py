@@ -103,9 +103,9 @@ def test_figures() -> None:
     labels, _ = semantic_groups(maps)
     assert group_image(img, labels).shape == img.shape
     # shared scale (default): one row of four 160-px tiles under the scale note (30 px),
-    # each under its label (32 px), then the colour bar (64 px + pad); token 2's tile is its
+    # each under its label (38 px), then the colour bar (90 px + pad); token 2's tile is its
     # overlay on the grid's 0..max scale, drawn on the image resized to the tile (160 px)
-    top, label, bar = 30, 32, 64 + 6
+    top, label, bar = 30, 38, 90 + 6
     grid = Image.open(io.BytesIO(token_grid_png(img, maps, "viridis", 0.5)))
     assert grid.size == (6 + 4 * (160 + 6), top + 160 + label + 6 + bar)
     rows = slice(top + label, top + label + 160)

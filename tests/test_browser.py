@@ -113,10 +113,10 @@ def _linked_views(page, models: int) -> None:
     grid = page.locator("img.vt-tiles").first
     grid.scroll_into_view_if_needed()
     box = grid.bounding_box()
-    # four 160-px tiles a row, 6 px apart, each under a 32-px label: the middle of tile t5
-    # (row 2, column 2) is at x = 6 + 166 + 80, y = 198 + 32 + 80 of the picture's pixels
+    # four 160-px tiles a row, 6 px apart, each under a 38-px label: the middle of tile t5
+    # (row 2, column 2) is at x = 6 + 166 + 80, y = 204 + 38 + 80 of the picture's pixels
     w = 6 + 4 * 166
-    page.mouse.click(box["x"] + box["width"] * 252 / w, box["y"] + box["width"] * 310 / w)
+    page.mouse.click(box["x"] + box["width"] * 252 / w, box["y"] + box["width"] * 322 / w)
     # the caption is drawn from the token picker's value: the click set the picker to t5
     page.get_by_text("token 5, enlarged").nth(models - 1).wait_for(timeout=60_000)
     page.get_by_role("tab", name="Pixel", exact=True).click()
@@ -160,8 +160,9 @@ def _overview_cell_click(page, tmp_path: Path) -> None:
 
 
 def _readable_at_1000(page) -> None:
-    """Issue 28, section 5: at 1000 x 800 every download button's label fits whole, and
-    the attention matrix is not squeezed into a strip (its plot area about square)."""
+    """Issue 28, section 5: at 1000 x 800 every download button's label fits whole, the
+    attention matrix is not squeezed into a strip (its plot area about square) and the map
+    grids' tile labels are at least 11 px tall."""
     page.set_viewport_size({"width": 1000, "height": 800})
     page.get_by_role("tab", name="Attention", exact=True).click()
     page.get_by_text("Click a cell to see both").first.wait_for(timeout=60_000)
@@ -175,6 +176,15 @@ def _readable_at_1000(page) -> None:
     plot = heat.locator(".nsewdrag").first  # the attention matrix's plot area
     box = plot.bounding_box()
     assert box is not None and box["width"] > 0.6 * box["height"], box
+    # the map grids' tile labels: drawn in a 32-px font in the picture, they must stay at
+    # least 11 px on the screen, so the picture may shrink to 34% of its size
+    page.get_by_role("tab", name="Maps", exact=True).click()
+    page.locator("img.vt-tiles").first.wait_for(timeout=60_000)
+    wait_idle(page, 2)
+    shrink = page.locator("img.vt-tiles").evaluate_all(
+        "imgs => imgs.map(i => i.getBoundingClientRect().width / i.naturalWidth)"
+    )
+    assert shrink and all(32 * k >= 11 for k in shrink), shrink
 
 
 def _download_everything(page, models: int, stem: str) -> None:

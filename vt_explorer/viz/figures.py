@@ -126,14 +126,15 @@ def colour_bar_png(cmap: str, vmax: float, uniform: float | None, width: int = 3
     lut = _lut(cmap)
     bar = lut[np.linspace(0, len(lut) - 1, width).astype(int)].astype(np.uint8)
     # tick labels as large as the grid's tile labels: legible when the grid is shown small
-    canvas = Image.new("RGB", (width + 20, 64), "white")
+    line = GRID_FONT + 4
+    canvas = Image.new("RGB", (width + 20, 18 + 2 * line), "white")
     canvas.paste(Image.fromarray(np.repeat(bar[None], 12, 0)), (10, 2))
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=18)
+    font = ImageFont.load_default(size=GRID_FONT)
     # 0 and the top under the bar; the uniform value on a second line (it sits near 0)
     ticks = [(0.0, "0", 18), (vmax, f"{vmax:.3g}", 18)]
     if uniform is not None and 0 < uniform < vmax:
-        ticks.append((uniform, f"uniform {uniform:.3g}", 40))
+        ticks.append((uniform, f"uniform {uniform:.3g}", 18 + line))
     for v, text, y in ticks:
         x = 10 + round(v / vmax * (width - 1)) if vmax > 0 else 10
         draw.line([(x, 2), (x, y - 2)], fill="black", width=1)
@@ -454,7 +455,10 @@ def _fit(image: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
 
 
-GRID_PAD, GRID_LABEL_H = 6, 32  # a PNG grid's gap between tiles and its label band, px
+# a PNG grid's gap between tiles, its label band and the labels' font size, in pixels: the
+# app shows a grid at 39% of its size at 1000 px (two models side by side), where 32-px
+# labels are 12.5 px (legible: at least 11 px, tests/test_browser.py)
+GRID_PAD, GRID_LABEL_H, GRID_FONT = 6, 38, 32
 
 
 def _tile_origins(n: int, tile_hw: tuple[int, int], cols: int, title: str) -> list[tuple[int, int]]:
@@ -507,7 +511,7 @@ def _grid_canvas(
     width = max(pad + ncols * (tw + pad), 0 if bar is None else bar.shape[1] + 2 * pad)
     canvas = Image.new("RGB", (width, title_h + rows * (th + label_h + pad) + bar_h), "white")
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=28)
+    font = ImageFont.load_default(size=GRID_FONT)
     if title:
         draw.text((pad, 4), title, fill="black", font=ImageFont.load_default(size=20))
     for i, (tile, (x, y)) in enumerate(
