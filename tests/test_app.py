@@ -571,3 +571,33 @@ def test_a_big_batch_is_analysed_a_table_page_at_a_time(app) -> None:
     at.radio(key="overview_page").set_value(20).run()
     assert not at.exception
     assert list(at.dataframe(key="overview-20").value["image"]) == ["i20.png", "i21.png"]
+
+
+def test_the_overview_says_how_many_images_are_analysed(app, monkeypatch) -> None:
+    """Issue 28, section 6: while a batch is analysed the page shows 'Analysed k of n
+    images', k counting up to n, before the table replaces it (every text the progress
+    bar is given, in order)."""
+    from streamlit.delta_generator import DeltaGenerator
+
+    said: list[str] = []
+    original = DeltaGenerator.progress
+
+    def spy(self, value, text=None, **kw):
+        said.append(text)
+        return original(self, value, text=text, **kw)
+
+    monkeypatch.setattr(DeltaGenerator, "progress", spy)
+    at = app.run()
+    files = [
+        (f"p{k}.png", image_bytes(make_image((40 * k, 90, 200 - 30 * k), 24, seed=k)), "image/png")
+        for k in range(3)
+    ]
+    at.file_uploader(key="upload").set_value(files).run()
+    assert not at.exception
+    counted = [t for t in said if t and t.startswith("Analysed")]
+    assert counted == [
+        "Analysed 1 of 3 images",
+        "Analysed 2 of 3 images",
+        "Analysed 3 of 3 images",
+    ]
+    assert not any(p.value for p in at.get("progress"))  # gone once the table is drawn
