@@ -33,6 +33,7 @@ def main() -> None:
     # the model code (torch, torchvision: ~2 s on a server's first page) is imported only
     # now, so the uploader above is usable meanwhile
     from vt_explorer.ui import panels
+    from vt_explorer.ui.components import scroll_here
     from vt_explorer.ui.image import show_image
     from vt_explorer.ui.sidebar import sidebar
 
@@ -46,8 +47,10 @@ def main() -> None:
     readable = panels.readable_images(panels.with_examples(items) if examples else items)
     chosen = panels.overview(readable, cfg) if len(readable) > 1 else None
     if chosen is not None:
+        scroll_here(f"{chosen}-{readable[chosen][2]}")  # to the picked image, once
         show_image(chosen, readable[chosen], cfg)
         return
+    st.session_state.pop("_scrolled_to", None)
     first = panels.page_start(len(readable))
     for idx, image in enumerate(readable[first : first + panels.PAGE_SIZE], start=first):
         show_image(idx, image, cfg)

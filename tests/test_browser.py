@@ -138,7 +138,7 @@ def _linked_views(page, models: int) -> None:
 
 def _overview_cell_click(page, tmp_path: Path) -> None:
     """Three more images give the overview table; a click on a cell of its last row (not on
-    the row's checkbox) shows that image alone."""
+    the row's checkbox) shows that image alone, and the page scrolls down to it."""
     files = []
     for k, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
         f = tmp_path / f"row{k}.png"
@@ -157,6 +157,10 @@ def _overview_cell_click(page, tmp_path: Path) -> None:
     wait_idle(page, 2)
     shown = [h for h in page.get_by_role("heading").all_inner_texts() if h.startswith("row")]
     assert shown == ["row2.png"], shown
+    # and the page scrolled down to it: its heading near the top of the window
+    time.sleep(1.0)  # a smooth scroll
+    top = page.get_by_role("heading", name="row2.png").bounding_box()["y"]
+    assert 0 <= top < 200, top
 
 
 def _readable_at_1000(page) -> None:

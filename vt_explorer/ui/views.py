@@ -29,6 +29,7 @@ from ..viz import attention_heatmap, deletion_plot, palette, token_grid_png
 from ..viz import export as fig_export
 from ..viz.figures import GridMarks, map_scale, near_uniform
 from ..viz.linked import pixel_picker, token_weights_bar
+from .components import clickable_grid
 from .state import (
     Image,
     Picks,
@@ -40,7 +41,6 @@ from .state import (
     short,
     tinted,
 )
-from .tiles import clickable_grid
 
 log = logging.getLogger("vt_explorer.app")
 UNSURE_BELOW = 0.2  # a top-1 probability below this is flagged "unsure"

@@ -1,11 +1,15 @@
-"""A grid of map tiles that takes clicks: a click on a tile picks its token (the same as the
-"Highlight a token" picker), which frames it in every grid and shows it enlarged.
+"""The page's two small Streamlit v2 components (``st.components.v2``: no iframe, a few
+lines of JavaScript each).
 
-A Streamlit v2 component (``st.components.v2``, no iframe): one ``<img>`` of the grid's
-JPEG picture; the browser maps a click to a tile with the tiles' boxes in the picture's own
-pixels (:func:`vt_explorer.viz.figures.tile_boxes`) and sends the tile's index back. Where
-the component cannot run (Streamlit's AppTest), the picture is still shown and the picker
-does the same job.
+* :func:`clickable_grid`: a grid of map tiles that takes clicks. A click on a tile picks its
+  token (the same as the "Highlight a token" picker), which frames it in every grid and
+  shows it enlarged. One ``<img>`` of the grid's JPEG picture; the browser maps a click to
+  a tile with the tiles' boxes in the picture's own pixels
+  (:func:`vt_explorer.viz.figures.tile_boxes`) and sends the tile's index back.
+* :func:`scroll_here`: scrolls the page to where it is placed (the image a visitor picked
+  in the overview table).
+
+Where a component cannot run (Streamlit's AppTest), the page is the same without it.
 """
 
 from __future__ import annotations
@@ -85,3 +89,24 @@ def _on_tile(key: str, token_key: str) -> Callable[[], None]:
             st.session_state[token_key] = int(tile)
 
     return pick
+
+
+_SCROLL = st.components.v2.component(
+    "vt_explorer_scroll",
+    html="<span class='vt-scroll'></span>",
+    js="""
+export default function({ parentElement }) {
+  parentElement.scrollIntoView({ behavior: "smooth", block: "start" });
+}
+""",
+    isolate_styles=False,
+)
+
+
+def scroll_here(key: str) -> None:
+    """Scroll the page to this point once, when it is first drawn under ``key`` (a new
+    ``key`` scrolls again; the same one on later reruns leaves the page where it is)."""
+    if st.session_state.get("_scrolled_to") == key:
+        return
+    st.session_state["_scrolled_to"] = key
+    _SCROLL(key=f"scroll-{key}", height=0)
