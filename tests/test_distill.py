@@ -450,6 +450,38 @@ def test_feature_term_of_a_pool_student_is_the_token_average() -> None:
     assert torch.isclose(loss, 2.0 * ((fed - target) ** 2).mean())
 
 
+def test_group_balance_is_the_soft_effective_number_of_groups() -> None:
+    """group_balance: at a low temperature, exp(H(share)) of its soft shares is the
+    effective number of groups that `tokens` reports (semantic_groups, then
+    effective_groups); the hinge is 0 once an image reaches the target and pushes a
+    collapsed image's maps apart (a gradient)."""
+    from vt_explorer.analysis import effective_groups, semantic_groups
+    from vt_explorer.distill.losses import group_balance
+
+    g = torch.Generator().manual_seed(0)
+    # each pixel has one clear winner (relative value 1 against at most 0.5), every token
+    # winning somewhere, in unequal numbers: no near ties for the soft assignment to split
+    maps = torch.rand(3, 8, 36, generator=g) * 0.5
+    for b in range(3):
+        won = torch.cat([torch.arange(8), torch.randint(0, 8 - 2 * b, (28,), generator=g)])
+        maps[b, won, torch.arange(36)] = 1.0
+    maps = (maps / maps.sum(-1, keepdim=True)).view(3, 8, 6, 6)
+    for b in range(3):
+        want = effective_groups(semantic_groups(maps[b].numpy())[1])
+        short = group_balance(maps[b : b + 1], groups=8.0, temperature=1e-4).item()
+        assert np.isclose(np.exp(np.log(8.0) - short), want, rtol=1e-3)
+        assert group_balance(maps[b : b + 1], groups=want * 0.99, temperature=1e-4) == 0
+    # token 0 looks everywhere (a flat map, at its maximum on every pixel) and the others
+    # at one pixel: token 0 claims nearly every pixel, far from 4 groups; a gradient
+    peaked = torch.full((4, 9), 0.1 / 8)
+    peaked[:, 0] = 0.9
+    peaked[0] = 1 / 9
+    collapsed = peaked.view(1, 4, 3, 3).requires_grad_()
+    loss = group_balance(collapsed, groups=4.0)
+    loss.backward()
+    assert loss > 0.5 and collapsed.grad.abs().sum() > 0
+
+
 def test_fixed_sample_is_fixed_ordered_and_nested() -> None:
     """The held-out sample: the same every time, in dataset order, without repeats, all of a
     small source, and a smaller limit picks a subset of a larger one's sample (so cards

@@ -42,6 +42,11 @@ The recipe is "patient and consistent" function matching (Beyer et al., CVPR 202
    collapse onto one spot of a photo. With ``diversity_margin`` > 0 the term is a hinge:
    only each image's similarity above the margin is penalised, so maps already apart are
    left to the distillation loss.
+6. **Optional group balance** (not in the paper; default off): ``balance_weight`` x how
+   far each image's soft effective number of token groups falls short of
+   ``balance_groups`` (:func:`group_balance`, the differentiable form of the effective
+   groups that ``tokens`` reports): pulls pixels away from the few tokens that claim most
+   of them, which pairwise map similarity does not see.
 
 Measured on held-out sources (never trained on; a source given both as data and as
 held-out is split: its fixed held-out sample is left out of the bank): top-1 agreement with the
@@ -62,7 +67,7 @@ checks), :mod:`.pool` (the bank, own maps, photos, labels and held-out sets),
 from ..device import bf16_supported
 from ..model.teacher import TEACHER, label_views, teacher_model
 from .loop import distill, distill_step, holdout_metrics, init_from, read_state, write_card
-from .losses import distill_loss, kd_loss, token_overlap
+from .losses import distill_loss, group_balance, kd_loss, token_overlap
 from .pool import (
     Pool,
     feature_sets,
@@ -120,6 +125,7 @@ __all__ = [
     "distill_step",
     "feature_sets",
     "find_wnids",
+    "group_balance",
     "held_out_sample",
     "holdout_metrics",
     "holdout_sets",

@@ -168,7 +168,7 @@ def distill_step(
     t_feature, t_logits = label_views(teacher, x, args.bf16)
     recording = student.recording_feature() if args.feature_weight > 0 else nullcontext([])
     with recording as projected, torch.autocast(device.type, torch.bfloat16, enabled=args.bf16):
-        out = student.head(x, need_weights=args.diversity_weight > 0)
+        out = student.head(x, need_weights=args.diversity_weight > 0 or args.balance_weight > 0)
     loss = distill_loss(
         args,
         out.logits.float(),
@@ -279,6 +279,8 @@ def write_card(
             "ce_weight": args.ce_weight,
             "diversity_weight": args.diversity_weight,
             "diversity_margin": args.diversity_margin,
+            "balance_weight": args.balance_weight,
+            "balance_groups": args.balance_groups,
             "reuse_classifier": args.reuse_classifier,
             "kd_weight": args.kd_weight,
             "feature_weight": args.feature_weight,

@@ -1,7 +1,10 @@
 """Distillation losses: the KL term of function matching, SimKD's feature term, the
-token-diversity hinge and cross-entropy on folder labels, summed by :func:`distill_loss`."""
+token-diversity hinge, the group-balance hinge and cross-entropy on folder labels, summed by
+:func:`distill_loss`."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +39,24 @@ def token_overlap(maps: Tensor, margin: float = 0.0) -> Tensor:
     return per_image.mean()
 
 
+def group_balance(maps: Tensor, groups: float, temperature: float = 0.05) -> Tensor:
+    """How far each image's token groups fall short of ``groups`` effective groups: the
+    differentiable form of :func:`vt_explorer.analysis.effective_groups` of
+    :func:`vt_explorer.analysis.semantic_groups`, as a hinge.
+
+    Each map is divided by its own maximum (as ``semantic_groups`` does), each pixel is
+    assigned softly to the tokens by a softmax over them at ``temperature`` (the argmax as
+    the temperature goes to 0), a token's share is its mean assignment over the pixels, and
+    the image contributes ``max(0, log(groups) - H(share))``: zero once ``exp(H)``, the
+    effective number of groups, reaches ``groups``. Averaged over the batch.
+    maps: (B, L, h, w) tokenizer attention (eq. 1/2). Returns a scalar."""
+    flat = maps.flatten(2).float()  # (B, L, hw)
+    rel = flat / flat.amax(-1, keepdim=True).clamp_min(1e-12)
+    share = torch.softmax(rel / temperature, dim=1).mean(-1)  # (B, L), sums to 1
+    entropy = -(share * share.clamp_min(1e-12).log()).sum(-1)
+    return F.relu(math.log(groups) - entropy).mean()
+
+
 def distill_loss(
     args,
     s_logits: Tensor,
@@ -48,6 +69,7 @@ def distill_loss(
     """The recipe's loss (:class:`~vt_explorer.distill.recipe.DistillArgs` weights):
     ``kd_weight`` x :func:`kd_loss` + ``feature_weight`` x MSE(student's projected feature,
     teacher's pooled feature) + ``diversity_weight`` x the mean :func:`token_overlap` of each
+    module's ``token_maps`` + ``balance_weight`` x the mean :func:`group_balance` of each
     module's ``token_maps`` + ``ce_weight`` x cross-entropy where a row has a folder label
     (``y`` >= 0). UserError when it is not finite (a diverging run)."""
     loss = args.kd_weight * kd_loss(s_logits, t_logits, args.temperature)
@@ -56,6 +78,9 @@ def distill_loss(
     if token_maps and args.diversity_weight > 0:
         overlap = torch.stack([token_overlap(m, args.diversity_margin) for m in token_maps])
         loss = loss + args.diversity_weight * overlap.mean()
+    if token_maps and args.balance_weight > 0:
+        short = torch.stack([group_balance(m, args.balance_groups) for m in token_maps])
+        loss = loss + args.balance_weight * short.mean()
     if args.ce_weight > 0 and (y >= 0).any():
         loss = loss + args.ce_weight * F.cross_entropy(s_logits[y >= 0], y[y >= 0])
     if not torch.isfinite(loss):

@@ -90,6 +90,20 @@ class DistillArgs:
         "map similarity above this margin (a hinge; 0: all of it)",
         type=float_in(0, 1),
     )
+    balance_weight: float = flag(
+        0.0,
+        "weight of the group-balance term: how far each image's "
+        "effective number of token groups (the share of the pixels "
+        "each token claims, soft) falls short of --balance-groups "
+        "(0: off; not in the paper)",
+        type=float_in(0, 100),
+    )
+    balance_groups: float = flag(
+        8.0,
+        "with --balance-weight: the effective number of groups an image's tokens "
+        "should reach (at most the number of tokens)",
+        type=float_in(1, 1024),
+    )
     reuse_classifier: bool = flag(
         False,
         "classifier reuse (after SimKD): the student's pooled "
@@ -212,6 +226,11 @@ def check_recipe(args: DistillArgs, cfg: ModelConfig, device: torch.device) -> N
             "--feature-weight matches the teacher's 1280-d feature through the "
             "reused classifier's projection (or Lite0's own classifier, cut pool): "
             f"add --reuse-classifier, or pick a pool student, not {args.student}"
+        )
+    if args.balance_weight > 0 and cfg.vt is not None and args.balance_groups > cfg.vt.tokens:
+        raise UserError(
+            f"--balance-groups {args.balance_groups:g}: {args.student} has only "
+            f"{cfg.vt.tokens} tokens per module"
         )
     if args.kd_weight == 0 and args.feature_weight == 0:
         raise UserError("--kd-weight 0 needs --feature-weight > 0: nothing would be learned")
