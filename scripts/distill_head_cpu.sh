@@ -3,8 +3,9 @@
 # output stride 16, in place of its global average pooling (configs vt_lite0_os16_pool and
 # vt_lite0_os16_pool_filter; docs/head_vt.md), in two stages per student: SAMPLES views of
 # function matching (imagenet-lite0-CUT-vt-VARIANT), then DIVERSE_SAMPLES more from there
-# with the token-diversity hinge (--diversity-weight 1 --diversity-margin 0.3, lr 1e-3:
-# imagenet-lite0-CUT-vt-VARIANT-diverse, the app's default pair). Resumable: re-running
+# with the token-diversity hinge (--diversity-weight 1 --diversity-margin 0.3) held to
+# Lite0's own average-pooled feature (--feature-weight 10), lr 1e-3:
+# imagenet-lite0-CUT-vt-VARIANT-diverse, the app's default pair. Resumable: re-running
 # continues each run after its last evaluation and skips a finished one.
 # Usage: bash scripts/distill_head_cpu.sh [SAMPLES] [POOL]
 #   SAMPLES  training views per student (default 100000)
@@ -46,13 +47,17 @@ run() {  # NAME, then distill's flags: resume or skip a finished run
     --holdout-limit 1000 --bank-size 224 --real-share 0.5 --mix 0 --out "$OUT/$name" \
     $resume $BF16 "$@"
 }
+# the feature term reads the token average Lite0's classifier takes: the pool cut only
+FEATURE=""
+[ "$CUT" = pool ] && FEATURE="--feature-weight 10"
 for variant in recurrent filter; do
   student=vt_lite0_os16_$CUT
   [ "$variant" = filter ] && student=${student}_filter
   name=imagenet-lite0-$CUT-vt-$variant
   run "$name" --student "$student" --samples "$SAMPLES" --eval-every 25000
   if [ "$DIVERSE_SAMPLES" -gt 0 ]; then
+    # shellcheck disable=SC2086
     run "$name-diverse" --student "$student" --init "$OUT/$name" --samples "$DIVERSE_SAMPLES" \
-      --eval-every 20000 --diversity-weight 1.0 --diversity-margin 0.3 --lr 1e-3
+      --eval-every 20000 --diversity-weight 1.0 --diversity-margin 0.3 $FEATURE --lr 1e-3
   fi
 done
