@@ -93,9 +93,9 @@ def _stem(s: Slot, what: str) -> str:
     return f"{s.stem}-{what}-module{s.k + 1}"
 
 
-def _top(s: Slot, cfg: Settings) -> float | None:
-    """The top of the module's shared colour scale (None: each map stretched)."""
-    return None if cfg.stretch else map_scale(s.view.maps)[0]
+def _top(maps: np.ndarray, cfg: Settings) -> float | None:
+    """The top of a grid's shared colour scale (None: each map stretched)."""
+    return None if cfg.stretch else map_scale(maps)[0]
 
 
 def _scale_note(maps: np.ndarray, cfg: Settings) -> None:
@@ -141,7 +141,8 @@ def _grid(s: Slot, which: str, maps: np.ndarray, cfg: Settings, picks: Picks) ->
     if picks.token is not None and picks.token < len(maps):
         left, _ = st.columns([2, 1])  # at most two thirds of the column, at any page width
         left.image(
-            tinted(s.a.image, maps[picks.token], cfg.cmap, cfg.alpha, _top(s, cfg)),
+            # on the grid's own scale (the propagated maps have theirs)
+            tinted(s.a.image, maps[picks.token], cfg.cmap, cfg.alpha, _top(maps, cfg)),
             caption=f"{'token' if which == 'maps' else 'propagated map of token'} "
             f"{picks.token}, enlarged (click another tile, or pick 'none' above)",
             width="stretch",
@@ -343,7 +344,7 @@ def _clicked_pair(s: Slot, chart: str, names: list[str], cfg: Settings) -> None:
         return
     n = len(names)
     pair = divmod(hit, n)
-    vmax = _top(s, cfg)
+    vmax = _top(s.view.maps, cfg)
     st.caption(
         f"The cell clicked in {short(s.key)}'s matrix: {names[pair[0]]} reads "
         f"{names[pair[1]]}. A click changes this model's panel only; the other model's "
