@@ -16,12 +16,12 @@ import streamlit as st
 from ..explore import ImageAnalysis, npz_bytes
 from ..exports import zip_bytes
 from ..model.config import CIFAR10_CLASSES
-from ..viz.figures import photo_with_box
 from ..viz.linked import cell_of
 from .state import (
     Image,
     Picks,
     Settings,
+    framed_photo,
     get_analysis,
     model_identity,
     model_line,
@@ -96,7 +96,7 @@ def _predict(key: str, image: Image, uid: str, cfg: Settings) -> Slot | None:
     unsure = f" - unsure: the top class has only {p:.0%}" if p < UNSURE_BELOW else ""
     st.markdown(f"**{short(key)}** predicts **{cls}** ({p:.1%}){unsure}")
     st.caption(model_line(key))
-    _view_note(a)
+    _view_note(a, digest)
     if len(a.classes) == 10 and set(a.classes) == set(CIFAR10_CLASSES):
         st.caption("This model knows only CIFAR-10's ten classes.")
     chart = prediction_figure((model_identity(key), digest, cfg.view), a.classes, a.probs)
@@ -142,7 +142,7 @@ def _class_picker(a: ImageAnalysis, uid: str) -> int | None:
     )
 
 
-def _view_note(a: ImageAnalysis) -> None:
+def _view_note(a: ImageAnalysis, digest: str) -> None:
     """Which part of the photo the model saw: the whole photo, small, with the view framed
     and the rest dimmed, when the view is not the whole photo; always one line in words."""
     v = a.view
@@ -151,7 +151,7 @@ def _view_note(a: ImageAnalysis) -> None:
     share = v.area_share
     if share < 0.999 and a.photo is not None:
         c1, c2 = st.columns([1, 3])
-        c1.image(photo_with_box(a.photo, v.box, v.photo_size), width="stretch")
+        c1.image(framed_photo(digest, a.photo, tuple(v.box), tuple(v.photo_size)), width="stretch")
         c2.caption(
             f"From {v.words}: the model saw the framed {share:.0%} of the photo, "
             f"resized to {v.input_size}x{v.input_size} px. Every map below is drawn on "

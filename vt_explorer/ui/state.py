@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+from PIL import Image as PILImage
 
 from ..analysis import randomisation_check
 from ..checkpoint import (
@@ -32,7 +33,15 @@ from ..data import check_viewable, decode_image
 from ..device import select_device
 from ..explore import ImageAnalysis, analyse, view_preprocess
 from ..viz import group_image, overlay, predictions_bar
-from ..viz.figures import GridMarks, GridTiles, compose_grid, grid_tiles, tile_boxes
+from ..viz.figures import (
+    GridMarks,
+    GridTiles,
+    compose_grid,
+    grid_tiles,
+    photo_with_box,
+    tile_boxes,
+)
+from ..viz.linked import pixel_picker
 
 MODEL_CACHE = 8  # checkpoints held in memory per server process (least recently used out)
 OWN = "yours: "  # prefix of a visitor's own uploaded checkpoint, never a shipped name
@@ -121,6 +130,25 @@ def model_line(key: str) -> str:
 def _card_line(key: str, size: int, mtime_ns: int) -> str:
     """:func:`model_line` of a card file, read again only when its size or time changes."""
     return card_summary(read_card(key))
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def picker_figure(
+    key: tuple, _tile: np.ndarray, hw: tuple[int, int], cell: tuple[int, int] | None
+) -> go.Figure:
+    """:func:`~vt_explorer.viz.linked.pixel_picker`, kept per (model identity, image digest,
+    view) ``key``, grid and picked cell: a click elsewhere on the page does not build
+    (and JPEG-encode) the picker again."""
+    return pixel_picker(_tile, hw, cell)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def framed_photo(digest: str, _photo: np.ndarray, box: tuple, size: tuple[int, int]) -> bytes:
+    """:func:`~vt_explorer.viz.figures.photo_with_box` as JPEG bytes, per image ``digest``
+    and view box: drawn and encoded once, not on every rerun of the image."""
+    buf = io.BytesIO()
+    PILImage.fromarray(photo_with_box(_photo, box, size)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)

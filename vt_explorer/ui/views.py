@@ -28,7 +28,7 @@ from ..exports import token_table_csv
 from ..viz import attention_heatmap, deletion_plot, palette, token_grid_png
 from ..viz import export as fig_export
 from ..viz.figures import GridMarks, map_scale, near_uniform
-from ..viz.linked import pixel_picker, token_weights_bar
+from ..viz.linked import token_weights_bar
 from .components import clickable_grid
 from .state import (
     Image,
@@ -38,6 +38,7 @@ from .state import (
     grid_picture,
     grouped,
     model_identity,
+    picker_figure,
     short,
     tinted,
 )
@@ -371,7 +372,7 @@ def view_pixel(s: Slot, cfg: Settings, picks: Picks) -> None:
     chart = f"pick-{s.uid}"
     on_pick = functools.partial(_on_pixel, chart, picks.pixel_key, hw)
     st.plotly_chart(
-        pixel_picker(s.a.tile, hw, s.cell),
+        picker_figure((model_identity(s.key), s.image[2], cfg.view), s.a.tile, hw, s.cell),
         key=chart,
         on_select=on_pick,
         selection_mode="points",
