@@ -41,7 +41,7 @@ from ..viz.figures import (
     photo_with_box,
     tile_boxes,
 )
-from ..viz.linked import pixel_picker
+from ..viz.linked import pixel_picker, token_weights_bar
 
 MODEL_CACHE = 8  # checkpoints held in memory per server process (least recently used out)
 OWN = "yours: "  # prefix of a visitor's own uploaded checkpoint, never a shipped name
@@ -140,6 +140,15 @@ def picker_figure(
     view) ``key``, grid and picked cell: a click elsewhere on the page does not build
     (and JPEG-encode) the picker again."""
     return pixel_picker(_tile, hw, cell)
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def weights_figure(
+    key: tuple, _values: np.ndarray, uniform: float, title: str, highlight: int | None
+) -> go.Figure:
+    """:func:`~vt_explorer.viz.linked.token_weights_bar`, kept per ``key`` (model identity,
+    image digest, view, module, cell, picked token, which bars): built once per pick."""
+    return token_weights_bar(_values, uniform, title, highlight)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -41,6 +41,7 @@ from .state import (
     picker_figure,
     short,
     tinted,
+    weights_figure,
 )
 
 log = logging.getLogger("vt_explorer.app")
@@ -401,15 +402,26 @@ def view_pixel(s: Slot, cfg: Settings, picks: Picks) -> None:
     if tok.max() < 1 / (hw[0] * hw[1]):
         line += "; no token attends to this cell more than a uniform map would"
     st.caption(line)
+    at = (model_identity(s.key), s.image[2], cfg.view, s.k, s.cell, picks.token)
     st.plotly_chart(
-        token_weights_bar(
-            tok, 1 / (hw[0] * hw[1]), "tokenizer: each token's attention on this cell", picks.token
+        weights_figure(
+            (*at, "tokenizer"),
+            tok,
+            1 / (hw[0] * hw[1]),
+            "tokenizer: each token's attention on this cell",
+            picks.token,
         ),
         key=f"pxtok-{s.uid}",
     )
     if proj is not None:
         st.plotly_chart(
-            token_weights_bar(proj, 1 / L, "projector: what this cell reads back", picks.token),
+            weights_figure(
+                (*at, "projector"),
+                proj,
+                1 / L,
+                "projector: what this cell reads back",
+                picks.token,
+            ),
             key=f"pxproj-{s.uid}",
         )
 
