@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Distil the app's default pair on a CPU: VT modules on Lite0's whole pretrained trunk run at
 # output stride 16, in place of its global average pooling (configs vt_lite0_os16_pool and
-# vt_lite0_os16_pool_filter; docs/head_vt.md), in two stages per student: SAMPLES views of
-# function matching (imagenet-lite0-CUT-vt-VARIANT), then DIVERSE_SAMPLES more from there
-# with the token-diversity hinge (--diversity-weight 1 --diversity-margin 0.3) held to
-# Lite0's own average-pooled feature (--feature-weight 10), lr 1e-3:
-# imagenet-lite0-CUT-vt-VARIANT-diverse, the app's default pair. Resumable: re-running
+# vt_lite0_os16_pool_filter; docs/head_vt.md), two runs per student: SAMPLES views of
+# function matching (imagenet-lite0-CUT-vt-VARIANT, the students without diversity terms),
+# and the app's default pair, imagenet-lite0-CUT-vt-VARIANT-diverse, trained with the
+# token-diversity hinge (--diversity-weight 1 --diversity-margin 0.3) held to Lite0's own
+# average-pooled feature (--feature-weight 10): the filter student as a second stage of
+# DIVERSE_SAMPLES views from its first stage (lr 1e-3), the recurrent one from the start
+# (SAMPLES views; its recurrent module keeps distinct groups only when the maps never settle
+# near uniform first: docs/head_vt.md). Resumable: re-running
 # continues each run after its last evaluation and skips a finished one.
 # Usage: bash scripts/distill_head_cpu.sh [SAMPLES] [POOL]
 #   SAMPLES  training views per student (default 100000)
 #   POOL     the imagenet-pool folder (default ../shared/data/imagenet-pool)
 #   OUT      (environment) where the checkpoints go (default checkpoints)
 #   CUT      (environment) the placement: pool (default), head_conv or block15
-#   DIVERSE_SAMPLES (environment) views of the second stage (default 40000; 0 skips it)
+#   DIVERSE_SAMPLES (environment) views of the filter student's second stage (default 40000;
+#            0 skips it)
 #   BF16     (environment) auto (default: --bf16 where the CPU has native bfloat16), --bf16,
 #            or empty for float32
 # Trains on Imagenette-train, Tiny-ImageNet-train and Caltech-101 minus its held-out sample;
@@ -55,7 +59,11 @@ for variant in recurrent filter; do
   [ "$variant" = filter ] && student=${student}_filter
   name=imagenet-lite0-$CUT-vt-$variant
   run "$name" --student "$student" --samples "$SAMPLES" --eval-every 25000
-  if [ "$DIVERSE_SAMPLES" -gt 0 ]; then
+  if [ "$variant" = recurrent ]; then
+    # shellcheck disable=SC2086
+    run "$name-diverse" --student "$student" --samples "$SAMPLES" --eval-every 25000 \
+      --diversity-weight 1.0 --diversity-margin 0.3 $FEATURE
+  elif [ "$DIVERSE_SAMPLES" -gt 0 ]; then
     # shellcheck disable=SC2086
     run "$name-diverse" --student "$student" --init "$OUT/$name" --samples "$DIVERSE_SAMPLES" \
       --eval-every 20000 --diversity-weight 1.0 --diversity-margin 0.3 $FEATURE --lr 1e-3
