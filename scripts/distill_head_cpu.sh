@@ -7,7 +7,7 @@
 # token-diversity hinge (--diversity-weight 1 --diversity-margin 0.3) held to Lite0's own
 # average-pooled feature (--feature-weight 10): the filter student as a second stage of
 # DIVERSE_SAMPLES views from its first stage (lr 1e-3), the recurrent one from the start
-# (SAMPLES views; its recurrent module keeps distinct groups only when the maps never settle
+# (RECURRENT_SAMPLES views; its recurrent module keeps distinct groups only when the maps never settle
 # near uniform first: docs/head_vt.md). Resumable: re-running
 # continues each run after its last evaluation and skips a finished one.
 # Usage: bash scripts/distill_head_cpu.sh [SAMPLES] [POOL]
@@ -17,6 +17,8 @@
 #   CUT      (environment) the placement: pool (default), head_conv or block15
 #   DIVERSE_SAMPLES (environment) views of the filter student's second stage (default 40000;
 #            0 skips it)
+#   RECURRENT_SAMPLES (environment) views of the diverse recurrent student, trained from the
+#            start (default 200000)
 #   BF16     (environment) auto (default: --bf16 where the CPU has native bfloat16), --bf16,
 #            or empty for float32
 # Trains on Imagenette-train, Tiny-ImageNet-train and Caltech-101 minus its held-out sample;
@@ -31,6 +33,7 @@ POOL=${2:-../shared/data/imagenet-pool}
 OUT=${OUT:-checkpoints}
 CUT=${CUT:-pool}
 DIVERSE_SAMPLES=${DIVERSE_SAMPLES:-40000}
+RECURRENT_SAMPLES=${RECURRENT_SAMPLES:-200000}
 BF16=${BF16-auto}
 if [ "$BF16" = auto ]; then
   BF16=""
@@ -61,7 +64,7 @@ for variant in recurrent filter; do
   run "$name" --student "$student" --samples "$SAMPLES" --eval-every 25000
   if [ "$variant" = recurrent ]; then
     # shellcheck disable=SC2086
-    run "$name-diverse" --student "$student" --samples "$SAMPLES" --eval-every 25000 \
+    run "$name-diverse" --student "$student" --samples "$RECURRENT_SAMPLES" --eval-every 50000 \
       --diversity-weight 1.0 --diversity-margin 0.3 $FEATURE
   elif [ "$DIVERSE_SAMPLES" -gt 0 ]; then
     # shellcheck disable=SC2086
