@@ -172,10 +172,11 @@ def evaluate_checkpoint(
     the top-1 agreement with a distilled checkpoint's teacher and the teacher's own accuracy
     on the same images: True or "card" for the teacher its card names, as it taught (Lite0
     at the student's output stride: the dilated Lite0 for a stride-16 student, so the
-    card's held-out agreement reproduces), "plain" for the plain Lite0 classifier. ``sample``: only a fixed random sample of
-    that many images (:func:`~vt_explorer.data.fixed_sample`, the held-out sample of
-    ``distill --holdout-limit``). ``allow_unfinished``
-    lets training evaluate the checkpoint it has just written (its card not yet final)."""
+    card's held-out agreement reproduces), "plain" for the plain Lite0 classifier.
+    ``sample``: only a fixed random sample of that many images
+    (:func:`~vt_explorer.data.fixed_sample`, the held-out sample of ``distill
+    --holdout-limit``). ``allow_unfinished`` lets training evaluate the checkpoint it has
+    just written (its card not yet final)."""
     from .checkpoint import load_checkpoint
 
     ck = load_checkpoint(checkpoint, device=device, allow_unfinished=allow_unfinished)

@@ -14,10 +14,11 @@ Where a component cannot run (Streamlit's AppTest), the page is the same without
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 
 import streamlit as st
+
+from ..viz.linked import data_url
 
 _JS = """
 export default function({ parentElement, data, setTriggerValue }) {
@@ -84,7 +85,7 @@ def _picture_url(jpeg: bytes, key: str) -> str:
     from streamlit import runtime
 
     if not runtime.exists():
-        return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+        return data_url(jpeg, "image/jpeg")
     return runtime.get_instance().media_file_mgr.add(jpeg, "image/jpeg", f"vt-tiles-{key}")
 
 

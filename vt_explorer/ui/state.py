@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-from PIL import Image as PILImage
 
 from ..analysis import randomisation_check
 from ..checkpoint import (
@@ -33,6 +31,7 @@ from ..data import check_viewable, decode_image
 from ..device import select_device
 from ..explore import ImageAnalysis, analyse, view_preprocess
 from ..viz import group_image, overlay, predictions_bar
+from ..viz.export import image_bytes
 from ..viz.figures import (
     GridMarks,
     GridTiles,
@@ -155,9 +154,7 @@ def weights_figure(
 def framed_photo(digest: str, _photo: np.ndarray, box: tuple, size: tuple[int, int]) -> bytes:
     """:func:`~vt_explorer.viz.figures.photo_with_box` as JPEG bytes, per image ``digest``
     and view box: drawn and encoded once, not on every rerun of the image."""
-    buf = io.BytesIO()
-    PILImage.fromarray(photo_with_box(_photo, box, size)).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
+    return image_bytes(photo_with_box(_photo, box, size), "jpeg")
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)
@@ -350,6 +347,4 @@ def grid_picture(
     per drawing setting; the JPEG is encoded once, here, not by the page on every rerun."""
     parts = _grid_tiles(key, _image, _maps, _share, cmap, alpha, stretch)
     picture = compose_grid(parts, 4, GridMarks(cell, token, _share))
-    buf = io.BytesIO()
-    picture.save(buf, "JPEG", quality=90)
-    return buf.getvalue(), picture.size, tile_boxes(parts, 4)
+    return image_bytes(np.asarray(picture), "jpeg"), picture.size, tile_boxes(parts, 4)

@@ -37,10 +37,11 @@ def _save(fig: plt.Figure, fmt: str) -> bytes:
 
 
 def image_bytes(image: np.ndarray, fmt: str = "png") -> bytes:
-    """An (H, W, 3) uint8 array as PNG bytes (SVG embeds the same raster)."""
-    if fmt == "png":
+    """An (H, W, 3) uint8 array as PNG bytes, JPEG bytes (``fmt="jpeg"``, quality 90: what
+    the app sends to the browser) or SVG (embedding the same raster)."""
+    if fmt in ("png", "jpeg"):
         buf = io.BytesIO()
-        Image.fromarray(image).save(buf, "PNG")
+        Image.fromarray(image).save(buf, fmt.upper(), **({"quality": 90} if fmt == "jpeg" else {}))
         return buf.getvalue()
     fig, ax = plt.subplots(figsize=(image.shape[1] / 110, image.shape[0] / 110))
     ax.imshow(image)

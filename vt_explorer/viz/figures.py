@@ -447,12 +447,10 @@ def token_grid_png(
 
 def _fit(image: np.ndarray, side: int) -> np.ndarray:
     """``image`` (H, W, 3) uint8 resized (bilinear) so that its longer side is ``side``."""
-    h, w = image.shape[:2]
-    scale = side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if size == (w, h):
+    th, tw = _tile_size(image, side)
+    if (th, tw) == image.shape[:2]:
         return image
-    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((tw, th), Image.BILINEAR))
 
 
 # a PNG grid's gap between tiles, its label band and the labels' font size, in pixels: the
